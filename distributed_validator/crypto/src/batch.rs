@@ -31,7 +31,11 @@ pub fn batch_verify(message: &HashedMessage, items: &[(PublicKey, Signature)]) -
             let sigs: Vec<min_pk::Signature> = items.iter().map(|(_, sig)| sig.0).collect();
             let weighted_key = keys.as_slice().mult(&weights, WEIGHT_BITS).to_public_key();
             let weighted_sig = sigs.as_slice().mult(&weights, WEIGHT_BITS).to_signature();
-            pairing_check((&weighted_key).into(), &message.affine(), (&weighted_sig).into())
+            pairing_check(
+                (&weighted_key).into(),
+                &message.affine(),
+                (&weighted_sig).into(),
+            )
         }
     }
 }
@@ -77,7 +81,12 @@ pub fn find_invalid(message: &HashedMessage, items: &[(PublicKey, Signature)]) -
     invalid
 }
 
-fn bisect(message: &HashedMessage, items: &[(PublicKey, Signature)], offset: usize, out: &mut Vec<usize>) {
+fn bisect(
+    message: &HashedMessage,
+    items: &[(PublicKey, Signature)],
+    offset: usize,
+    out: &mut Vec<usize>,
+) {
     if batch_verify(message, items) {
         return;
     }

@@ -207,7 +207,8 @@ impl Signature {
         let refs: Vec<&min_pk::PublicKey> = public_keys.iter().map(|p| &p.0).collect();
         !refs.is_empty()
             && messages.len() == refs.len()
-            && self.0.aggregate_verify(true, messages, DST, &refs, false) == BLST_ERROR::BLST_SUCCESS
+            && self.0.aggregate_verify(true, messages, DST, &refs, false)
+                == BLST_ERROR::BLST_SUCCESS
     }
 }
 
@@ -289,7 +290,9 @@ mod tests {
         assert!(sk.public_key().verify_hashed(&hashed, &sig));
         let other = HashedMessage::new(b"other");
         assert!(!sk.public_key().verify_hashed(&other, &sig));
-        assert!(!SecretKey::random().public_key().verify_hashed(&hashed, &sig));
+        assert!(!SecretKey::random()
+            .public_key()
+            .verify_hashed(&hashed, &sig));
     }
 
     #[test]
@@ -310,9 +313,15 @@ mod tests {
         assert_eq!(PublicKey::from_bytes(&pk_inf), Err(BlsError::Infinity));
         assert_eq!(
             PublicKey::from_bytes(&[0u8; 47]),
-            Err(BlsError::WrongLength { expected: 48, got: 47 })
+            Err(BlsError::WrongLength {
+                expected: 48,
+                got: 47
+            })
         );
         assert!(PublicKey::from_bytes(&[0xff; 48]).is_err());
-        assert_eq!(SecretKey::from_bytes(&[0u8; 32]).unwrap_err(), BlsError::InvalidSecretKey);
+        assert_eq!(
+            SecretKey::from_bytes(&[0u8; 32]).unwrap_err(),
+            BlsError::InvalidSecretKey
+        );
     }
 }

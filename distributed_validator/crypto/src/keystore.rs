@@ -47,9 +47,15 @@ pub enum KeystoreError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreFileError {
     #[error("keystore {path}: {source}")]
-    Keystore { path: PathBuf, source: KeystoreError },
+    Keystore {
+        path: PathBuf,
+        source: KeystoreError,
+    },
     #[error("keystore {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How to derive the encryption key when writing a keystore.
@@ -98,7 +104,10 @@ pub fn normalize_password(password: &str) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(cleaned.as_bytes().to_vec())
 }
 
-fn hex_param(params: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<Vec<u8>, KeystoreError> {
+fn hex_param(
+    params: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Vec<u8>, KeystoreError> {
     let text = params
         .get(name)
         .and_then(|v| v.as_str())
@@ -111,18 +120,22 @@ fn decode_hex(text: &str, name: &str) -> Result<Vec<u8>, KeystoreError> {
         .map_err(|e| KeystoreError::InvalidParams(format!("{name} is not hex: {e}")))
 }
 
-fn uint_param(params: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<u64, KeystoreError> {
-    params
-        .get(name)
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| KeystoreError::InvalidParams(format!("{name} missing or not an unsigned integer")))
+fn uint_param(
+    params: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<u64, KeystoreError> {
+    params.get(name).and_then(|v| v.as_u64()).ok_or_else(|| {
+        KeystoreError::InvalidParams(format!("{name} missing or not an unsigned integer"))
+    })
 }
 
 fn derive_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; DKLEN]>, KeystoreError> {
     let params = &kdf.params;
     let dklen = uint_param(params, "dklen")?;
     if dklen != DKLEN as u64 {
-        return Err(KeystoreError::InvalidParams(format!("dklen {dklen}, expected {DKLEN}")));
+        return Err(KeystoreError::InvalidParams(format!(
+            "dklen {dklen}, expected {DKLEN}"
+        )));
     }
     let salt = hex_param(params, "salt")?;
     let mut key = Zeroizing::new([0u8; DKLEN]);
@@ -131,13 +144,17 @@ fn derive_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; DKLEN]>, K
             let n = uint_param(params, "n")?;
             let r = uint_param(params, "r")?;
             let p = uint_param(params, "p")?;
-            if !n.is_power_of_two() || n < 2 || n > MAX_SCRYPT_N {
+            if !n.is_power_of_two() || !(2..=MAX_SCRYPT_N).contains(&n) {
                 return Err(KeystoreError::InvalidParams(format!(
                     "scrypt n {n} must be a power of two in 2..={MAX_SCRYPT_N}"
                 )));
             }
-            let r = u32::try_from(r).ok().filter(|r| (1..=MAX_SCRYPT_R).contains(r));
-            let p = u32::try_from(p).ok().filter(|p| (1..=MAX_SCRYPT_P).contains(p));
+            let r = u32::try_from(r)
+                .ok()
+                .filter(|r| (1..=MAX_SCRYPT_R).contains(r));
+            let p = u32::try_from(p)
+                .ok()
+                .filter(|p| (1..=MAX_SCRYPT_P).contains(p));
             let (Some(r), Some(p)) = (r, p) else {
                 return Err(KeystoreError::InvalidParams(format!(
                     "scrypt r must be in 1..={MAX_SCRYPT_R} and p in 1..={MAX_SCRYPT_P}"
@@ -151,13 +168,19 @@ fn derive_key(kdf: &Module, password: &[u8]) -> Result<Zeroizing<[u8; DKLEN]>, K
         "pbkdf2" => {
             let prf = params.get("prf").and_then(|v| v.as_str()).unwrap_or("");
             if prf != "hmac-sha256" {
-                return Err(KeystoreError::InvalidParams(format!("pbkdf2 prf {prf:?}, expected hmac-sha256")));
+                return Err(KeystoreError::InvalidParams(format!(
+                    "pbkdf2 prf {prf:?}, expected hmac-sha256"
+                )));
             }
             let c = uint_param(params, "c")?;
             let c = u32::try_from(c)
                 .ok()
                 .filter(|c| (1..=MAX_PBKDF2_C).contains(c))
-                .ok_or_else(|| KeystoreError::InvalidParams(format!("pbkdf2 c {c} must be in 1..={MAX_PBKDF2_C}")))?;
+                .ok_or_else(|| {
+                    KeystoreError::InvalidParams(format!(
+                        "pbkdf2 c {c} must be in 1..={MAX_PBKDF2_C}"
+                    ))
+                })?;
             pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, c, key.as_mut());
         }
         other => return Err(KeystoreError::UnsupportedKdf(other.to_string())),
@@ -173,8 +196,9 @@ fn checksum(key: &[u8; DKLEN], cipher_message: &[u8]) -> [u8; 32] {
 }
 
 fn apply_aes_ctr(key: &[u8; DKLEN], iv: &[u8], data: &mut [u8]) -> Result<(), KeystoreError> {
-    let mut cipher = Aes128Ctr::new_from_slices(&key[..16], iv)
-        .map_err(|_| KeystoreError::InvalidParams(format!("iv must be 16 bytes, got {}", iv.len())))?;
+    let mut cipher = Aes128Ctr::new_from_slices(&key[..16], iv).map_err(|_| {
+        KeystoreError::InvalidParams(format!("iv must be 16 bytes, got {}", iv.len()))
+    })?;
     cipher.apply_keystream(data);
     Ok(())
 }
@@ -197,10 +221,14 @@ impl Keystore {
     pub fn decrypt(&self, password: &str) -> Result<SecretKey, KeystoreError> {
         let crypto = &self.crypto;
         if crypto.checksum.function != "sha256" {
-            return Err(KeystoreError::UnsupportedChecksum(crypto.checksum.function.clone()));
+            return Err(KeystoreError::UnsupportedChecksum(
+                crypto.checksum.function.clone(),
+            ));
         }
         if crypto.cipher.function != "aes-128-ctr" {
-            return Err(KeystoreError::UnsupportedCipher(crypto.cipher.function.clone()));
+            return Err(KeystoreError::UnsupportedCipher(
+                crypto.cipher.function.clone(),
+            ));
         }
         let key = derive_key(&crypto.kdf, &normalize_password(password))?;
         let cipher_message = decode_hex(&crypto.cipher.message, "cipher message")?;
@@ -225,14 +253,24 @@ impl Keystore {
     }
 
     /// Encrypts `secret` under `password` with fresh salt, IV and UUID.
-    pub fn encrypt(secret: &SecretKey, password: &str, kdf: KdfChoice, path: &str, description: &str) -> Self {
+    pub fn encrypt(
+        secret: &SecretKey,
+        password: &str,
+        kdf: KdfChoice,
+        path: &str,
+        description: &str,
+    ) -> Self {
         let mut salt = [0u8; 32];
         let mut iv = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut iv);
         let params = match kdf {
-            KdfChoice::Scrypt => serde_json::json!({"dklen": DKLEN, "n": 262144, "r": 8, "p": 1, "salt": hex::encode(salt)}),
-            KdfChoice::Pbkdf2 { iterations } => serde_json::json!({"dklen": DKLEN, "c": iterations, "prf": "hmac-sha256", "salt": hex::encode(salt)}),
+            KdfChoice::Scrypt => {
+                serde_json::json!({"dklen": DKLEN, "n": 262144, "r": 8, "p": 1, "salt": hex::encode(salt)})
+            }
+            KdfChoice::Pbkdf2 { iterations } => {
+                serde_json::json!({"dklen": DKLEN, "c": iterations, "prf": "hmac-sha256", "salt": hex::encode(salt)})
+            }
         };
         let kdf_module = Module {
             function: match kdf {
@@ -244,7 +282,8 @@ impl Keystore {
             message: String::new(),
         };
         // Parameters are ours and within bounds, so derivation cannot fail.
-        let key = derive_key(&kdf_module, &normalize_password(password)).expect("own KDF parameters are valid");
+        let key = derive_key(&kdf_module, &normalize_password(password))
+            .expect("own KDF parameters are valid");
         let mut cipher_message = secret.to_bytes().to_vec();
         apply_aes_ctr(&key, &iv, &mut cipher_message).expect("16-byte IV");
         let checksum = checksum(&key, &cipher_message);
@@ -258,7 +297,10 @@ impl Keystore {
                 },
                 cipher: Module {
                     function: "aes-128-ctr".into(),
-                    params: serde_json::json!({"iv": hex::encode(iv)}).as_object().cloned().unwrap_or_default(),
+                    params: serde_json::json!({"iv": hex::encode(iv)})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
                     message: hex::encode(cipher_message),
                 },
             },
@@ -284,20 +326,27 @@ impl Keystore {
 
     /// Reads and decrypts a keystore file.
     pub fn load(path: &Path, password: &str) -> Result<SecretKey, KeystoreFileError> {
-        Self::read(path)?.decrypt(password).map_err(|source| KeystoreFileError::Keystore {
-            path: path.to_path_buf(),
-            source,
-        })
+        Self::read(path)?
+            .decrypt(password)
+            .map_err(|source| KeystoreFileError::Keystore {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 }
 
 /// Reads a password file the way validator clients do: the content with trailing newlines removed.
 pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeystoreFileError> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeystoreFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?);
-    Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string()))
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| KeystoreFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -312,8 +361,14 @@ mod tests {
         let ks = Keystore::encrypt(&sk, "secret\u{7}pass", FAST, "", "share");
         let back = Keystore::from_json(&ks.to_json()).unwrap();
         // The control character is stripped, so the plain password opens it.
-        assert_eq!(back.decrypt("secretpass").unwrap().to_bytes(), sk.to_bytes());
-        assert!(matches!(back.decrypt("wrong"), Err(KeystoreError::WrongPassword)));
+        assert_eq!(
+            back.decrypt("secretpass").unwrap().to_bytes(),
+            sk.to_bytes()
+        );
+        assert!(matches!(
+            back.decrypt("wrong"),
+            Err(KeystoreError::WrongPassword)
+        ));
     }
 
     #[test]
@@ -321,11 +376,23 @@ mod tests {
         let sk = SecretKey::random();
         let mut ks = Keystore::encrypt(&sk, "p", FAST, "", "");
         ks.crypto.kdf.function = "argon2".into();
-        assert!(matches!(ks.decrypt("p"), Err(KeystoreError::UnsupportedKdf(_))));
+        assert!(matches!(
+            ks.decrypt("p"),
+            Err(KeystoreError::UnsupportedKdf(_))
+        ));
         let mut ks = Keystore::encrypt(&sk, "p", KdfChoice::Scrypt, "", "");
-        ks.crypto.kdf.params.insert("n".into(), serde_json::json!(1u64 << 30));
-        assert!(matches!(ks.decrypt("p"), Err(KeystoreError::InvalidParams(_))));
-        assert!(matches!(Keystore::from_json("{\"crypto\": 1}"), Err(KeystoreError::Json(_))));
+        ks.crypto
+            .kdf
+            .params
+            .insert("n".into(), serde_json::json!(1u64 << 30));
+        assert!(matches!(
+            ks.decrypt("p"),
+            Err(KeystoreError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            Keystore::from_json("{\"crypto\": 1}"),
+            Err(KeystoreError::Json(_))
+        ));
     }
 
     #[test]
@@ -335,7 +402,9 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let err = Keystore::load(&path, "p").unwrap_err().to_string();
         assert!(err.contains("keystore-0.json"), "{err}");
-        let missing = Keystore::load(&dir.path().join("absent.json"), "p").unwrap_err().to_string();
+        let missing = Keystore::load(&dir.path().join("absent.json"), "p")
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("absent.json"), "{missing}");
     }
 }

@@ -14,6 +14,6 @@ pub use bls::{BlsError, HashedMessage, PublicKey, SecretKey, Signature};
 pub use interop::interop_secret_key;
 pub use keystore::{KdfChoice, Keystore, KeystoreError, KeystoreFileError};
 pub use threshold::{
-    combine, combine_public_shares, combine_secret_shares, combine_verified, split, PartialSignature,
-    PublicShare, SecretShare, ThresholdError, ThresholdParams,
+    combine, combine_public_shares, combine_secret_shares, combine_verified, split,
+    PartialSignature, PublicShare, SecretShare, ThresholdError, ThresholdParams,
 };

@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(a.add(&b).sub(&b), a);
         assert_eq!(a.mul(&a.inverse().unwrap()), Scalar::from_u64(1));
         assert!(Scalar::zero().inverse().is_none());
-        assert_eq!(Scalar::from_u64(2).mul(&Scalar::from_u64(3)), Scalar::from_u64(6));
+        assert_eq!(
+            Scalar::from_u64(2).mul(&Scalar::from_u64(3)),
+            Scalar::from_u64(6)
+        );
     }
 
     #[test]

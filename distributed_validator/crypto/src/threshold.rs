@@ -90,7 +90,11 @@ impl ThresholdParams {
             });
         }
         order.sort_unstable();
-        Ok(order.into_iter().take(self.threshold).map(|(_, p)| p).collect())
+        Ok(order
+            .into_iter()
+            .take(self.threshold)
+            .map(|(_, p)| p)
+            .collect())
     }
 }
 
@@ -103,7 +107,11 @@ pub struct SecretShare {
 
 impl fmt::Debug for SecretShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretShare {{ index: {}, secret: {:?} }}", self.index, self.secret)
+        write!(
+            f,
+            "SecretShare {{ index: {}, secret: {:?} }}",
+            self.index, self.secret
+        )
     }
 }
 
@@ -162,7 +170,8 @@ impl PartialSignature {
         if index == 0 {
             return Err(ThresholdError::ZeroIndex);
         }
-        let signature = Signature::from_bytes(bytes).map_err(|source| ThresholdError::InvalidPoint { index, source })?;
+        let signature = Signature::from_bytes(bytes)
+            .map_err(|source| ThresholdError::InvalidPoint { index, source })?;
         Ok(Self { index, signature })
     }
 }
@@ -181,7 +190,10 @@ pub fn split(secret: &SecretKey, params: ThresholdParams) -> Vec<SecretShare> {
                     .rev()
                     .fold(Scalar::zero(), |acc, c| acc.mul(&x).add(c));
                 // A zero share (probability ~ n / 2^255) cannot be a key; draw again.
-                value.to_secret_key().ok().map(|secret| SecretShare { index, secret })
+                value
+                    .to_secret_key()
+                    .ok()
+                    .map(|secret| SecretShare { index, secret })
             })
             .collect();
         if let Some(shares) = shares {
@@ -222,7 +234,10 @@ fn concat_le_bytes(scalars: &[Scalar]) -> zeroize::Zeroizing<Vec<u8>> {
 ///
 /// Any `t` valid partials give the same result; this does not verify them, so
 /// callers verify each partial first (or use [`combine_verified`]).
-pub fn combine(partials: &[PartialSignature], params: ThresholdParams) -> Result<Signature, ThresholdError> {
+pub fn combine(
+    partials: &[PartialSignature],
+    params: ThresholdParams,
+) -> Result<Signature, ThresholdError> {
     let chosen = params.select(partials.iter().map(|p| p.index))?;
     let indices: Vec<u64> = chosen.iter().map(|&p| partials[p].index).collect();
     let points: Vec<min_pk::Signature> = chosen.iter().map(|&p| partials[p].signature.0).collect();
@@ -247,12 +262,17 @@ pub fn combine_verified(
 }
 
 /// Interpolates the validator public key from `t` public shares.
-pub fn combine_public_shares(shares: &[PublicShare], params: ThresholdParams) -> Result<PublicKey, ThresholdError> {
+pub fn combine_public_shares(
+    shares: &[PublicShare],
+    params: ThresholdParams,
+) -> Result<PublicKey, ThresholdError> {
     let chosen = params.select(shares.iter().map(|s| s.index))?;
     let indices: Vec<u64> = chosen.iter().map(|&p| shares[p].index).collect();
     let points: Vec<min_pk::PublicKey> = chosen.iter().map(|&p| shares[p].key.0).collect();
     let scalars = concat_le_bytes(&lagrange_at_zero(&indices));
-    Ok(PublicKey(points.as_slice().mult(&scalars, 255).to_public_key()))
+    Ok(PublicKey(
+        points.as_slice().mult(&scalars, 255).to_public_key(),
+    ))
 }
 
 /// Rebuilds the full secret key from `t` shares and checks it against the
@@ -271,7 +291,9 @@ pub fn combine_secret_shares(
         .fold(Scalar::zero(), |acc, (&p, lambda)| {
             acc.add(&Scalar::from_secret_key(&shares[p].secret).mul(lambda))
         });
-    let key = secret.to_secret_key().map_err(|_| ThresholdError::CombinedKeyMismatch)?;
+    let key = secret
+        .to_secret_key()
+        .map_err(|_| ThresholdError::CombinedKeyMismatch)?;
     if key.public_key() == *expected {
         Ok(key)
     } else {
@@ -300,7 +322,10 @@ mod tests {
             Err(ThresholdError::NotEnoughShares { got: 2, need: 3 })
         );
         let dup = vec![partials[0], partials[0], partials[1]];
-        assert_eq!(combine(&dup, params), Err(ThresholdError::DuplicateIndex(1)));
+        assert_eq!(
+            combine(&dup, params),
+            Err(ThresholdError::DuplicateIndex(1))
+        );
         partials[3].index = 0;
         assert_eq!(combine(&partials, params), Err(ThresholdError::ZeroIndex));
         partials[3].index = 5;
@@ -329,7 +354,10 @@ mod tests {
     fn public_and_secret_recombination() {
         let (sk, shares, params) = setup(5, 7);
         let publics: Vec<_> = shares.iter().map(|s| s.public_share()).collect();
-        assert_eq!(combine_public_shares(&publics[2..], params).unwrap(), sk.public_key());
+        assert_eq!(
+            combine_public_shares(&publics[2..], params).unwrap(),
+            sk.public_key()
+        );
         let rebuilt = combine_secret_shares(&shares[1..6], params, &sk.public_key()).unwrap();
         assert_eq!(rebuilt.to_bytes(), sk.to_bytes());
         let other = SecretKey::random().public_key();
@@ -345,8 +373,14 @@ mod tests {
         inf[0] = 0xc0;
         assert_eq!(
             PartialSignature::from_bytes(3, &inf),
-            Err(ThresholdError::InvalidPoint { index: 3, source: BlsError::Infinity })
+            Err(ThresholdError::InvalidPoint {
+                index: 3,
+                source: BlsError::Infinity
+            })
         );
-        assert_eq!(PartialSignature::from_bytes(0, &inf), Err(ThresholdError::ZeroIndex));
+        assert_eq!(
+            PartialSignature::from_bytes(0, &inf),
+            Err(ThresholdError::ZeroIndex)
+        );
     }
 }

@@ -19,9 +19,16 @@ fn cases<T: for<'de> Deserialize<'de>>(operation: &str) -> Vec<(String, T)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
-        let file = if path.is_dir() { path.join("data.yaml") } else { path.clone() };
+        let file = if path.is_dir() {
+            path.join("data.yaml")
+        } else {
+            path.clone()
+        };
         let text = std::fs::read_to_string(&file).unwrap();
-        out.push((file.display().to_string(), serde_yaml::from_str(&text).unwrap()));
+        out.push((
+            file.display().to_string(),
+            serde_yaml::from_str(&text).unwrap(),
+        ));
     }
     assert!(!out.is_empty(), "no cases under {}", dir.display());
     out
@@ -68,7 +75,9 @@ struct BatchInput {
 }
 
 fn parse_keys(keys: &[String]) -> Option<Vec<PublicKey>> {
-    keys.iter().map(|k| PublicKey::from_bytes(&unhex(k)).ok()).collect()
+    keys.iter()
+        .map(|k| PublicKey::from_bytes(&unhex(k)).ok())
+        .collect()
 }
 
 #[test]
@@ -89,7 +98,9 @@ fn bls_verify() {
             PublicKey::from_bytes(&unhex(&case.input.pubkey)),
             Signature::from_bytes(&unhex(&case.input.signature)),
         ) {
-            (Ok(pk), Ok(sig)) => pk.verify(&msg, &sig) && pk.verify_hashed(&HashedMessage::new(&msg), &sig),
+            (Ok(pk), Ok(sig)) => {
+                pk.verify(&msg, &sig) && pk.verify_hashed(&HashedMessage::new(&msg), &sig)
+            }
             _ => false,
         };
         assert_eq!(result, case.output, "{name}");
@@ -104,7 +115,9 @@ fn bls_aggregate() {
             .iter()
             .map(|s| Signature::from_bytes_allowing_infinity(&unhex(s)).ok())
             .collect();
-        let result = sigs.and_then(|s| Signature::aggregate(&s)).map(|s| s.to_hex());
+        let result = sigs
+            .and_then(|s| Signature::aggregate(&s))
+            .map(|s| s.to_hex());
         assert_eq!(result, case.output, "{name}");
     }
 }
@@ -171,7 +184,10 @@ const EIP2335_SECRET: &str = "000000000019d6689c085ae165831e934ff763ae46a2a6c172
 #[test]
 fn eip2335_password_normalisation() {
     let processed = dv_crypto::keystore::normalize_password(EIP2335_PASSWORD);
-    assert_eq!(hex::encode(processed.as_slice()), "7465737470617373776f7264f09f9491");
+    assert_eq!(
+        hex::encode(processed.as_slice()),
+        "7465737470617373776f7264f09f9491"
+    );
 }
 
 #[test]
@@ -179,11 +195,18 @@ fn eip2335_vectors_decrypt() {
     for file in ["scrypt.json", "pbkdf2.json"] {
         let path = vectors().join("eip2335").join(file);
         let sk = Keystore::load(&path, EIP2335_PASSWORD).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(hex::encode(sk.to_bytes().as_slice()), EIP2335_SECRET, "{file}");
+        assert_eq!(
+            hex::encode(sk.to_bytes().as_slice()),
+            EIP2335_SECRET,
+            "{file}"
+        );
         let err = Keystore::load(&path, "testpassword").unwrap_err();
         assert!(matches!(
             err,
-            KeystoreFileError::Keystore { source: KeystoreError::WrongPassword, .. }
+            KeystoreFileError::Keystore {
+                source: KeystoreError::WrongPassword,
+                ..
+            }
         ));
         assert!(err.to_string().contains(file), "{err}");
     }
@@ -198,11 +221,15 @@ struct InteropKey {
 #[test]
 fn interop_keys() {
     let path = vectors().join("interop/keygen_10_validators.yaml");
-    let keys: Vec<InteropKey> = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let keys: Vec<InteropKey> =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(keys.len(), 10);
     for (index, key) in keys.iter().enumerate() {
         let sk = interop_secret_key(index as u64);
-        assert_eq!(format!("0x{}", hex::encode(sk.to_bytes().as_slice())), key.privkey);
+        assert_eq!(
+            format!("0x{}", hex::encode(sk.to_bytes().as_slice())),
+            key.privkey
+        );
         assert_eq!(sk.public_key().to_hex(), key.pubkey);
     }
 }

@@ -289,7 +289,10 @@ versioned_block!(
 impl<P: Preset> VersionedBlock<P> {
     /// The blinded form with the same root.
     pub fn to_blinded(&self) -> VersionedBlindedBlock<P> {
-        fn blind<B: BlockBody, F: FnOnce(&B) -> C, C: BlockBody>(b: &BeaconBlock<B>, f: F) -> BeaconBlock<C> {
+        fn blind<B: BlockBody, F: FnOnce(&B) -> C, C: BlockBody>(
+            b: &BeaconBlock<B>,
+            f: F,
+        ) -> BeaconBlock<C> {
             BeaconBlock {
                 slot: b.slot,
                 proposer_index: b.proposer_index,
@@ -299,9 +302,15 @@ impl<P: Preset> VersionedBlock<P> {
             }
         }
         match self {
-            Self::Deneb(b) => VersionedBlindedBlock::Deneb(blind(b, BeaconBlockBodyDeneb::to_blinded)),
-            Self::Electra(b) => VersionedBlindedBlock::Electra(blind(b, BeaconBlockBodyElectra::to_blinded)),
-            Self::Fulu(b) => VersionedBlindedBlock::Fulu(blind(b, BeaconBlockBodyElectra::to_blinded)),
+            Self::Deneb(b) => {
+                VersionedBlindedBlock::Deneb(blind(b, BeaconBlockBodyDeneb::to_blinded))
+            }
+            Self::Electra(b) => {
+                VersionedBlindedBlock::Electra(blind(b, BeaconBlockBodyElectra::to_blinded))
+            }
+            Self::Fulu(b) => {
+                VersionedBlindedBlock::Fulu(blind(b, BeaconBlockBodyElectra::to_blinded))
+            }
         }
     }
 }

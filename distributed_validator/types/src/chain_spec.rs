@@ -109,29 +109,73 @@ pub struct ChainSpec {
 }
 
 const DOMAIN_FIELDS: [(DomainKind, &str, [u8; 4]); 11] = [
-    (DomainKind::BeaconProposer, "DOMAIN_BEACON_PROPOSER", [0, 0, 0, 0]),
-    (DomainKind::BeaconAttester, "DOMAIN_BEACON_ATTESTER", [1, 0, 0, 0]),
+    (
+        DomainKind::BeaconProposer,
+        "DOMAIN_BEACON_PROPOSER",
+        [0, 0, 0, 0],
+    ),
+    (
+        DomainKind::BeaconAttester,
+        "DOMAIN_BEACON_ATTESTER",
+        [1, 0, 0, 0],
+    ),
     (DomainKind::Randao, "DOMAIN_RANDAO", [2, 0, 0, 0]),
     (DomainKind::Deposit, "DOMAIN_DEPOSIT", [3, 0, 0, 0]),
-    (DomainKind::VoluntaryExit, "DOMAIN_VOLUNTARY_EXIT", [4, 0, 0, 0]),
-    (DomainKind::SelectionProof, "DOMAIN_SELECTION_PROOF", [5, 0, 0, 0]),
-    (DomainKind::AggregateAndProof, "DOMAIN_AGGREGATE_AND_PROOF", [6, 0, 0, 0]),
-    (DomainKind::SyncCommittee, "DOMAIN_SYNC_COMMITTEE", [7, 0, 0, 0]),
+    (
+        DomainKind::VoluntaryExit,
+        "DOMAIN_VOLUNTARY_EXIT",
+        [4, 0, 0, 0],
+    ),
+    (
+        DomainKind::SelectionProof,
+        "DOMAIN_SELECTION_PROOF",
+        [5, 0, 0, 0],
+    ),
+    (
+        DomainKind::AggregateAndProof,
+        "DOMAIN_AGGREGATE_AND_PROOF",
+        [6, 0, 0, 0],
+    ),
+    (
+        DomainKind::SyncCommittee,
+        "DOMAIN_SYNC_COMMITTEE",
+        [7, 0, 0, 0],
+    ),
     (
         DomainKind::SyncCommitteeSelectionProof,
         "DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF",
         [8, 0, 0, 0],
     ),
-    (DomainKind::ContributionAndProof, "DOMAIN_CONTRIBUTION_AND_PROOF", [9, 0, 0, 0]),
-    (DomainKind::ApplicationBuilder, "DOMAIN_APPLICATION_BUILDER", [0, 0, 0, 1]),
+    (
+        DomainKind::ContributionAndProof,
+        "DOMAIN_CONTRIBUTION_AND_PROOF",
+        [9, 0, 0, 0],
+    ),
+    (
+        DomainKind::ApplicationBuilder,
+        "DOMAIN_APPLICATION_BUILDER",
+        [0, 0, 0, 1],
+    ),
 ];
 
 const FORK_FIELDS: [(ForkName, &str, &str); 6] = [
     (ForkName::Altair, "ALTAIR_FORK_VERSION", "ALTAIR_FORK_EPOCH"),
-    (ForkName::Bellatrix, "BELLATRIX_FORK_VERSION", "BELLATRIX_FORK_EPOCH"),
-    (ForkName::Capella, "CAPELLA_FORK_VERSION", "CAPELLA_FORK_EPOCH"),
+    (
+        ForkName::Bellatrix,
+        "BELLATRIX_FORK_VERSION",
+        "BELLATRIX_FORK_EPOCH",
+    ),
+    (
+        ForkName::Capella,
+        "CAPELLA_FORK_VERSION",
+        "CAPELLA_FORK_EPOCH",
+    ),
     (ForkName::Deneb, "DENEB_FORK_VERSION", "DENEB_FORK_EPOCH"),
-    (ForkName::Electra, "ELECTRA_FORK_VERSION", "ELECTRA_FORK_EPOCH"),
+    (
+        ForkName::Electra,
+        "ELECTRA_FORK_VERSION",
+        "ELECTRA_FORK_EPOCH",
+    ),
     (ForkName::Fulu, "FULU_FORK_VERSION", "FULU_FORK_EPOCH"),
 ];
 
@@ -219,10 +263,12 @@ impl ChainSpec {
                         Value::Number(n) => n.as_u64(),
                         _ => None,
                     };
-                    parsed.map(Some).ok_or_else(|| ChainSpecError::InvalidField {
-                        field: key.to_string(),
-                        reason: format!("expected an unsigned integer, got {v}"),
-                    })
+                    parsed
+                        .map(Some)
+                        .ok_or_else(|| ChainSpecError::InvalidField {
+                            field: key.to_string(),
+                            reason: format!("expected an unsigned integer, got {v}"),
+                        })
                 }
             }
         };
@@ -268,7 +314,8 @@ impl ChainSpec {
                 reason: "must be positive".into(),
             });
         }
-        spec.slots_per_epoch = uint("SLOTS_PER_EPOCH")?.ok_or(ChainSpecError::MissingField("SLOTS_PER_EPOCH"))?;
+        spec.slots_per_epoch =
+            uint("SLOTS_PER_EPOCH")?.ok_or(ChainSpecError::MissingField("SLOTS_PER_EPOCH"))?;
         if spec.slots_per_epoch == 0 {
             return Err(ChainSpecError::InvalidField {
                 field: "SLOTS_PER_EPOCH".into(),
@@ -287,10 +334,19 @@ impl ChainSpec {
             (&mut spec.aggregate_due_bps, "AGGREGATE_DUE_BPS"),
             (&mut spec.sync_message_due_bps, "SYNC_MESSAGE_DUE_BPS"),
             (&mut spec.contribution_due_bps, "CONTRIBUTION_DUE_BPS"),
-            (&mut spec.epochs_per_sync_committee_period, "EPOCHS_PER_SYNC_COMMITTEE_PERIOD"),
+            (
+                &mut spec.epochs_per_sync_committee_period,
+                "EPOCHS_PER_SYNC_COMMITTEE_PERIOD",
+            ),
             (&mut spec.sync_committee_size, "SYNC_COMMITTEE_SIZE"),
-            (&mut spec.sync_committee_subnet_count, "SYNC_COMMITTEE_SUBNET_COUNT"),
-            (&mut spec.target_aggregators_per_committee, "TARGET_AGGREGATORS_PER_COMMITTEE"),
+            (
+                &mut spec.sync_committee_subnet_count,
+                "SYNC_COMMITTEE_SUBNET_COUNT",
+            ),
+            (
+                &mut spec.target_aggregators_per_committee,
+                "TARGET_AGGREGATORS_PER_COMMITTEE",
+            ),
             (
                 &mut spec.target_aggregators_per_sync_subcommittee,
                 "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
@@ -326,7 +382,10 @@ impl ChainSpec {
             .find(|(k, _, _)| *k == kind)
             .copied()
             .unwrap_or((kind, "", [0; 4]));
-        self.domain_types.get(name).copied().unwrap_or(DomainType(default))
+        self.domain_types
+            .get(name)
+            .copied()
+            .unwrap_or(DomainType(default))
     }
 
     /// The domain for a message of `kind` at `epoch`, with the fork rules of the spec.
@@ -339,9 +398,17 @@ impl ChainSpec {
             }
             // EIP-7044: exits signed from Deneb on use the Capella fork version forever.
             DomainKind::VoluntaryExit if schedule.fork_at_epoch(epoch) >= ForkName::Deneb => {
-                compute_domain(domain_type, schedule.version_of(ForkName::Capella), genesis_validators_root)
+                compute_domain(
+                    domain_type,
+                    schedule.version_of(ForkName::Capella),
+                    genesis_validators_root,
+                )
             }
-            _ => compute_domain(domain_type, schedule.version_at_epoch(epoch), genesis_validators_root),
+            _ => compute_domain(
+                domain_type,
+                schedule.version_at_epoch(epoch),
+                genesis_validators_root,
+            ),
         }
     }
 }
@@ -355,7 +422,11 @@ pub fn compute_fork_data_root(current_version: Version, genesis_validators_root:
 }
 
 /// `domain_type ++ fork_data_root[..28]`.
-pub fn compute_domain(domain_type: DomainType, fork_version: Version, genesis_validators_root: Root) -> Domain {
+pub fn compute_domain(
+    domain_type: DomainType,
+    fork_version: Version,
+    genesis_validators_root: Root,
+) -> Domain {
     let fork_data_root = compute_fork_data_root(fork_version, genesis_validators_root);
     let mut domain = [0u8; 32];
     domain[..4].copy_from_slice(&domain_type.0);
@@ -392,13 +463,23 @@ mod tests {
         assert_eq!(spec.preset_base, "minimal");
         assert_eq!(spec.slot_duration_ms, 2000);
         assert_eq!(spec.slots_per_epoch, 8);
-        assert_eq!(spec.fork_schedule.genesis_fork_version, Version([0, 0, 0, 1]));
+        assert_eq!(
+            spec.fork_schedule.genesis_fork_version,
+            Version([0, 0, 0, 1])
+        );
         assert_eq!(spec.fork_at_slot(0), ForkName::Deneb);
         assert_eq!(spec.fork_schedule.epoch_of(ForkName::Electra), None);
-        let electra = ChainSpec::from_beacon_node_json(&sample_spec("lodestar-electra-prefinal")).unwrap();
+        let electra =
+            ChainSpec::from_beacon_node_json(&sample_spec("lodestar-electra-prefinal")).unwrap();
         assert_eq!(electra.fork_at_slot(0), ForkName::Electra);
-        assert_eq!(electra.fork_schedule.version_at_epoch(3), Version([5, 0, 0, 1]));
-        assert_eq!(electra.domain_type(DomainKind::ApplicationBuilder), DomainType([0, 0, 0, 1]));
+        assert_eq!(
+            electra.fork_schedule.version_at_epoch(3),
+            Version([5, 0, 0, 1])
+        );
+        assert_eq!(
+            electra.domain_type(DomainKind::ApplicationBuilder),
+            DomainType([0, 0, 0, 1])
+        );
     }
 
     #[test]
@@ -426,12 +507,21 @@ mod tests {
         let gvr = Root::repeat_byte(7);
         // Exits after Deneb use the Capella version.
         let exit = spec.domain(DomainKind::VoluntaryExit, 400_000, gvr);
-        assert_eq!(exit, compute_domain(DomainType([4, 0, 0, 0]), Version([3, 0, 0, 0]), gvr));
+        assert_eq!(
+            exit,
+            compute_domain(DomainType([4, 0, 0, 0]), Version([3, 0, 0, 0]), gvr)
+        );
         // Builder registrations ignore the genesis validators root.
         let builder = spec.domain(DomainKind::ApplicationBuilder, 400_000, gvr);
-        assert_eq!(builder, compute_domain(DomainType([0, 0, 0, 1]), Version([0; 4]), Root::ZERO));
+        assert_eq!(
+            builder,
+            compute_domain(DomainType([0, 0, 0, 1]), Version([0; 4]), Root::ZERO)
+        );
         let attester = spec.domain(DomainKind::BeaconAttester, 400_000, gvr);
         assert_eq!(&attester[..4], &[1, 0, 0, 0]);
-        assert_eq!(&attester[4..], &compute_fork_data_root(Version([5, 0, 0, 0]), gvr)[..28]);
+        assert_eq!(
+            &attester[4..],
+            &compute_fork_data_root(Version([5, 0, 0, 0]), gvr)[..28]
+        );
     }
 }

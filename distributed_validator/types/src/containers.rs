@@ -7,7 +7,9 @@ use ssz_derive::{Decode, Encode};
 use tree_hash_derive::TreeHash;
 
 /// `Fork` as in the beacon state (and `/eth/v1/beacon/states/{id}/fork`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct Fork {
     pub previous_version: Version,
     pub current_version: Version,
@@ -16,20 +18,37 @@ pub struct Fork {
 }
 
 /// Hashed with the genesis validators root to derive a domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct ForkData {
     pub current_version: Version,
     pub genesis_validators_root: Root,
 }
 
 /// What a BLS signature actually signs: an object root mixed with its domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct SigningData {
     pub object_root: Root,
     pub domain: Domain,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
+    TreeHash,
+)]
 pub struct Checkpoint {
     #[serde(with = "serde_utils::quoted_u64")]
     pub epoch: Epoch,
@@ -37,7 +56,20 @@ pub struct Checkpoint {
 }
 
 /// The data an attester votes for. Since Electra `index` is always 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
+    TreeHash,
+)]
 pub struct AttestationData {
     #[serde(with = "serde_utils::quoted_u64")]
     pub slot: Slot,
@@ -48,7 +80,9 @@ pub struct AttestationData {
     pub target: Checkpoint,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct BeaconBlockHeader {
     #[serde(with = "serde_utils::quoted_u64")]
     pub slot: Slot,
@@ -59,19 +93,25 @@ pub struct BeaconBlockHeader {
     pub body_root: Root,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct SignedBeaconBlockHeader {
     pub message: BeaconBlockHeader,
     pub signature: SignatureBytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct ProposerSlashing {
     pub signed_header_1: SignedBeaconBlockHeader,
     pub signed_header_2: SignedBeaconBlockHeader,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct Eth1Data {
     pub deposit_root: Root,
     #[serde(with = "serde_utils::quoted_u64")]
@@ -80,7 +120,9 @@ pub struct Eth1Data {
 }
 
 /// The part of a deposit the validator key signs (domain `DOMAIN_DEPOSIT`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct DepositMessage {
     pub pubkey: PublicKeyBytes,
     pub withdrawal_credentials: Hash256,
@@ -88,7 +130,9 @@ pub struct DepositMessage {
     pub amount: Gwei,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct DepositData {
     pub pubkey: PublicKeyBytes,
     pub withdrawal_credentials: Hash256,
@@ -108,13 +152,17 @@ impl DepositData {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct Deposit {
     pub proof: ssz_types::FixedVector<Hash256, crate::preset::DepositProofLength>,
     pub data: DepositData,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct VoluntaryExit {
     #[serde(with = "serde_utils::quoted_u64")]
     pub epoch: Epoch,
@@ -122,14 +170,18 @@ pub struct VoluntaryExit {
     pub validator_index: ValidatorIndex,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct SignedVoluntaryExit {
     pub message: VoluntaryExit,
     pub signature: SignatureBytes,
 }
 
 /// A builder (MEV-boost) registration, signed with `DOMAIN_APPLICATION_BUILDER`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct ValidatorRegistration {
     #[serde(with = "serde_utils::address_hex")]
     pub fee_recipient: ExecutionAddress,
@@ -140,13 +192,17 @@ pub struct ValidatorRegistration {
     pub pubkey: PublicKeyBytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct SignedValidatorRegistration {
     pub message: ValidatorRegistration,
     pub signature: SignatureBytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct BlsToExecutionChange {
     #[serde(with = "serde_utils::quoted_u64")]
     pub validator_index: ValidatorIndex,
@@ -155,7 +211,9 @@ pub struct BlsToExecutionChange {
     pub to_execution_address: ExecutionAddress,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, TreeHash,
+)]
 pub struct SignedBlsToExecutionChange {
     pub message: BlsToExecutionChange,
     pub signature: SignatureBytes,

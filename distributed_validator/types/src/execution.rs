@@ -10,8 +10,7 @@ use tree_hash::TreeHash;
 use tree_hash_derive::TreeHash;
 
 pub type Transaction<P> = VariableList<u8, <P as Preset>::MaxBytesPerTransaction>;
-pub type Transactions<P> =
-    VariableList<Transaction<P>, <P as Preset>::MaxTransactionsPerPayload>;
+pub type Transactions<P> = VariableList<Transaction<P>, <P as Preset>::MaxTransactionsPerPayload>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, TreeHash)]
 pub struct Withdrawal {

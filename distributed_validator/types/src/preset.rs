@@ -6,8 +6,8 @@
 //! [`Preset`], the way Lighthouse's types are generic over `EthSpec`.
 
 use ssz_types::typenum::{
-    Prod, Unsigned, U1, U1048576, U1073741824, U128, U16, U2, U2048, U256, U32, U4, U4096,
-    U512, U64, U8, U8192,
+    Prod, Unsigned, U1, U1048576, U1073741824, U128, U16, U2, U2048, U256, U32, U4, U4096, U512,
+    U64, U8, U8192,
 };
 use std::fmt::Debug;
 
@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn electra_aggregation_limit_is_product() {
-        assert_eq!(<Mainnet as Preset>::MaxValidatorsPerSlot::to_usize(), 131072);
+        assert_eq!(
+            <Mainnet as Preset>::MaxValidatorsPerSlot::to_usize(),
+            131072
+        );
         assert_eq!(<Minimal as Preset>::MaxValidatorsPerSlot::to_usize(), 8192);
     }
 }

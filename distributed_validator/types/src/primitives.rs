@@ -194,7 +194,9 @@ mod tests {
     fn ssz_length_checked() {
         assert!(PublicKeyBytes::from_ssz_bytes(&[0u8; 47]).is_err());
         assert_eq!(
-            SignatureBytes::from_ssz_bytes(&[7u8; 96]).unwrap().as_ssz_bytes(),
+            SignatureBytes::from_ssz_bytes(&[7u8; 96])
+                .unwrap()
+                .as_ssz_bytes(),
             vec![7u8; 96]
         );
     }

@@ -31,15 +31,19 @@ where
     T: DeserializeOwned + Serialize + Encode + Decode + TreeHash + PartialEq + Debug,
 {
     let read = |name: &str| {
-        std::fs::read_to_string(case.join(name)).map_err(|e| format!("{}: {e}", case.join(name).display()))
+        std::fs::read_to_string(case.join(name))
+            .map_err(|e| format!("{}: {e}", case.join(name).display()))
     };
-    let value: T = serde_yaml::from_str(&read("value.yaml")?).map_err(|e| format!("value.yaml: {e}"))?;
-    let roots: Roots = serde_yaml::from_str(&read("roots.yaml")?).map_err(|e| format!("roots.yaml: {e}"))?;
+    let value: T =
+        serde_yaml::from_str(&read("value.yaml")?).map_err(|e| format!("value.yaml: {e}"))?;
+    let roots: Roots =
+        serde_yaml::from_str(&read("roots.yaml")?).map_err(|e| format!("roots.yaml: {e}"))?;
     let root = value.tree_hash_root();
     if root != roots.root {
         return Err(format!("root {root} != expected {}", roots.root));
     }
-    let decoded = T::from_ssz_bytes(&value.as_ssz_bytes()).map_err(|e| format!("SSZ round trip: {e:?}"))?;
+    let decoded =
+        T::from_ssz_bytes(&value.as_ssz_bytes()).map_err(|e| format!("SSZ round trip: {e:?}"))?;
     if decoded != value {
         return Err("SSZ round trip changed the value".into());
     }
@@ -110,8 +114,17 @@ fn ssz_static_vectors() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
-    assert!(passed > 0, "no ssz_static case found under {}", root.display());
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        passed > 0,
+        "no ssz_static case found under {}",
+        root.display()
+    );
     println!("ssz_static: {passed} cases passed");
 }
 
@@ -121,7 +134,11 @@ fn wrong_root_is_detected() {
     let dir = tempfile_dir();
     let case = vectors_dir().join("electra/Fork/case_0");
     std::fs::copy(case.join("value.yaml"), dir.join("value.yaml")).unwrap();
-    std::fs::write(dir.join("roots.yaml"), format!("{{root: '{}'}}\n", Root::repeat_byte(1))).unwrap();
+    std::fs::write(
+        dir.join("roots.yaml"),
+        format!("{{root: '{}'}}\n", Root::repeat_byte(1)),
+    )
+    .unwrap();
     assert!(check::<Fork>(&dir).is_err());
 }
 

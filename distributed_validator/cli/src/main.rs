@@ -1,1 +1,230 @@
-fn main() {}
+//! `dvnode`: the distributed validator node.
+
+use clap::{Args, Parser, Subcommand};
+use dv_cluster::{combine_cluster, create_cluster, network, CreateOptions, KeySource};
+use dv_crypto::KdfChoice;
+use dv_types::Version;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dvnode",
+    version,
+    about = "Distributed validator node for Ethereum"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create things: a cluster's key shares and locks.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Rebuild the full validator keystores from the key shares of t nodes.
+    Combine(CombineArgs),
+}
+
+#[derive(Subcommand)]
+enum CreateCommand {
+    /// Trusted dealer: split validator keys and write one directory per node.
+    Cluster(CreateClusterArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("keys").required(true).args(["interop_validators", "split_keystores", "validators"])))]
+struct CreateClusterArgs {
+    /// Interop (dev chain) validator indices, Rust range syntax: `4..8` is validators 4 to 7.
+    #[arg(long, value_parser = parse_range)]
+    interop_validators: Option<Range<u64>>,
+    /// Split the existing EIP-2335 keystores (*.json) in this directory.
+    #[arg(long)]
+    split_keystores: Option<PathBuf>,
+    /// Password for every keystore of --split-keystores (default: `<keystore>.txt` beside each).
+    #[arg(long, requires = "split_keystores")]
+    password_file: Option<PathBuf>,
+    /// Create this many fresh random validator keys.
+    #[arg(long)]
+    validators: Option<usize>,
+    /// Number of nodes (operators); at least 3, or 1 for a single-node baseline.
+    #[arg(long)]
+    nodes: usize,
+    /// Partial signatures needed; default ceil(2N/3), must be in (N/2, N].
+    #[arg(long)]
+    threshold: Option<usize>,
+    /// Network: mainnet, sepolia, holesky, hoodi or minimal (dev chains).
+    #[arg(long, default_value = "mainnet", conflicts_with = "fork_version")]
+    network: String,
+    /// Genesis fork version of a custom chain, e.g. 0x10000038.
+    #[arg(long)]
+    fork_version: Option<Version>,
+    /// Directory to write node0..node{N-1} into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace a cluster already in --out.
+    #[arg(long)]
+    force: bool,
+    /// One libp2p multiaddress per node, comma separated (default 127.0.0.1 ports from --p2p-base-port).
+    #[arg(long, value_delimiter = ',')]
+    p2p_addresses: Option<Vec<String>>,
+    #[arg(long, default_value_t = 13000)]
+    p2p_base_port: u16,
+    /// Cluster name recorded in the lock.
+    #[arg(long, default_value = "dv-cluster")]
+    name: String,
+    #[command(flatten)]
+    keystore: KeystoreArgs,
+}
+
+#[derive(Args)]
+struct KeystoreArgs {
+    /// Encrypt keystores with a cheap KDF (PBKDF2, 16 rounds). Test networks only.
+    #[arg(long)]
+    insecure_keystores: bool,
+}
+
+impl KeystoreArgs {
+    fn kdf(&self) -> KdfChoice {
+        if self.insecure_keystores {
+            eprintln!("warning: --insecure-keystores: keystores use a cheap KDF; never use them on a real network");
+            KdfChoice::Pbkdf2 { iterations: 16 }
+        } else {
+            KdfChoice::Scrypt
+        }
+    }
+}
+
+#[derive(Args)]
+struct CombineArgs {
+    /// Directory holding at least t node directories of one cluster.
+    #[arg(long)]
+    cluster: PathBuf,
+    /// Where to write keystore-{k}.json and keystore-{k}.txt.
+    #[arg(long)]
+    out: PathBuf,
+    /// Overwrite keystores already in --out.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    keystore: KeystoreArgs,
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not a range like 4..8"))?;
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{text:?}: {s:?}: {e}"))
+    };
+    let range = parse(start)?..parse(end)?;
+    if range.is_empty() {
+        return Err(format!(
+            "{text:?} is empty (the end is exclusive: 4..8 is validators 4 to 7)"
+        ));
+    }
+    Ok(range)
+}
+
+fn create(args: CreateClusterArgs) -> Result<(), String> {
+    let (fork_version, network_name) = match args.fork_version {
+        Some(version) => (version, network::network_name(version).to_string()),
+        None => {
+            let version = network::genesis_fork_version(&args.network).ok_or_else(|| {
+                let known: Vec<&str> = network::NETWORKS.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown --network {:?} (known: {}; or pass --fork-version)",
+                    args.network,
+                    known.join(", ")
+                )
+            })?;
+            (version, args.network.clone())
+        }
+    };
+    let keys = match (
+        args.interop_validators,
+        args.split_keystores,
+        args.validators,
+    ) {
+        (Some(range), _, _) => KeySource::Interop(range),
+        (_, Some(dir), _) => KeySource::Keystores {
+            dir,
+            password_file: args.password_file,
+        },
+        (_, _, Some(count)) => KeySource::Random(count),
+        _ => {
+            return Err(
+                "one of --interop-validators, --split-keystores, --validators is required".into(),
+            )
+        }
+    };
+    let opts = CreateOptions {
+        name: args.name,
+        keys,
+        nodes: args.nodes,
+        threshold: args.threshold,
+        fork_version,
+        network: network_name,
+        out: args.out.clone(),
+        force: args.force,
+        kdf: args.keystore.kdf(),
+        p2p_addresses: args.p2p_addresses,
+        p2p_base_port: args.p2p_base_port,
+    };
+    let lock = create_cluster(&opts).map_err(|e| e.to_string())?;
+    let body = &lock.body;
+    println!(
+        "created cluster {:?}: {} nodes, threshold {}, {} validators, network {} (fork version {})",
+        body.name,
+        body.node_count(),
+        body.threshold,
+        body.validators.len(),
+        body.network,
+        body.fork_version
+    );
+    println!("lock hash {}", lock.lock_hash);
+    for (k, v) in body.validators.iter().enumerate() {
+        println!("validator {k}: {}", v.public_key);
+    }
+    for op in &body.operators {
+        println!(
+            "node{}: peer {} at {} -> {}",
+            op.index,
+            op.peer_id,
+            op.address,
+            args.out.join(format!("node{}", op.index)).display()
+        );
+    }
+    Ok(())
+}
+
+fn combine(args: CombineArgs) -> Result<(), String> {
+    let written = combine_cluster(&args.cluster, &args.out, args.keystore.kdf(), args.force)
+        .map_err(|e| e.to_string())?;
+    for (k, key) in written.iter().enumerate() {
+        println!(
+            "validator {k}: {key} -> {}",
+            args.out.join(format!("keystore-{k}.json")).display()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Create(CreateCommand::Cluster(args)) => create(args),
+        Command::Combine(args) => combine(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

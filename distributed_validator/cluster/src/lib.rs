@@ -1,1 +1,15 @@
+//! The cluster: its lock file, the layout of a node's data directory, and the
+//! trusted-dealer operations that create a cluster or dissolve it.
 
+pub mod combine;
+pub mod create;
+pub mod layout;
+pub mod lock;
+pub mod network;
+
+pub use combine::combine_cluster;
+pub use create::{
+    check_cluster_size, create_cluster, default_threshold, CreateError, CreateOptions, KeySource,
+};
+pub use layout::NodeDir;
+pub use lock::{ClusterLock, DistributedValidator, LockBody, LockError, Operator};

@@ -1,0 +1,266 @@
+//! `cluster-lock.json`: what every node of a cluster agrees on before it runs.
+//!
+//! The lock lists each validator's public key with all of its public shares,
+//! each operator's libp2p identity and address, the threshold and the fork
+//! version. `lock_hash` is SHA-256 over the canonical JSON of everything
+//! else, so two nodes can compare locks by hash and a hand-edited lock is
+//! caught on load.
+
+use dv_crypto::{combine_public_shares, PublicKey, PublicShare, ThresholdParams};
+use dv_types::{PublicKeyBytes, Version};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub const LOCK_VERSION: &str = "dv-lock/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The node's position, 0-based; it holds share index `index + 1`.
+    pub index: usize,
+    /// libp2p peer id (base58), derived from the node's p2p key.
+    pub peer_id: String,
+    /// Multiaddress other nodes dial.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributedValidator {
+    pub public_key: PublicKeyBytes,
+    /// Public key of share index `i + 1` at position `i`.
+    pub public_shares: Vec<PublicKeyBytes>,
+}
+
+/// The lock's content; `lock_hash` is computed over exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockBody {
+    pub version: String,
+    pub name: String,
+    /// Network name (`mainnet`, `hoodi`, ..., or `custom`).
+    pub network: String,
+    /// The chain's genesis fork version, to refuse a beacon node of another chain.
+    pub fork_version: Version,
+    pub threshold: usize,
+    pub operators: Vec<Operator>,
+    pub validators: Vec<DistributedValidator>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterLock {
+    #[serde(flatten)]
+    pub body: LockBody,
+    pub lock_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cluster lock {path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("cluster lock {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl LockBody {
+    pub fn hash(&self) -> String {
+        // Struct fields serialise in declaration order: the encoding is canonical.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        format!("0x{}", hex::encode(Sha256::digest(&canonical)))
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.operators.len()
+    }
+
+    pub fn threshold_params(&self) -> Result<ThresholdParams, String> {
+        ThresholdParams::new(self.threshold, self.operators.len()).map_err(|e| e.to_string())
+    }
+
+    /// Checks internal consistency: threshold, operator numbering, and that
+    /// every validator's public shares lie on one polynomial of degree t-1
+    /// whose value at 0 is the validator key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != LOCK_VERSION {
+            return Err(format!(
+                "unsupported lock version {:?} (expected {LOCK_VERSION})",
+                self.version
+            ));
+        }
+        let n = self.operators.len();
+        let params = self.threshold_params()?;
+        if n != 1 && self.threshold * 2 <= n {
+            return Err(format!(
+                "threshold {} of {n} is not a majority",
+                self.threshold
+            ));
+        }
+        for (i, op) in self.operators.iter().enumerate() {
+            if op.index != i {
+                return Err(format!("operator at position {i} has index {}", op.index));
+            }
+            op.peer_id
+                .parse::<libp2p_identity::PeerId>()
+                .map_err(|e| format!("operator {i} peer id {:?}: {e}", op.peer_id))?;
+        }
+        if self.validators.is_empty() {
+            return Err("no validators".into());
+        }
+        for (k, dv) in self.validators.iter().enumerate() {
+            check_validator(k, dv, params)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_validator(
+    k: usize,
+    dv: &DistributedValidator,
+    params: ThresholdParams,
+) -> Result<(), String> {
+    let n = params.total();
+    let t = params.threshold();
+    if dv.public_shares.len() != n {
+        return Err(format!(
+            "validator {k}: {} public shares for {n} nodes",
+            dv.public_shares.len()
+        ));
+    }
+    let key = PublicKey::from_bytes(&dv.public_key.0)
+        .map_err(|e| format!("validator {k} public key: {e}"))?;
+    let shares: Vec<PublicShare> = dv
+        .public_shares
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            PublicKey::from_bytes(&bytes.0)
+                .map(|key| PublicShare {
+                    index: i as u64 + 1,
+                    key,
+                })
+                .map_err(|e| format!("validator {k} public share {}: {e}", i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    // Shares 1..t-1 plus each remaining share j must all interpolate to the key.
+    for j in t - 1..n {
+        let mut subset: Vec<PublicShare> = shares[..t - 1].to_vec();
+        subset.push(shares[j]);
+        let combined =
+            combine_public_shares(&subset, params).map_err(|e| format!("validator {k}: {e}"))?;
+        if combined != key {
+            return Err(format!(
+                "validator {k}: public share {} is inconsistent with the validator key",
+                j + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ClusterLock {
+    pub fn new(body: LockBody) -> Self {
+        let lock_hash = body.hash();
+        Self { body, lock_hash }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses, checks the hash and validates the content.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let lock: ClusterLock =
+            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        let expected = lock.body.hash();
+        if lock.lock_hash != expected {
+            return Err(format!(
+                "lock_hash {} does not match the content (computed {expected}); the file was modified",
+                lock.lock_hash
+            ));
+        }
+        lock.body.validate()?;
+        Ok(lock)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, LockError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LockError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|reason| LockError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dv_crypto::{split, SecretKey};
+
+    fn body(n: usize, t: usize) -> LockBody {
+        let params = ThresholdParams::new(t, n).unwrap();
+        let sk = SecretKey::random();
+        let shares = split(&sk, params);
+        LockBody {
+            version: LOCK_VERSION.into(),
+            name: "test".into(),
+            network: "minimal".into(),
+            fork_version: Version([0, 0, 0, 1]),
+            threshold: t,
+            operators: (0..n)
+                .map(|index| Operator {
+                    index,
+                    peer_id: libp2p_identity::Keypair::generate_ed25519()
+                        .public()
+                        .to_peer_id()
+                        .to_base58(),
+                    address: format!("/ip4/127.0.0.1/tcp/{}", 13000 + index),
+                })
+                .collect(),
+            validators: vec![DistributedValidator {
+                public_key: PublicKeyBytes(sk.public_key().to_bytes()),
+                public_shares: shares
+                    .iter()
+                    .map(|s| PublicKeyBytes(s.secret.public_key().to_bytes()))
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn valid_lock_round_trips() {
+        let lock = ClusterLock::new(body(4, 3));
+        assert_eq!(ClusterLock::from_json(&lock.to_json()).unwrap(), lock);
+    }
+
+    #[test]
+    fn inconsistent_share_is_named() {
+        let mut b = body(7, 5);
+        b.validators[0].public_shares[6] =
+            PublicKeyBytes(SecretKey::random().public_key().to_bytes());
+        let err = b.validate().unwrap_err();
+        assert!(err.contains("public share 7"), "{err}");
+    }
+
+    #[test]
+    fn structural_errors() {
+        let mut b = body(4, 3);
+        b.threshold = 2;
+        assert!(b.validate().unwrap_err().contains("majority"));
+        let mut b = body(4, 3);
+        b.operators[1].peer_id = "not-a-peer".into();
+        assert!(b.validate().unwrap_err().contains("peer id"));
+        let mut b = body(4, 3);
+        b.validators[0].public_shares.pop();
+        assert!(b
+            .validate()
+            .unwrap_err()
+            .contains("3 public shares for 4 nodes"));
+        assert!(ClusterLock::from_json("{")
+            .unwrap_err()
+            .contains("malformed"));
+    }
+}

@@ -26,6 +26,35 @@ enum Command {
     Create(CreateCommand),
     /// Rebuild the full validator keystores from the key shares of t nodes.
     Combine(CombineArgs),
+    /// Import or export the node's slashing protection history (EIP-3076).
+    #[command(subcommand)]
+    SlashingProtection(SlashingCommand),
+}
+
+#[derive(Subcommand)]
+enum SlashingCommand {
+    /// Merge an EIP-3076 interchange file into the node's database (all or nothing).
+    Import {
+        file: PathBuf,
+        /// The node's data directory (holds slashing_protection.sqlite).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Write the node's history as an EIP-3076 interchange file.
+    Export {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only the highest block and (source, target) per validator.
+        #[arg(long)]
+        minimal: bool,
+        /// Needed when the database has not recorded its chain's root yet.
+        #[arg(long)]
+        genesis_validators_root: Option<dv_types::Root>,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,11 +243,79 @@ fn combine(args: CombineArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn slashing_protection(command: SlashingCommand) -> Result<(), String> {
+    use slashing_protection::{ExportFormat, Interchange, SlashingDatabase};
+    match command {
+        SlashingCommand::Import { file, data_dir } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let interchange =
+                Interchange::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let db = SlashingDatabase::open_in_dir(&data_dir).map_err(|e| e.to_string())?;
+            let summary = db
+                .import_interchange(&interchange)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            println!(
+                "imported {} validators: {} blocks, {} attestations ({} already present) into {}",
+                summary.validators,
+                summary.blocks_imported,
+                summary.attestations_imported,
+                summary.duplicates_skipped,
+                db.path().display()
+            );
+        }
+        SlashingCommand::Export {
+            file,
+            data_dir,
+            minimal,
+            genesis_validators_root,
+            force,
+        } => {
+            if file.exists() && !force {
+                return Err(format!(
+                    "{} exists; pass --force to overwrite it",
+                    file.display()
+                ));
+            }
+            let db = SlashingDatabase::open_in_dir(&data_dir).map_err(|e| e.to_string())?;
+            let recorded = db.genesis_validators_root().map_err(|e| e.to_string())?;
+            let root = match (recorded, genesis_validators_root) {
+                (Some(r), Some(given)) if r != given => {
+                    return Err(format!("--genesis-validators-root {given} differs from the database's {r}"))
+                }
+                (Some(r), _) | (None, Some(r)) => r,
+                (None, None) => {
+                    return Err("the database has no genesis validators root yet; pass --genesis-validators-root".into())
+                }
+            };
+            let format = if minimal {
+                ExportFormat::Minimal
+            } else {
+                ExportFormat::Complete
+            };
+            let interchange = db
+                .export_interchange(root, format, None)
+                .map_err(|e| e.to_string())?;
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, interchange.to_json())
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            println!(
+                "exported {} validators to {}",
+                interchange.data.len(),
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Create(CreateCommand::Cluster(args)) => create(args),
         Command::Combine(args) => combine(args),
+        Command::SlashingProtection(command) => slashing_protection(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

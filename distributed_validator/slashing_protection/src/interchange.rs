@@ -115,7 +115,7 @@ enum Merge {
 fn merge_block(conn: &Connection, vid: i64, block: &InterchangeBlock) -> Result<Merge, String> {
     let root = block.signing_root.unwrap_or(Root::ZERO);
     let existing: Option<Vec<u8>> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT signing_root FROM signed_blocks WHERE validator_id = ?1 AND slot = ?2",
             params![vid, to_sql_int(block.slot).map_err(|e| e.to_string())?],
             |row| row.get(0),

@@ -4,18 +4,14 @@ use dv_cluster::{ClusterLock, NodeDir};
 use dv_crypto::keystore::read_password_file;
 use dv_crypto::*;
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{dvnode, text};
+use std::process::Output;
 
 /// Validator 0's interop public key, as dev chains derive it.
 const INTEROP_PUBKEY_0: &str =
     "0xa99a76ed7796f7be22d5b7e85deeb7c5677e88e511e0b337618f8c4eb61349b4bf2d153f649f7b53359fe8b94a38e44c";
-
-fn dvnode(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dvnode"))
-        .args(args)
-        .output()
-        .expect("dvnode runs")
-}
 
 fn create(out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -33,14 +29,6 @@ fn share_of(cluster: &Path, node: usize, validator: usize) -> SecretKey {
     let dir = NodeDir::in_cluster(cluster, node);
     let password = read_password_file(&dir.password_path(validator)).unwrap();
     Keystore::load(&dir.keystore_path(validator), &password).unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

@@ -1,21 +1,8 @@
 //! `dvnode slashing-protection import|export` on a node's data directory.
 
-use std::process::{Command, Output};
+mod common;
 
-fn dvnode(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dvnode"))
-        .args(args)
-        .output()
-        .expect("dvnode runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{dvnode, text};
 
 #[test]
 fn import_then_export_round_trips() {

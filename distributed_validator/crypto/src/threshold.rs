@@ -96,6 +96,19 @@ impl ThresholdParams {
             .map(|(_, p)| p)
             .collect())
     }
+
+    /// Chooses `t` items by share index and returns their positions with their
+    /// Lagrange weights at 0: what every combination (signatures, public
+    /// keys, secrets) multiplies and sums.
+    fn interpolate<T>(
+        &self,
+        items: &[T],
+        index: impl Fn(&T) -> u64,
+    ) -> Result<(Vec<usize>, Vec<Scalar>), ThresholdError> {
+        let chosen = self.select(items.iter().map(&index))?;
+        let indices: Vec<u64> = chosen.iter().map(|&p| index(&items[p])).collect();
+        Ok((chosen, lagrange_at_zero(&indices)))
+    }
 }
 
 /// One node's share of a validator secret key.
@@ -238,11 +251,9 @@ pub fn combine(
     partials: &[PartialSignature],
     params: ThresholdParams,
 ) -> Result<Signature, ThresholdError> {
-    let chosen = params.select(partials.iter().map(|p| p.index))?;
-    let indices: Vec<u64> = chosen.iter().map(|&p| partials[p].index).collect();
+    let (chosen, weights) = params.interpolate(partials, |p| p.index)?;
     let points: Vec<min_pk::Signature> = chosen.iter().map(|&p| partials[p].signature.0).collect();
-    let scalars = concat_le_bytes(&lagrange_at_zero(&indices));
-    let combined = points.as_slice().mult(&scalars, 255);
+    let combined = points.as_slice().mult(&concat_le_bytes(&weights), 255);
     Ok(Signature(combined.to_signature()))
 }
 
@@ -266,13 +277,10 @@ pub fn combine_public_shares(
     shares: &[PublicShare],
     params: ThresholdParams,
 ) -> Result<PublicKey, ThresholdError> {
-    let chosen = params.select(shares.iter().map(|s| s.index))?;
-    let indices: Vec<u64> = chosen.iter().map(|&p| shares[p].index).collect();
+    let (chosen, weights) = params.interpolate(shares, |s| s.index)?;
     let points: Vec<min_pk::PublicKey> = chosen.iter().map(|&p| shares[p].key.0).collect();
-    let scalars = concat_le_bytes(&lagrange_at_zero(&indices));
-    Ok(PublicKey(
-        points.as_slice().mult(&scalars, 255).to_public_key(),
-    ))
+    let combined = points.as_slice().mult(&concat_le_bytes(&weights), 255);
+    Ok(PublicKey(combined.to_public_key()))
 }
 
 /// Rebuilds the full secret key from `t` shares and checks it against the
@@ -282,9 +290,7 @@ pub fn combine_secret_shares(
     params: ThresholdParams,
     expected: &PublicKey,
 ) -> Result<SecretKey, ThresholdError> {
-    let chosen = params.select(shares.iter().map(|s| s.index))?;
-    let indices: Vec<u64> = chosen.iter().map(|&p| shares[p].index).collect();
-    let coefficients = lagrange_at_zero(&indices);
+    let (chosen, coefficients) = params.interpolate(shares, |s| s.index)?;
     let secret = chosen
         .iter()
         .zip(&coefficients)

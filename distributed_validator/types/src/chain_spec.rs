@@ -364,6 +364,68 @@ impl ChainSpec {
         Ok(spec)
     }
 
+    /// The `data` of `/eth/v1/config/spec` for this spec (values as strings),
+    /// the inverse of [`ChainSpec::from_beacon_node_json`].
+    pub fn to_beacon_node_json(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        let mut put = |key: &str, value: String| {
+            map.insert(key.to_string(), Value::String(value));
+        };
+        put("PRESET_BASE", self.preset_base.clone());
+        put("CONFIG_NAME", self.config_name.clone());
+        put(
+            "GENESIS_FORK_VERSION",
+            self.fork_schedule.genesis_fork_version.to_hex(),
+        );
+        for (fork, version_key, epoch_key) in FORK_FIELDS {
+            put(version_key, self.fork_schedule.version_of(fork).to_hex());
+            let epoch = self
+                .fork_schedule
+                .epoch_of(fork)
+                .unwrap_or(FAR_FUTURE_EPOCH);
+            put(epoch_key, epoch.to_string());
+        }
+        put(
+            "SECONDS_PER_SLOT",
+            (self.slot_duration_ms / 1000).to_string(),
+        );
+        put("SLOT_DURATION_MS", self.slot_duration_ms.to_string());
+        put("SLOTS_PER_EPOCH", self.slots_per_epoch.to_string());
+        put("ATTESTATION_DUE_BPS", self.attestation_due_bps.to_string());
+        put("AGGREGATE_DUE_BPS", self.aggregate_due_bps.to_string());
+        put(
+            "SYNC_MESSAGE_DUE_BPS",
+            self.sync_message_due_bps.to_string(),
+        );
+        put(
+            "CONTRIBUTION_DUE_BPS",
+            self.contribution_due_bps.to_string(),
+        );
+        put(
+            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD",
+            self.epochs_per_sync_committee_period.to_string(),
+        );
+        put("SYNC_COMMITTEE_SIZE", self.sync_committee_size.to_string());
+        put(
+            "SYNC_COMMITTEE_SUBNET_COUNT",
+            self.sync_committee_subnet_count.to_string(),
+        );
+        put(
+            "TARGET_AGGREGATORS_PER_COMMITTEE",
+            self.target_aggregators_per_committee.to_string(),
+        );
+        put(
+            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
+            self.target_aggregators_per_sync_subcommittee.to_string(),
+        );
+        for (_, name, _) in DOMAIN_FIELDS {
+            if let Some(domain) = self.domain_types.get(name) {
+                put(name, domain.to_hex());
+            }
+        }
+        Value::Object(map)
+    }
+
     pub fn epoch_of_slot(&self, slot: Slot) -> Epoch {
         slot / self.slots_per_epoch
     }
@@ -496,6 +558,16 @@ mod tests {
             ChainSpec::from_beacon_node_json(&Value::Null),
             Err(ChainSpecError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn beacon_node_json_round_trips() {
+        for spec in [ChainSpec::mainnet(), ChainSpec::minimal()] {
+            assert_eq!(
+                ChainSpec::from_beacon_node_json(&spec.to_beacon_node_json()).unwrap(),
+                spec
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! The simulated beacon chain as a process: serves the Beacon API on
+//! `--listen`, prints `listening on http://ADDR`, and on SIGINT/SIGTERM
+//! writes its JSON report (to `--report` when given) and exits.
+
+use clap::Parser;
+use dv_integration::server::{now_ms, router, AppState};
+use dv_integration::Chain;
+use dv_types::ForkName;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "A strict simulated beacon chain for distributed validator tests")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Interop validators 0..N.
+    #[arg(long, default_value_t = 64)]
+    validators: usize,
+    /// deneb, electra or fulu.
+    #[arg(long, default_value = "fulu")]
+    fork: ForkName,
+    #[arg(long, default_value_t = 2000)]
+    slot_ms: u64,
+    /// Genesis this many milliseconds after start.
+    #[arg(long, default_value_t = 3000)]
+    genesis_delay_ms: u64,
+    /// Where to write the JSON report at exit.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if !matches!(
+        args.fork,
+        ForkName::Deneb | ForkName::Electra | ForkName::Fulu
+    ) || args.validators == 0
+        || args.slot_ms < 100
+    {
+        eprintln!("error: --fork must be deneb, electra or fulu, --validators at least 1, --slot-ms at least 100");
+        return std::process::ExitCode::from(2);
+    }
+    let genesis_time = (now_ms() + args.genesis_delay_ms).div_ceil(1000);
+    let state = AppState::new(Chain::new(
+        args.validators,
+        args.fork,
+        args.slot_ms,
+        genesis_time,
+    ));
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("listening on http://{addr}");
+    let app = router(state.clone());
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("error: server: {e}");
+    }
+    let chain = state.chain();
+    let current = chain.current_slot(now_ms());
+    let report = serde_json::json!({
+        "report": chain.report,
+        "duties_until_last_slot": chain.duty_summary(1, current.saturating_sub(1)),
+    });
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    match &args.report {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: writing report {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        None => println!("{text}"),
+    }
+    std::process::ExitCode::SUCCESS
+}

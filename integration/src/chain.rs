@@ -1,0 +1,731 @@
+//! The simulated beacon chain's state and rules, without HTTP.
+//!
+//! Interop validators `0..n` on the minimal preset, every fork up to the chosen
+//! one active from genesis. Each validator attests once per epoch (at slot
+//! `epoch_start + index % SLOTS_PER_EPOCH`, committee 0); the proposer of slot
+//! `s` is validator `s % n`. The head is the highest block received; checkpoints
+//! are the blocks at epoch starts, and the source of epoch `e` is the target of
+//! `e - 1` (everything justifies, nothing reorgs).
+//!
+//! It is strict because it is the judge: every signature is verified with the
+//! real domain, data that does not match the chain is refused with the reason
+//! a beacon node would give, and any slashable pair a validator ever sends is
+//! recorded, whether or not it was accepted.
+
+use dv_crypto::{interop_secret_key, PublicKey, Signature};
+use dv_types::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tree_hash::TreeHash;
+
+pub type P = Minimal;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: u16,
+    pub message: String,
+    /// Per-item failures of a batch submission (`IndexedErrorMessage`).
+    pub failures: Vec<(usize, String)>,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            code: 400,
+            message: message.into(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// One attester duty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttesterDuty {
+    pub validator_index: u64,
+    pub slot: Slot,
+    pub committee_index: u64,
+    pub committee_length: u64,
+    pub validator_committee_index: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub validators: usize,
+    pub fork: String,
+    pub attestations_ok: u64,
+    pub attestations_rejected: u64,
+    pub proposals_ok: u64,
+    pub proposals_rejected: u64,
+    pub invalid_signatures: u64,
+    /// Every slashable pair received, described.
+    pub slashable: Vec<String>,
+    /// Arrival of each accepted attestation, in ms after its slot started.
+    pub attestation_delays_ms: Vec<u64>,
+    /// Why submissions were refused, with counts.
+    pub rejections: BTreeMap<String, u64>,
+}
+
+struct AttestationRecord {
+    data: AttestationData,
+}
+
+pub struct Chain {
+    pub spec: ChainSpec,
+    pub fork: ForkName,
+    pub genesis_time: u64,
+    pub genesis_validators_root: Root,
+    keys: Vec<PublicKey>,
+    key_bytes: Vec<PublicKeyBytes>,
+    /// Canonical blocks by slot (at most one per slot).
+    blocks: BTreeMap<Slot, (Root, BeaconBlockHeader)>,
+    known_roots: HashSet<Root>,
+    attestations: HashMap<u64, Vec<AttestationRecord>>,
+    landed_attestations: HashSet<(u64, Epoch)>,
+    landed_proposals: HashSet<Slot>,
+    pub report: Report,
+}
+
+/// A new head, for the event stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadEvent {
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub slot: Slot,
+    pub block: Root,
+    pub state: Root,
+    pub epoch_transition: bool,
+    pub previous_duty_dependent_root: Root,
+    pub current_duty_dependent_root: Root,
+    pub execution_optimistic: bool,
+}
+
+impl Chain {
+    /// A chain of `validators` interop validators at `fork`, `slot_ms` per slot, starting at `genesis_time` (unix seconds).
+    pub fn new(validators: usize, fork: ForkName, slot_ms: u64, genesis_time: u64) -> Self {
+        assert!(validators > 0, "at least one validator");
+        let mut spec = ChainSpec::minimal();
+        spec.config_name = "dv-simulated".into();
+        spec.slot_duration_ms = slot_ms;
+        for entry in spec.fork_schedule.forks.iter_mut() {
+            entry.2 = if entry.0 <= fork { 0 } else { FAR_FUTURE_EPOCH };
+        }
+        let keys: Vec<PublicKey> = (0..validators as u64)
+            .map(|i| interop_secret_key(i).public_key())
+            .collect();
+        let key_bytes = keys.iter().map(|k| PublicKeyBytes(k.to_bytes())).collect();
+        let genesis_validators_root = Root::from(<[u8; 32]>::from(Sha256::digest(
+            b"dv simulated beacon chain",
+        )));
+        let genesis = BeaconBlockHeader {
+            slot: 0,
+            proposer_index: 0,
+            parent_root: Root::ZERO,
+            state_root: state_root_for(Root::ZERO, 0),
+            body_root: Root::ZERO,
+        };
+        let genesis_root = genesis.tree_hash_root();
+        let mut chain = Self {
+            spec,
+            fork,
+            genesis_time,
+            genesis_validators_root,
+            keys,
+            key_bytes,
+            blocks: BTreeMap::new(),
+            known_roots: HashSet::new(),
+            attestations: HashMap::new(),
+            landed_attestations: HashSet::new(),
+            landed_proposals: HashSet::new(),
+            report: Report {
+                validators,
+                fork: fork.to_string(),
+                ..Report::default()
+            },
+        };
+        chain.blocks.insert(0, (genesis_root, genesis));
+        chain.known_roots.insert(genesis_root);
+        chain
+    }
+
+    pub fn validator_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn pubkey(&self, index: u64) -> Option<PublicKeyBytes> {
+        self.key_bytes.get(index as usize).copied()
+    }
+
+    pub fn index_of(&self, pubkey: &PublicKeyBytes) -> Option<u64> {
+        self.key_bytes
+            .iter()
+            .position(|k| k == pubkey)
+            .map(|i| i as u64)
+    }
+
+    pub fn slot_start_ms(&self, slot: Slot) -> u64 {
+        self.genesis_time * 1000 + slot * self.spec.slot_duration_ms
+    }
+
+    /// The current slot at `now_ms` (unix ms); slot 0 before genesis.
+    pub fn current_slot(&self, now_ms: u64) -> Slot {
+        now_ms.saturating_sub(self.genesis_time * 1000) / self.spec.slot_duration_ms
+    }
+
+    pub fn head(&self) -> (Slot, Root) {
+        let (slot, (root, _)) = self
+            .blocks
+            .iter()
+            .next_back()
+            .map(|(s, b)| (*s, *b))
+            .unwrap_or((0, (Root::ZERO, BeaconBlockHeader::default())));
+        (slot, root)
+    }
+
+    /// The root of the latest block at or before `slot`.
+    fn block_root_at(&self, slot: Slot) -> Root {
+        self.blocks
+            .range(..=slot)
+            .next_back()
+            .map(|(_, (root, _))| *root)
+            .unwrap_or(Root::ZERO)
+    }
+
+    pub fn genesis_block_root(&self) -> Root {
+        self.block_root_at(0)
+    }
+
+    fn checkpoint(&self, epoch: Epoch) -> Checkpoint {
+        Checkpoint {
+            epoch,
+            root: self.block_root_at(self.spec.start_slot_of_epoch(epoch)),
+        }
+    }
+
+    pub fn proposer_of(&self, slot: Slot) -> u64 {
+        slot % self.keys.len() as u64
+    }
+
+    pub fn attester_duty(&self, validator_index: u64, epoch: Epoch) -> Option<AttesterDuty> {
+        let n = self.keys.len() as u64;
+        if validator_index >= n {
+            return None;
+        }
+        let spe = self.spec.slots_per_epoch;
+        let offset = validator_index % spe;
+        let committee: Vec<u64> = (0..n).filter(|v| v % spe == offset).collect();
+        let position = committee.iter().position(|v| *v == validator_index)? as u64;
+        Some(AttesterDuty {
+            validator_index,
+            slot: self.spec.start_slot_of_epoch(epoch) + offset,
+            committee_index: 0,
+            committee_length: committee.len() as u64,
+            validator_committee_index: position,
+        })
+    }
+
+    fn committee_at(&self, slot: Slot) -> Vec<u64> {
+        let spe = self.spec.slots_per_epoch;
+        (0..self.keys.len() as u64)
+            .filter(|v| v % spe == slot % spe)
+            .collect()
+    }
+
+    /// `attestation_data` as a beacon node answers it for `slot` (at `now_ms`).
+    pub fn attestation_data(
+        &self,
+        slot: Slot,
+        committee_index: u64,
+        now_ms: u64,
+    ) -> Result<AttestationData, ApiError> {
+        if slot > self.current_slot(now_ms) {
+            return Err(ApiError::bad_request(format!(
+                "slot {slot} is in the future"
+            )));
+        }
+        let epoch = self.spec.epoch_of_slot(slot);
+        Ok(AttestationData {
+            slot,
+            index: if self.fork.electra_enabled() {
+                0
+            } else {
+                committee_index
+            },
+            beacon_block_root: self.block_root_at(slot),
+            source: self.checkpoint(epoch.saturating_sub(1)),
+            target: self.checkpoint(epoch),
+        })
+    }
+
+    fn reject(&mut self, reason: &str) {
+        *self
+            .report
+            .rejections
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    fn verify(
+        &mut self,
+        validator: u64,
+        root: Root,
+        signature: &SignatureBytes,
+    ) -> Result<(), String> {
+        let key = self
+            .keys
+            .get(validator as usize)
+            .ok_or_else(|| format!("unknown validator: {validator}"))?;
+        let ok =
+            Signature::from_bytes(&signature.0).is_ok_and(|sig| key.verify(root.as_slice(), &sig));
+        if ok {
+            Ok(())
+        } else {
+            self.report.invalid_signatures += 1;
+            Err(format!("invalid signature: validator {validator}"))
+        }
+    }
+
+    /// Records a signed attestation and flags it if it is slashable against an earlier one.
+    fn note_slashable_attestation(&mut self, validator: u64, data: &AttestationData) {
+        let previous = self.attestations.entry(validator).or_default();
+        for old in previous.iter() {
+            let (o, n) = (&old.data, data);
+            let double = o.target.epoch == n.target.epoch && o != n;
+            let surround = (o.source.epoch < n.source.epoch && n.target.epoch < o.target.epoch)
+                || (n.source.epoch < o.source.epoch && o.target.epoch < n.target.epoch);
+            if double || surround {
+                let kind = if double {
+                    "double vote"
+                } else {
+                    "surround vote"
+                };
+                self.report
+                    .slashable
+                    .push(format!("validator {validator}: {kind}: {o:?} and {n:?}"));
+            }
+        }
+        if !previous.iter().any(|r| r.data == *data) {
+            previous.push(AttestationRecord { data: *data });
+        }
+    }
+
+    /// Checks one unaggregated attestation by `validator` and records it.
+    fn accept_attestation(
+        &mut self,
+        validator: u64,
+        committee_index: u64,
+        data: &AttestationData,
+        signature: &SignatureBytes,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let current = self.current_slot(now_ms);
+        if data.slot > current {
+            return Err(format!("future slot: {}", data.slot));
+        }
+        if data.slot + self.spec.slots_per_epoch < current {
+            return Err(format!("too old: slot {}", data.slot));
+        }
+        let epoch = self.spec.epoch_of_slot(data.slot);
+        let duty = self
+            .attester_duty(validator, epoch)
+            .ok_or_else(|| format!("unknown validator: {validator}"))?;
+        if duty.slot != data.slot || committee_index != duty.committee_index {
+            return Err(format!(
+                "not in committee: validator {validator}, committee {committee_index}, slot {}",
+                data.slot
+            ));
+        }
+        if self.fork.electra_enabled() && data.index != 0 {
+            return Err("attestation data index must be 0 from Electra".into());
+        }
+        // Verified before the chain checks: a slashable pair is evidence even when the data is stale.
+        let domain = self.spec.domain(
+            DomainKind::BeaconAttester,
+            data.target.epoch,
+            self.genesis_validators_root,
+        );
+        self.verify(validator, compute_signing_root(data, domain), signature)?;
+        self.note_slashable_attestation(validator, data);
+        if !self.known_roots.contains(&data.beacon_block_root) {
+            return Err(format!(
+                "unknown beacon block root: {}",
+                data.beacon_block_root
+            ));
+        }
+        if data.target != self.checkpoint(epoch)
+            || data.source != self.checkpoint(epoch.saturating_sub(1))
+        {
+            return Err("source or target does not match the chain".into());
+        }
+        if self.landed_attestations.insert((validator, epoch)) {
+            self.report.attestations_ok += 1;
+            let delay = now_ms.saturating_sub(self.slot_start_ms(data.slot));
+            self.report.attestation_delays_ms.push(delay);
+        }
+        Ok(())
+    }
+
+    /// `POST /eth/v2/beacon/pool/attestations` from Electra: `SingleAttestation`s.
+    pub fn submit_single_attestations(
+        &mut self,
+        items: &[SingleAttestation],
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, a) in items.iter().enumerate() {
+            if let Err(e) = self.accept_attestation(
+                a.attester_index,
+                a.committee_index,
+                &a.data,
+                &a.signature,
+                now_ms,
+            ) {
+                failures.push((i, e));
+            }
+        }
+        self.finish_batch(failures, "attestations")
+    }
+
+    /// Pre-Electra `Attestation`s with one aggregation bit set.
+    pub fn submit_deneb_attestations(
+        &mut self,
+        items: &[AttestationDeneb<P>],
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, a) in items.iter().enumerate() {
+            let committee = self.committee_at(a.data.slot);
+            let set: Vec<usize> = (0..a.aggregation_bits.len())
+                .filter(|b| a.aggregation_bits.get(*b).unwrap_or(false))
+                .collect();
+            let outcome = if a.aggregation_bits.len() != committee.len() || set.len() != 1 {
+                Err(format!(
+                    "aggregation bits must have {} bits with exactly one set",
+                    committee.len()
+                ))
+            } else {
+                self.accept_attestation(
+                    committee[set[0]],
+                    a.data.index,
+                    &a.data,
+                    &a.signature,
+                    now_ms,
+                )
+            };
+            if let Err(e) = outcome {
+                failures.push((i, e));
+            }
+        }
+        self.finish_batch(failures, "attestations")
+    }
+
+    fn finish_batch(&mut self, failures: Vec<(usize, String)>, what: &str) -> Result<(), ApiError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        self.report.attestations_rejected += failures.len() as u64;
+        for (_, reason) in &failures {
+            let key = reason.split(':').next().unwrap_or(reason).to_string();
+            self.reject(&key);
+        }
+        Err(ApiError {
+            code: 400,
+            message: format!("some {what} failed validation"),
+            failures,
+        })
+    }
+
+    /// Builds an unsigned block for `slot` on the head, after checking the randao reveal.
+    pub fn produce_block(
+        &mut self,
+        slot: Slot,
+        randao_reveal: SignatureBytes,
+        graffiti: Graffiti,
+        now_ms: u64,
+    ) -> Result<VersionedBlock<P>, ApiError> {
+        let (head_slot, head_root) = self.head();
+        if slot <= head_slot || slot > self.current_slot(now_ms) + 1 {
+            return Err(ApiError::bad_request(format!(
+                "cannot produce a block for slot {slot} (head {head_slot})"
+            )));
+        }
+        let proposer = self.proposer_of(slot);
+        let epoch = self.spec.epoch_of_slot(slot);
+        let domain = self
+            .spec
+            .domain(DomainKind::Randao, epoch, self.genesis_validators_root);
+        if let Err(e) = self.verify(
+            proposer,
+            compute_signing_root(&epoch, domain),
+            &randao_reveal,
+        ) {
+            self.reject("invalid randao reveal");
+            return Err(ApiError::bad_request(format!("invalid randao reveal: {e}")));
+        }
+        let payload = ExecutionPayload::<P> {
+            parent_hash: Root::from(<[u8; 32]>::from(Sha256::digest(head_root.as_slice()))),
+            fee_recipient: Address::ZERO,
+            state_root: Root::ZERO,
+            receipts_root: Root::ZERO,
+            logs_bloom: Default::default(),
+            prev_randao: Root::from(<[u8; 32]>::from(Sha256::digest(randao_reveal.0))),
+            block_number: slot,
+            gas_limit: 30_000_000,
+            gas_used: 0,
+            timestamp: self.slot_start_ms(slot) / 1000,
+            extra_data: Default::default(),
+            base_fee_per_gas: U256::from(7u64),
+            block_hash: Root::from(<[u8; 32]>::from(Sha256::digest(slot.to_le_bytes()))),
+            transactions: Default::default(),
+            withdrawals: Default::default(),
+            blob_gas_used: 0,
+            excess_blob_gas: 0,
+        };
+        let sync_aggregate = SyncAggregate::<P> {
+            sync_committee_bits: Default::default(),
+            sync_committee_signature: SignatureBytes::infinity(),
+        };
+        let fields = BodyFields {
+            randao_reveal,
+            graffiti,
+            sync_aggregate,
+            execution_payload: payload,
+        };
+        let state_root = state_root_for(head_root, slot);
+        fn assemble<B: BlockBody>(
+            slot: Slot,
+            proposer: u64,
+            parent_root: Root,
+            state_root: Root,
+            body: B,
+        ) -> BeaconBlock<B> {
+            BeaconBlock {
+                slot,
+                proposer_index: proposer,
+                parent_root,
+                state_root,
+                body,
+            }
+        }
+        Ok(match self.fork {
+            ForkName::Deneb => VersionedBlock::Deneb(assemble(
+                slot,
+                proposer,
+                head_root,
+                state_root,
+                fields.into_body(),
+            )),
+            ForkName::Electra => VersionedBlock::Electra(assemble(
+                slot,
+                proposer,
+                head_root,
+                state_root,
+                fields.into_body(),
+            )),
+            ForkName::Fulu => VersionedBlock::Fulu(assemble(
+                slot,
+                proposer,
+                head_root,
+                state_root,
+                fields.into_body(),
+            )),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "fork {other} is not simulated"
+                )))
+            }
+        })
+    }
+
+    /// `POST /eth/v2/beacon/blocks`: verify, flag slashable proposals, extend the chain.
+    pub fn publish_block(
+        &mut self,
+        block: &VersionedBlock<P>,
+        signature: &SignatureBytes,
+        now_ms: u64,
+    ) -> Result<Option<HeadEvent>, ApiError> {
+        let result = self.check_block(block, signature, now_ms);
+        match &result {
+            Ok(_) => self.report.proposals_ok += 1,
+            Err(e) => {
+                self.report.proposals_rejected += 1;
+                let key = e
+                    .message
+                    .split(':')
+                    .next()
+                    .unwrap_or(&e.message)
+                    .to_string();
+                self.reject(&key);
+            }
+        }
+        result
+    }
+
+    fn check_block(
+        &mut self,
+        block: &VersionedBlock<P>,
+        signature: &SignatureBytes,
+        now_ms: u64,
+    ) -> Result<Option<HeadEvent>, ApiError> {
+        let slot = block.slot();
+        let proposer = block.proposer_index();
+        if block.fork_name() != self.fork {
+            return Err(ApiError::bad_request(format!(
+                "wrong fork: a {} block on a {} chain",
+                block.fork_name(),
+                self.fork
+            )));
+        }
+        if slot > self.current_slot(now_ms) {
+            return Err(ApiError::bad_request(format!("future slot: {slot}")));
+        }
+        if proposer != self.proposer_of(slot) {
+            return Err(ApiError::bad_request(format!(
+                "not the proposer: validator {proposer}, slot {slot}"
+            )));
+        }
+        let epoch = self.spec.epoch_of_slot(slot);
+        let gvr = self.genesis_validators_root;
+        let root = block.root();
+        let domain = self.spec.domain(DomainKind::BeaconProposer, epoch, gvr);
+        self.verify(proposer, compute_signing_root(&root, domain), signature)
+            .map_err(|e| ApiError::bad_request(format!("invalid block signature: {e}")))?;
+        let randao_domain = self.spec.domain(DomainKind::Randao, epoch, gvr);
+        self.verify(
+            proposer,
+            compute_signing_root(&epoch, randao_domain),
+            &block.randao_reveal(),
+        )
+        .map_err(|e| ApiError::bad_request(format!("invalid randao reveal: {e}")))?;
+        if let Some((existing, _)) = self.blocks.get(&slot) {
+            if *existing == root {
+                return Ok(None); // the same block again
+            }
+            self.report.slashable.push(format!(
+                "validator {proposer}: two blocks at slot {slot}: {existing} and {root}"
+            ));
+            return Err(ApiError::bad_request(format!(
+                "slot already has a block: {slot}"
+            )));
+        }
+        let header = block.header();
+        if !self.known_roots.contains(&header.parent_root) {
+            return Err(ApiError::bad_request(format!(
+                "unknown parent: {}",
+                header.parent_root
+            )));
+        }
+        let previous_head = self.head();
+        self.blocks.insert(slot, (root, header));
+        self.known_roots.insert(root);
+        self.landed_proposals.insert(slot);
+        if slot <= previous_head.0 {
+            return Ok(None);
+        }
+        let spe = self.spec.slots_per_epoch;
+        Ok(Some(HeadEvent {
+            slot,
+            block: root,
+            state: header.state_root,
+            epoch_transition: self.spec.epoch_of_slot(previous_head.0) != epoch,
+            previous_duty_dependent_root: self.genesis_block_root(),
+            current_duty_dependent_root: self.block_root_at((epoch * spe).saturating_sub(1)),
+            execution_optimistic: false,
+        }))
+    }
+
+    /// Duties of slots `first..=last` that landed and that were missed.
+    pub fn duty_summary(&self, first: Slot, last: Slot) -> DutySummary {
+        let mut summary = DutySummary::default();
+        for slot in first..=last {
+            for v in self.committee_at(slot) {
+                if self
+                    .landed_attestations
+                    .contains(&(v, self.spec.epoch_of_slot(slot)))
+                {
+                    summary.attestations_ok += 1;
+                } else {
+                    summary.attestations_missed += 1;
+                }
+            }
+            if slot > 0 {
+                if self.landed_proposals.contains(&slot) {
+                    summary.proposals_ok += 1;
+                } else {
+                    summary.proposals_missed += 1;
+                }
+            }
+        }
+        summary
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DutySummary {
+    pub attestations_ok: u64,
+    pub attestations_missed: u64,
+    pub proposals_ok: u64,
+    pub proposals_missed: u64,
+}
+
+/// A deterministic stand-in for the post-state root.
+fn state_root_for(parent: Root, slot: Slot) -> Root {
+    let mut hasher = Sha256::new();
+    hasher.update(parent.as_slice());
+    hasher.update(slot.to_le_bytes());
+    Root::from(<[u8; 32]>::from(hasher.finalize()))
+}
+
+/// The fields a produced body fills in; everything else is empty.
+struct BodyFields {
+    randao_reveal: SignatureBytes,
+    graffiti: Graffiti,
+    sync_aggregate: SyncAggregate<P>,
+    execution_payload: ExecutionPayload<P>,
+}
+
+trait IntoBody<B> {
+    fn into_body(self) -> B;
+}
+
+impl IntoBody<BeaconBlockBodyDeneb<P>> for BodyFields {
+    fn into_body(self) -> BeaconBlockBodyDeneb<P> {
+        BeaconBlockBodyDeneb {
+            randao_reveal: self.randao_reveal,
+            eth1_data: Eth1Data::default(),
+            graffiti: self.graffiti,
+            proposer_slashings: Default::default(),
+            attester_slashings: Default::default(),
+            attestations: Default::default(),
+            deposits: Default::default(),
+            voluntary_exits: Default::default(),
+            sync_aggregate: self.sync_aggregate,
+            execution_payload: self.execution_payload,
+            bls_to_execution_changes: Default::default(),
+            blob_kzg_commitments: Default::default(),
+        }
+    }
+}
+
+impl IntoBody<BeaconBlockBodyElectra<P>> for BodyFields {
+    fn into_body(self) -> BeaconBlockBodyElectra<P> {
+        BeaconBlockBodyElectra {
+            randao_reveal: self.randao_reveal,
+            eth1_data: Eth1Data::default(),
+            graffiti: self.graffiti,
+            proposer_slashings: Default::default(),
+            attester_slashings: Default::default(),
+            attestations: Default::default(),
+            deposits: Default::default(),
+            voluntary_exits: Default::default(),
+            sync_aggregate: self.sync_aggregate,
+            execution_payload: self.execution_payload,
+            bls_to_execution_changes: Default::default(),
+            blob_kzg_commitments: Default::default(),
+            execution_requests: ExecutionRequests {
+                deposits: Default::default(),
+                withdrawals: Default::default(),
+                consolidations: Default::default(),
+            },
+        }
+    }
+}

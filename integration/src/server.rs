@@ -1,0 +1,432 @@
+//! The Beacon API subset a validator uses, served over the simulated chain.
+//! Shapes follow `../shared/beacon-api-spec`; errors are `{code, message}`
+//! (with `failures` for batch submissions) as a beacon node sends them.
+
+use crate::chain::{ApiError, Chain, HeadEvent, P};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dv_types::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+pub struct AppState {
+    chain: Mutex<Chain>,
+    heads: broadcast::Sender<HeadEvent>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(chain: Chain) -> Shared {
+        let (heads, _) = broadcast::channel(64);
+        Arc::new(Self {
+            chain: Mutex::new(chain),
+            heads,
+        })
+    }
+
+    pub fn chain(&self) -> MutexGuard<'_, Chain> {
+        self.chain
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut body = json!({"code": self.code, "message": self.message});
+        if !self.failures.is_empty() {
+            body["failures"] = self
+                .failures
+                .iter()
+                .map(|(index, message)| json!({"index": index, "message": message}))
+                .collect();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn data(value: impl serde::Serialize) -> ApiResult {
+    Ok(Json(json!({"data": value})).into_response())
+}
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {what}: {text:?}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+fn consensus_version(headers: &HeaderMap) -> Result<ForkName, ApiError> {
+    let text = headers
+        .get("Eth-Consensus-Version")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad_request("missing Eth-Consensus-Version header"))?;
+    parse(text, "Eth-Consensus-Version")
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/eth/v1/beacon/genesis", get(genesis))
+        .route("/eth/v1/config/spec", get(spec))
+        .route("/eth/v1/config/fork_schedule", get(fork_schedule))
+        .route("/eth/v1/beacon/states/{state_id}/fork", get(state_fork))
+        .route("/eth/v1/node/syncing", get(syncing))
+        .route("/eth/v1/node/version", get(version))
+        .route("/eth/v1/node/health", get(|| async { StatusCode::OK }))
+        .route(
+            "/eth/v1/beacon/states/{state_id}/validators",
+            get(validators_get).post(validators_post),
+        )
+        .route(
+            "/eth/v1/validator/duties/attester/{epoch}",
+            post(attester_duties),
+        )
+        .route(
+            "/eth/v1/validator/duties/proposer/{epoch}",
+            get(proposer_duties),
+        )
+        .route("/eth/v1/validator/attestation_data", get(attestation_data))
+        .route("/eth/v3/validator/blocks/{slot}", get(produce_block))
+        .route(
+            "/eth/v2/beacon/pool/attestations",
+            post(submit_attestations),
+        )
+        .route("/eth/v2/beacon/blocks", post(publish_block))
+        .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
+        .route(
+            "/eth/v1/validator/beacon_committee_subscriptions",
+            post(accept),
+        )
+        .route("/eth/v1/events", get(events))
+        .route("/dv/report", get(report))
+        .with_state(state)
+}
+
+async fn accept() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn genesis(State(s): State<Shared>) -> ApiResult {
+    let chain = s.chain();
+    data(json!({
+        "genesis_time": chain.genesis_time.to_string(),
+        "genesis_validators_root": chain.genesis_validators_root,
+        "genesis_fork_version": chain.spec.fork_schedule.genesis_fork_version,
+    }))
+}
+
+async fn spec(State(s): State<Shared>) -> ApiResult {
+    data(s.chain().spec.to_beacon_node_json())
+}
+
+fn forks(spec: &ChainSpec) -> Vec<Fork> {
+    let schedule = &spec.fork_schedule;
+    let mut previous = schedule.genesis_fork_version;
+    let mut out = vec![Fork {
+        previous_version: previous,
+        current_version: previous,
+        epoch: 0,
+    }];
+    for (_, version, epoch) in schedule
+        .forks
+        .iter()
+        .filter(|(_, _, e)| *e != FAR_FUTURE_EPOCH)
+    {
+        out.push(Fork {
+            previous_version: previous,
+            current_version: *version,
+            epoch: *epoch,
+        });
+        previous = *version;
+    }
+    out
+}
+
+async fn fork_schedule(State(s): State<Shared>) -> ApiResult {
+    data(forks(&s.chain().spec))
+}
+
+async fn state_fork(State(s): State<Shared>) -> ApiResult {
+    let chain = s.chain();
+    let epoch = chain.spec.epoch_of_slot(chain.current_slot(now_ms()));
+    let current = forks(&chain.spec)
+        .into_iter()
+        .rev()
+        .find(|f| f.epoch <= epoch);
+    data(current)
+}
+
+async fn syncing(State(s): State<Shared>) -> ApiResult {
+    let chain = s.chain();
+    data(json!({
+        "head_slot": chain.head().0.to_string(),
+        "sync_distance": "0",
+        "is_syncing": false,
+        "is_optimistic": false,
+        "el_offline": false,
+    }))
+}
+
+async fn version() -> ApiResult {
+    data(json!({"version": format!("dv-simulated-beacon-chain/{}", env!("CARGO_PKG_VERSION"))}))
+}
+
+fn validator_json(chain: &Chain, index: u64) -> Option<Value> {
+    let pubkey = chain.pubkey(index)?;
+    let mut credentials = [0u8; 32];
+    credentials[0] = 1;
+    Some(json!({
+        "index": index.to_string(),
+        "balance": "32000000000",
+        "status": "active_ongoing",
+        "validator": {
+            "pubkey": pubkey,
+            "withdrawal_credentials": Root::from(credentials),
+            "effective_balance": "32000000000",
+            "slashed": false,
+            "activation_eligibility_epoch": "0",
+            "activation_epoch": "0",
+            "exit_epoch": FAR_FUTURE_EPOCH.to_string(),
+            "withdrawable_epoch": FAR_FUTURE_EPOCH.to_string(),
+        }
+    }))
+}
+
+/// Validators by index or pubkey; unknown ids are left out, as beacon nodes do.
+fn validators(chain: &Chain, ids: &[String]) -> Result<Vec<Value>, ApiError> {
+    let indices: Vec<u64> = if ids.is_empty() {
+        (0..chain.validator_count() as u64).collect()
+    } else {
+        let mut out = Vec::new();
+        for id in ids {
+            let index = if id.starts_with("0x") {
+                chain.index_of(&parse::<PublicKeyBytes>(id, "validator id")?)
+            } else {
+                Some(parse::<u64>(id, "validator id")?)
+            };
+            out.extend(index);
+        }
+        out
+    };
+    Ok(indices
+        .into_iter()
+        .filter_map(|i| validator_json(chain, i))
+        .collect())
+}
+
+async fn validators_get(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let ids: Vec<String> = query
+        .get("id")
+        .map(|ids| ids.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    data(validators(&s.chain(), &ids)?)
+}
+
+#[derive(Deserialize)]
+struct ValidatorsBody {
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+async fn validators_post(State(s): State<Shared>, body: Option<Json<ValidatorsBody>>) -> ApiResult {
+    let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
+    data(validators(&s.chain(), &ids)?)
+}
+
+async fn attester_duties(
+    State(s): State<Shared>,
+    Path(epoch): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    let epoch: Epoch = parse(&epoch, "epoch")?;
+    let indices: Vec<String> = from_json(body, "validator indices")?;
+    let chain = s.chain();
+    let mut duties = Vec::new();
+    for text in &indices {
+        let index: u64 = parse(text, "validator index")?;
+        if let (Some(duty), Some(pubkey)) = (chain.attester_duty(index, epoch), chain.pubkey(index))
+        {
+            duties.push(json!({
+                "pubkey": pubkey,
+                "validator_index": index.to_string(),
+                "committee_index": duty.committee_index.to_string(),
+                "committee_length": duty.committee_length.to_string(),
+                "committees_at_slot": "1",
+                "validator_committee_index": duty.validator_committee_index.to_string(),
+                "slot": duty.slot.to_string(),
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "dependent_root": chain.genesis_block_root(),
+        "execution_optimistic": false,
+        "data": duties,
+    }))
+    .into_response())
+}
+
+async fn proposer_duties(State(s): State<Shared>, Path(epoch): Path<String>) -> ApiResult {
+    let epoch: Epoch = parse(&epoch, "epoch")?;
+    let chain = s.chain();
+    let start = chain.spec.start_slot_of_epoch(epoch);
+    let duties: Vec<Value> = (start..start + chain.spec.slots_per_epoch)
+        .map(|slot| {
+            let index = chain.proposer_of(slot);
+            json!({"pubkey": chain.pubkey(index), "validator_index": index.to_string(), "slot": slot.to_string()})
+        })
+        .collect();
+    Ok(Json(json!({
+        "dependent_root": chain.genesis_block_root(),
+        "execution_optimistic": false,
+        "data": duties,
+    }))
+    .into_response())
+}
+
+async fn attestation_data(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let slot: Slot = parse(query.get("slot").map(String::as_str).unwrap_or(""), "slot")?;
+    let committee_index: u64 = parse(
+        query
+            .get("committee_index")
+            .map(String::as_str)
+            .unwrap_or("0"),
+        "committee_index",
+    )?;
+    let chain = s.chain();
+    data(chain.attestation_data(slot, committee_index, now_ms())?)
+}
+
+async fn produce_block(
+    State(s): State<Shared>,
+    Path(slot): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let slot: Slot = parse(&slot, "slot")?;
+    let randao: SignatureBytes = parse(
+        query.get("randao_reveal").map(String::as_str).unwrap_or(""),
+        "randao_reveal",
+    )?;
+    let graffiti: Graffiti = match query.get("graffiti") {
+        Some(g) => parse(g, "graffiti")?,
+        None => Graffiti::ZERO,
+    };
+    let block = s.chain().produce_block(slot, randao, graffiti, now_ms())?;
+    let fork = block.fork_name();
+    let body = json!({
+        "version": fork,
+        "execution_payload_blinded": false,
+        "execution_payload_value": "0",
+        "consensus_block_value": "0",
+        "data": {"block": block.to_json_value(), "kzg_proofs": [], "blobs": []},
+    });
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("Eth-Consensus-Version", fork.as_str()),
+        ("Eth-Execution-Payload-Blinded", "false"),
+        ("Eth-Execution-Payload-Value", "0"),
+        ("Eth-Consensus-Block-Value", "0"),
+    ] {
+        if let Ok(v) = value.parse() {
+            headers.insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn submit_attestations(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    let fork = consensus_version(&headers)?;
+    let mut chain = s.chain();
+    if fork != chain.fork {
+        return Err(ApiError::bad_request(format!(
+            "Eth-Consensus-Version {fork} on a {} chain",
+            chain.fork
+        )));
+    }
+    if fork.electra_enabled() {
+        let items: Vec<SingleAttestation> = from_json(body, "SingleAttestation list")?;
+        chain.submit_single_attestations(&items, now_ms())?;
+    } else {
+        let items: Vec<AttestationDeneb<P>> = from_json(body, "Attestation list")?;
+        chain.submit_deneb_attestations(&items, now_ms())?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn publish_block(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(mut body): Json<Value>,
+) -> ApiResult {
+    let fork = consensus_version(&headers)?;
+    // Deneb on: SignedBlockContents {signed_block, kzg_proofs, blobs}.
+    let mut signed = body["signed_block"].take();
+    let signature: SignatureBytes = from_json(signed["signature"].take(), "block signature")?;
+    let block = VersionedBlock::<P>::from_json_value(fork, signed["message"].take())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let head = s.chain().publish_block(&block, &signature, now_ms())?;
+    if let Some(event) = head {
+        let _ = s.heads.send(event);
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn events(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let topics = query.get("topics").cloned().unwrap_or_default();
+    if !topics.split(',').any(|t| t == "head") {
+        return Err(ApiError::bad_request(format!(
+            "unsupported topics {topics:?} (head is served)"
+        )));
+    }
+    let stream = BroadcastStream::new(s.heads.subscribe()).filter_map(|event| {
+        let event = event.ok()?;
+        let data = serde_json::to_string(&event).ok()?;
+        Some(Ok::<_, Infallible>(
+            Event::default().event("head").data(data),
+        ))
+    });
+    Ok(Sse::new(stream).into_response())
+}
+
+async fn report(State(s): State<Shared>) -> ApiResult {
+    let chain = s.chain();
+    let current = chain.current_slot(now_ms());
+    let summary = chain.duty_summary(1, current.saturating_sub(1));
+    Ok(Json(json!({"report": chain.report, "duties_until_last_slot": summary})).into_response())
+}

@@ -1,0 +1,369 @@
+//! The simulated beacon chain over real HTTP: it serves what a validator
+//! needs, accepts correctly signed duties, refuses bad signatures with the
+//! beacon node's 400 shape, and flags slashable pairs.
+
+use dv_crypto::interop_secret_key;
+use dv_integration::{router, AppState, Chain};
+use dv_types::*;
+use serde_json::{json, Value};
+use ssz_types::BitList;
+
+const SLOT_MS: u64 = 2000;
+const VALIDATORS: usize = 16;
+
+struct Node {
+    base: String,
+    http: reqwest::Client,
+    spec: ChainSpec,
+    gvr: Root,
+    genesis_time: u64,
+}
+
+impl Node {
+    async fn start(fork: ForkName) -> Node {
+        let now = dv_integration::server::now_ms() / 1000;
+        // Genesis 20 s ago: slot 10, the middle of epoch 1.
+        let state = AppState::new(Chain::new(VALIDATORS, fork, SLOT_MS, now - 20));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        let http = reqwest::Client::new();
+        let spec_json: Value = http
+            .get(format!("{base}/eth/v1/config/spec"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let spec = ChainSpec::from_beacon_node_json(&spec_json["data"]).unwrap();
+        let genesis: Value = http
+            .get(format!("{base}/eth/v1/beacon/genesis"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let gvr: Root =
+            serde_json::from_value(genesis["data"]["genesis_validators_root"].clone()).unwrap();
+        let genesis_time: u64 = genesis["data"]["genesis_time"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Node {
+            base,
+            http,
+            spec,
+            gvr,
+            genesis_time,
+        }
+    }
+
+    fn current_slot(&self) -> Slot {
+        (dv_integration::server::now_ms() / 1000 - self.genesis_time) * 1000 / SLOT_MS
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, fork: ForkName, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Eth-Consensus-Version", fork.as_str())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn report(&self) -> Value {
+        self.get("/dv/report").await.1["report"].clone()
+    }
+
+    fn sign(&self, validator: u64, root: Root) -> SignatureBytes {
+        SignatureBytes(
+            interop_secret_key(validator)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    }
+
+    async fn attestation_data(&self, slot: Slot) -> AttestationData {
+        let (status, body) = self
+            .get(&format!(
+                "/eth/v1/validator/attestation_data?slot={slot}&committee_index=0"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body["data"].clone()).unwrap()
+    }
+
+    fn attest(&self, validator: u64, data: &AttestationData) -> SignatureBytes {
+        let domain = self
+            .spec
+            .domain(DomainKind::BeaconAttester, data.target.epoch, self.gvr);
+        self.sign(validator, compute_signing_root(data, domain))
+    }
+}
+
+#[tokio::test]
+async fn electra_attestations_and_blocks_are_judged_strictly() {
+    let node = Node::start(ForkName::Fulu).await;
+    let slot = node.current_slot();
+    let epoch = node.spec.epoch_of_slot(slot);
+
+    // Duties: whoever attests at `slot`.
+    let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
+    let (status, duties) = node
+        .post(
+            &format!("/eth/v1/validator/duties/attester/{epoch}"),
+            ForkName::Fulu,
+            json!(indices),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let attester: u64 = duties["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
+        .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
+        .expect("a duty at the current slot");
+
+    let data = node.attestation_data(slot).await;
+    let single = |signature: SignatureBytes, data: &AttestationData| {
+        json!([SingleAttestation {
+            committee_index: 0,
+            attester_index: attester,
+            data: *data,
+            signature
+        }])
+    };
+    let (status, body) = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Fulu,
+            single(node.attest(attester, &data), &data),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Signed by the wrong key: refused, with the failing index.
+    let (status, body) = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Fulu,
+            single(node.attest(attester + 1, &data), &data),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["failures"][0]["index"], 0);
+
+    // A second, different vote for the same target is a slashable double vote
+    // (flagged even though the unknown head root makes the chain refuse it).
+    let mut other = data;
+    other.beacon_block_root = Root::repeat_byte(9);
+    let _ = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Fulu,
+            single(node.attest(attester, &other), &other),
+        )
+        .await;
+
+    // A block for the current slot: randao, production, signature, publication.
+    let proposer = slot % VALIDATORS as u64;
+    let randao_domain = node.spec.domain(DomainKind::Randao, epoch, node.gvr);
+    let randao = node.sign(proposer, compute_signing_root(&epoch, randao_domain));
+    let bad_randao = node.sign(proposer + 1, compute_signing_root(&epoch, randao_domain));
+    let (status, _) = node
+        .get(&format!(
+            "/eth/v3/validator/blocks/{slot}?randao_reveal={bad_randao}"
+        ))
+        .await;
+    assert_eq!(status, 400, "a wrong randao reveal is refused");
+    let r = node
+        .http
+        .get(format!(
+            "{}/eth/v3/validator/blocks/{slot}?randao_reveal={randao}",
+            node.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["Eth-Consensus-Version"], "fulu");
+    let produced: Value = r.json().await.unwrap();
+    let block_json = produced["data"]["block"].clone();
+    let block =
+        VersionedBlock::<Minimal>::from_json_value(ForkName::Fulu, block_json.clone()).unwrap();
+    assert_eq!(block.slot(), slot);
+    assert_eq!(block.proposer_index(), proposer);
+
+    let mut events = node
+        .http
+        .get(format!("{}/eth/v1/events?topics=head", node.base))
+        .send()
+        .await
+        .unwrap();
+    let proposer_domain = node
+        .spec
+        .domain(DomainKind::BeaconProposer, epoch, node.gvr);
+    let signature = node.sign(
+        proposer,
+        compute_signing_root(&block.root(), proposer_domain),
+    );
+    let contents = |message: Value, signature: SignatureBytes| json!({"signed_block": {"message": message, "signature": signature}, "kzg_proofs": [], "blobs": []});
+    let (status, body) = node
+        .post(
+            "/eth/v2/beacon/blocks",
+            ForkName::Fulu,
+            contents(block_json.clone(), signature),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), events.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(
+        text.contains("event: head") && text.contains(&block.root().to_string()),
+        "{text}"
+    );
+
+    // Same slot, different block from the same proposer: refused and flagged.
+    let mut forked = block_json;
+    forked["body"]["graffiti"] = json!(Root::repeat_byte(7));
+    let forked_block =
+        VersionedBlock::<Minimal>::from_json_value(ForkName::Fulu, forked.clone()).unwrap();
+    let forked_sig = node.sign(
+        proposer,
+        compute_signing_root(&forked_block.root(), proposer_domain),
+    );
+    let (status, _) = node
+        .post(
+            "/eth/v2/beacon/blocks",
+            ForkName::Fulu,
+            contents(forked, forked_sig),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let report = node.report().await;
+    assert_eq!(report["rejections"]["invalid signature"], 1, "{report}");
+    assert_eq!(
+        report["rejections"]["unknown beacon block root"], 1,
+        "{report}"
+    );
+    assert_eq!(report["attestations_ok"], 1, "{report}");
+    assert_eq!(report["proposals_ok"], 1, "{report}");
+    assert!(
+        report["invalid_signatures"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    let slashable = report["slashable"].as_array().unwrap();
+    assert_eq!(slashable.len(), 2, "{report}");
+    assert!(slashable[0].as_str().unwrap().contains("double vote"));
+    assert!(slashable[1].as_str().unwrap().contains("two blocks"));
+}
+
+#[tokio::test]
+async fn deneb_attestations_use_aggregation_bits() {
+    let node = Node::start(ForkName::Deneb).await;
+    let slot = node.current_slot();
+    let data = node.attestation_data(slot).await;
+    // Committee of `slot`: validators v with v % 8 == slot % 8, in index order.
+    let committee: Vec<u64> = (0..VALIDATORS as u64)
+        .filter(|v| v % 8 == slot % 8)
+        .collect();
+    let mut bits =
+        BitList::<<Minimal as Preset>::MaxValidatorsPerCommittee>::with_capacity(committee.len())
+            .unwrap();
+    bits.set(1, true).unwrap();
+    let attestation = AttestationDeneb::<Minimal> {
+        aggregation_bits: bits,
+        data,
+        signature: node.attest(committee[1], &data),
+    };
+    let (status, body) = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Deneb,
+            json!([attestation]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The same bits signed by the committee's other member do not verify.
+    let mut wrong = attestation.clone();
+    wrong.signature = node.attest(committee[0], &data);
+    let (status, _) = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Deneb,
+            json!([wrong]),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // An Electra body on a Deneb chain is refused.
+    let (status, _) = node
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            ForkName::Electra,
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(node.report().await["attestations_ok"], 1);
+}
+
+#[tokio::test]
+async fn serves_validators_duties_and_node_status() {
+    let node = Node::start(ForkName::Electra).await;
+    let key0 = interop_secret_key(0).public_key().to_hex();
+    let (status, body) = node
+        .get(&format!(
+            "/eth/v1/beacon/states/head/validators?id={key0},3,999"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let found = body["data"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "unknown ids are left out: {body}");
+    assert_eq!(found[0]["validator"]["pubkey"], key0);
+    assert_eq!(found[1]["index"], "3");
+    let (status, body) = node.get("/eth/v1/validator/duties/proposer/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 8);
+    let (status, body) = node.get("/eth/v1/node/syncing").await;
+    assert_eq!(
+        (status, body["data"]["is_syncing"].clone()),
+        (200, json!(false))
+    );
+    let (status, body) = node.get("/eth/v1/config/fork_schedule").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"].as_array().unwrap().last().unwrap()["current_version"],
+        "0x05000001"
+    );
+    let (status, body) = node
+        .get(&format!(
+            "/eth/v1/validator/attestation_data?slot={}",
+            node.current_slot() + 5
+        ))
+        .await;
+    assert_eq!(status, 400, "future slots are refused: {body}");
+    assert!(body["message"].as_str().unwrap().contains("future"));
+}

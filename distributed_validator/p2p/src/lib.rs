@@ -1,0 +1,437 @@
+//! The cluster's private network: rust-libp2p over TCP with noise and yamux.
+//!
+//! The peer set is fixed by the cluster lock: a connection from any other
+//! peer id is closed as soon as it is established, and anything it sent is
+//! dropped. Messages are typed [`Envelope`]s (versioned, tagged with the duty
+//! they belong to) carried by a request-response protocol with a size limit;
+//! the sender of a message is the authenticated peer of the connection, never
+//! a field a peer could forge. A message that cannot be delivered is retried
+//! with backoff until its deadline (a duty's messages expire with the duty),
+//! and disconnected peers are redialled with backoff.
+
+use futures::StreamExt;
+use libp2p::request_response::{self, json, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use libp2p::identity::Keypair;
+
+/// The envelope format this build speaks; a peer sending another is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/1");
+const RETRY_BASE: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Topic {
+    Consensus,
+    PartialSignatures,
+}
+
+/// A message between cluster nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u16,
+    pub slot: u64,
+    pub duty: u32,
+    pub topic: Topic,
+    #[serde(with = "hex_bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl Envelope {
+    pub fn new(slot: u64, duty: u32, topic: Topic, payload: Vec<u8>) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            slot,
+            duty,
+            topic,
+            payload,
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            text.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd-length hex"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub accepted: bool,
+    pub reason: Option<String>,
+}
+
+/// A cluster member: its position in the lock, identity and address.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub peer_id: PeerId,
+    pub address: Multiaddr,
+}
+
+pub struct Config {
+    pub keypair: Keypair,
+    /// Every operator of the lock, in lock order (including this node).
+    pub members: Vec<Member>,
+    pub listen: Multiaddr,
+    /// Largest encoded message accepted, in bytes (payloads travel as hex, so
+    /// a payload may be at most about half of this).
+    pub max_message_bytes: u64,
+}
+
+/// A message from a member, attributed by its authenticated connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub from: usize,
+    pub envelope: Envelope,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("p2p: this node's peer id {0} is not a member of the cluster lock")]
+    NotAMember(PeerId),
+    #[error("p2p: cannot listen on {address}: {reason}")]
+    Listen { address: Multiaddr, reason: String },
+    #[error("p2p: transport setup failed: {0}")]
+    Transport(String),
+    #[error("p2p: the network task has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Send {
+        to: usize,
+        envelope: Envelope,
+        deadline: Instant,
+    },
+    Connected(oneshot::Sender<Vec<usize>>),
+}
+
+/// Sends messages and queries the network task. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::UnboundedSender<Command>,
+    me: usize,
+    members: usize,
+}
+
+impl Handle {
+    /// This node's index in the lock.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Sends to one member, retrying until `deadline` if it is unreachable.
+    pub fn send(&self, to: usize, envelope: Envelope, deadline: Instant) -> Result<(), Error> {
+        self.commands
+            .send(Command::Send {
+                to,
+                envelope,
+                deadline,
+            })
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Sends to every other member.
+    pub fn broadcast(&self, envelope: Envelope, deadline: Instant) -> Result<(), Error> {
+        for to in (0..self.members).filter(|i| *i != self.me) {
+            self.send(to, envelope.clone(), deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Members currently connected.
+    pub async fn connected(&self) -> Result<Vec<usize>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connected(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+}
+
+struct Pending {
+    to: usize,
+    envelope: Envelope,
+    deadline: Instant,
+    attempts: u32,
+}
+
+type Behaviour = json::Behaviour<Envelope, Ack>;
+
+/// Starts the network task; returns the handle and the stream of incoming messages.
+pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<Incoming>), Error> {
+    let local = config.keypair.public().to_peer_id();
+    let me = config
+        .members
+        .iter()
+        .position(|m| m.peer_id == local)
+        .ok_or(Error::NotAMember(local))?;
+    let max = config.max_message_bytes;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_behaviour(|_| {
+            let codec = json::codec::Codec::default()
+                .set_request_size_maximum(max)
+                .set_response_size_maximum(4096);
+            Behaviour::with_codec(
+                codec,
+                [(PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            )
+        })
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| Error::Listen {
+            address: config.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    for member in &config.members {
+        swarm.add_peer_address(member.peer_id, member.address.clone());
+    }
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (incoming_tx, incoming) = mpsc::unbounded_channel();
+    let members = config.members.len();
+    let task = Network {
+        swarm,
+        me,
+        members: config.members,
+        incoming: incoming_tx,
+        in_flight: HashMap::new(),
+        retries: Vec::new(),
+        redial: HashMap::new(),
+    };
+    tokio::spawn(task.run(command_rx));
+    Ok((
+        Handle {
+            commands,
+            me,
+            members,
+        },
+        incoming,
+    ))
+}
+
+struct Network {
+    swarm: Swarm<Behaviour>,
+    me: usize,
+    members: Vec<Member>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    in_flight: HashMap<request_response::OutboundRequestId, Pending>,
+    retries: Vec<(Instant, Pending)>,
+    /// Next redial time and current backoff per member index.
+    redial: HashMap<usize, (Instant, Duration)>,
+}
+
+impl Network {
+    fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.members.iter().position(|m| m.peer_id == *peer)
+    }
+
+    fn dispatch(&mut self, pending: Pending) {
+        if Instant::now() >= pending.deadline {
+            tracing::debug!(
+                to = pending.to,
+                slot = pending.envelope.slot,
+                "dropping expired message"
+            );
+            return;
+        }
+        let peer = self.members[pending.to].peer_id;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .send_request(&peer, pending.envelope.clone());
+        self.in_flight.insert(id, pending);
+    }
+
+    fn retry_later(&mut self, mut pending: Pending) {
+        pending.attempts += 1;
+        let backoff = RETRY_BASE
+            .saturating_mul(1 << pending.attempts.min(5))
+            .min(MAX_RETRY);
+        let at = Instant::now() + backoff;
+        if at < pending.deadline {
+            self.retries.push((at, pending));
+        } else {
+            tracing::debug!(
+                to = pending.to,
+                slot = pending.envelope.slot,
+                "message expired before delivery"
+            );
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(Command::Send { to, envelope, deadline }) => {
+                        if to < self.members.len() && to != self.me {
+                            self.dispatch(Pending { to, envelope, deadline, attempts: 0 });
+                        }
+                    }
+                    Some(Command::Connected(reply)) => {
+                        let connected = (0..self.members.len())
+                            .filter(|i| *i != self.me && self.swarm.is_connected(&self.members[*i].peer_id))
+                            .collect();
+                        let _ = reply.send(connected);
+                    }
+                },
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.retries = later;
+        for (_, pending) in due {
+            self.dispatch(pending);
+        }
+        for index in (0..self.members.len()).filter(|i| *i != self.me) {
+            let peer = self.members[index].peer_id;
+            if self.swarm.is_connected(&peer) {
+                self.redial.remove(&index);
+                continue;
+            }
+            let (next, backoff) = *self.redial.entry(index).or_insert((now, RETRY_BASE));
+            if now >= next {
+                let _ = self.swarm.dial(self.members[index].address.clone());
+                let backoff = backoff.saturating_mul(2).min(REDIAL_MAX);
+                self.redial.insert(index, (now + backoff, backoff));
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<request_response::Event<Envelope, Ack>>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => match self.index_of(&peer_id) {
+                Some(index) => {
+                    tracing::debug!(peer = index, "connected");
+                    self.redial.remove(&index);
+                }
+                None => {
+                    tracing::warn!(%peer_id, "closing a connection from a peer outside the cluster lock");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+            },
+            SwarmEvent::Behaviour(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        let ack = match self.index_of(&peer) {
+                            None => Ack {
+                                accepted: false,
+                                reason: Some("not a cluster member".into()),
+                            },
+                            Some(_) if request.version != PROTOCOL_VERSION => {
+                                tracing::warn!(%peer, version = request.version, "message with an unsupported version");
+                                Ack {
+                                    accepted: false,
+                                    reason: Some(format!(
+                                        "unsupported version {}",
+                                        request.version
+                                    )),
+                                }
+                            }
+                            Some(from) => {
+                                let _ = self.incoming.send(Incoming {
+                                    from,
+                                    envelope: request,
+                                });
+                                Ack {
+                                    accepted: true,
+                                    reason: None,
+                                }
+                            }
+                        };
+                        let _ = self.swarm.behaviour_mut().send_response(channel, ack);
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(pending) = self.in_flight.remove(&request_id) {
+                            if !response.accepted {
+                                tracing::warn!(to = pending.to, reason = ?response.reason, "peer refused a message");
+                            }
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(pending) = self.in_flight.remove(&request_id) {
+                    tracing::debug!(to = pending.to, %error, "send failed; will retry");
+                    self.retry_later(pending);
+                }
+            }
+            SwarmEvent::Behaviour(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::warn!(%peer, %error, "bad inbound message");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads a node's libp2p key as `dvnode create cluster` writes it (hex protobuf).
+pub fn load_keypair(path: &std::path::Path) -> Result<Keypair, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return Err(format!("{}: not hex", path.display()));
+    }
+    let bytes: Result<Vec<u8>, _> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+        .collect();
+    let bytes = bytes.map_err(|e| format!("{}: not hex: {e}", path.display()))?;
+    Keypair::from_protobuf_encoding(&bytes)
+        .map_err(|e| format!("{}: not a libp2p key: {e}", path.display()))
+}

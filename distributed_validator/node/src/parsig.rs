@@ -1,0 +1,321 @@
+//! The partial-signature store and combiner stages.
+//!
+//! Partials arrive from this node's signer and from peers. Each is verified
+//! against the sender's public share before it is stored (a batch of partials
+//! over one signing root costs one two-pairing check; when the batch fails,
+//! bisection names the bad ones and only those are dropped). Partials are kept
+//! per duty, validator and signing root, so a peer that signed something else
+//! cannot mix into a combination. At `t` valid partials over one root the
+//! signature is combined, verified against the validator key, and handed out
+//! exactly once.
+
+use crate::duty::Duty;
+use dv_crypto::{
+    batch_verify, combine_verified, find_invalid, HashedMessage, PartialSignature, PublicKey,
+    Signature, ThresholdParams,
+};
+use dv_types::{PublicKeyBytes, Root, Slot};
+use std::collections::{BTreeMap, HashMap};
+
+/// A validator's public key and the public keys of all its shares (index i at position i-1).
+#[derive(Debug, Clone)]
+pub struct ValidatorKeys {
+    pub key: PublicKey,
+    pub shares: Vec<PublicKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParSigError {
+    #[error("validator {0} is not in this cluster")]
+    UnknownValidator(PublicKeyBytes),
+    #[error("share index {index} is outside 1..={total}")]
+    BadShareIndex { index: u64, total: usize },
+    #[error("partial signature from share {index} for validator {validator} does not verify")]
+    InvalidPartial {
+        validator: PublicKeyBytes,
+        index: u64,
+    },
+    #[error("combining for validator {validator}: {reason}")]
+    Combine {
+        validator: PublicKeyBytes,
+        reason: String,
+    },
+}
+
+/// One partial to store: for which validator, over which root, by which share.
+#[derive(Debug, Clone, Copy)]
+pub struct Partial {
+    pub validator: PublicKeyBytes,
+    pub signature: PartialSignature,
+}
+
+/// A combined, verified signature ready for the broadcaster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Combined {
+    pub duty: Duty,
+    pub validator: PublicKeyBytes,
+    pub root: Root,
+    pub signature: Signature,
+}
+
+#[derive(Default)]
+struct Entry {
+    by_root: HashMap<Root, BTreeMap<u64, PartialSignature>>,
+    combined: bool,
+}
+
+pub struct ParSigStore {
+    params: ThresholdParams,
+    validators: HashMap<PublicKeyBytes, ValidatorKeys>,
+    entries: HashMap<(Duty, PublicKeyBytes), Entry>,
+}
+
+impl ParSigStore {
+    pub fn new(
+        params: ThresholdParams,
+        validators: HashMap<PublicKeyBytes, ValidatorKeys>,
+    ) -> Self {
+        Self {
+            params,
+            validators,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn share_key(&self, validator: &PublicKeyBytes, index: u64) -> Result<PublicKey, ParSigError> {
+        let keys = self
+            .validators
+            .get(validator)
+            .ok_or(ParSigError::UnknownValidator(*validator))?;
+        let total = keys.shares.len();
+        index
+            .checked_sub(1)
+            .and_then(|i| keys.shares.get(i as usize))
+            .copied()
+            .ok_or(ParSigError::BadShareIndex { index, total })
+    }
+
+    /// Verifies and stores partials that all sign `root` for `duty`; returns
+    /// the signatures this completed, and the refused partials with reasons.
+    pub fn insert(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        partials: &[Partial],
+    ) -> (Vec<Combined>, Vec<ParSigError>) {
+        let mut errors = Vec::new();
+        let mut checked: Vec<(Partial, PublicKey)> = Vec::with_capacity(partials.len());
+        for p in partials {
+            match self.share_key(&p.validator, p.signature.index) {
+                Ok(key) => checked.push((*p, key)),
+                Err(e) => errors.push(e),
+            }
+        }
+        let hashed = HashedMessage::new(root.as_slice());
+        let items: Vec<(PublicKey, Signature)> = checked
+            .iter()
+            .map(|(p, k)| (*k, p.signature.signature))
+            .collect();
+        let bad: Vec<usize> = if batch_verify(&hashed, &items) {
+            Vec::new()
+        } else {
+            find_invalid(&hashed, &items)
+        };
+        let mut completed = Vec::new();
+        for (i, (partial, _)) in checked.into_iter().enumerate() {
+            if bad.contains(&i) {
+                errors.push(ParSigError::InvalidPartial {
+                    validator: partial.validator,
+                    index: partial.signature.index,
+                });
+                continue;
+            }
+            match self.store(duty, root, &hashed, partial) {
+                Ok(Some(combined)) => completed.push(combined),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        (completed, errors)
+    }
+
+    fn store(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        hashed: &HashedMessage,
+        partial: Partial,
+    ) -> Result<Option<Combined>, ParSigError> {
+        let entry = self.entries.entry((duty, partial.validator)).or_default();
+        if entry.combined {
+            return Ok(None);
+        }
+        let set = entry.by_root.entry(root).or_default();
+        set.insert(partial.signature.index, partial.signature);
+        if set.len() < self.params.threshold() {
+            return Ok(None);
+        }
+        let chosen: Vec<PartialSignature> = set.values().copied().collect();
+        let keys = &self.validators[&partial.validator];
+        let signature = combine_verified(&chosen, self.params, &keys.key, hashed).map_err(|e| {
+            ParSigError::Combine {
+                validator: partial.validator,
+                reason: e.to_string(),
+            }
+        })?;
+        entry.combined = true;
+        Ok(Some(Combined {
+            duty,
+            validator: partial.validator,
+            root,
+            signature,
+        }))
+    }
+
+    /// Forgets duties of slots before `slot`.
+    pub fn prune(&mut self, slot: Slot) {
+        self.entries.retain(|(duty, _), _| duty.slot >= slot);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duty::DutyType;
+    use dv_crypto::{split, SecretKey, SecretShare};
+
+    struct Fixture {
+        store: ParSigStore,
+        shares: Vec<Vec<SecretShare>>,
+        keys: Vec<PublicKeyBytes>,
+        secrets: Vec<SecretKey>,
+    }
+
+    fn fixture(validators: usize) -> Fixture {
+        let params = ThresholdParams::new(3, 4).unwrap();
+        let secrets: Vec<SecretKey> = (0..validators).map(|_| SecretKey::random()).collect();
+        let shares: Vec<Vec<SecretShare>> = secrets.iter().map(|s| split(s, params)).collect();
+        let keys: Vec<PublicKeyBytes> = secrets
+            .iter()
+            .map(|s| PublicKeyBytes(s.public_key().to_bytes()))
+            .collect();
+        let map = secrets
+            .iter()
+            .zip(&shares)
+            .zip(&keys)
+            .map(|((s, sh), k)| {
+                (
+                    *k,
+                    ValidatorKeys {
+                        key: s.public_key(),
+                        shares: sh.iter().map(|x| x.secret.public_key()).collect(),
+                    },
+                )
+            })
+            .collect();
+        Fixture {
+            store: ParSigStore::new(params, map),
+            shares,
+            keys,
+            secrets,
+        }
+    }
+
+    const DUTY: Duty = Duty {
+        slot: 5,
+        kind: DutyType::Attester,
+    };
+
+    fn partials(f: &Fixture, node: usize, root: Root) -> Vec<Partial> {
+        (0..f.keys.len())
+            .map(|v| Partial {
+                validator: f.keys[v],
+                signature: f.shares[v][node].sign(root.as_slice()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn combines_once_at_threshold_and_verifies() {
+        let mut f = fixture(5);
+        let root = Root::repeat_byte(1);
+        for node in 0..2 {
+            let (done, errors) = f.store.insert(DUTY, root, &partials(&f, node, root));
+            assert!(done.is_empty() && errors.is_empty());
+        }
+        let (done, errors) = f.store.insert(DUTY, root, &partials(&f, 3, root));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(done.len(), 5);
+        for c in &done {
+            let v = f.keys.iter().position(|k| *k == c.validator).unwrap();
+            assert_eq!(c.signature, f.secrets[v].sign(root.as_slice()));
+        }
+        // The fourth node's partials complete nothing new.
+        let (done, _) = f.store.insert(DUTY, root, &partials(&f, 2, root));
+        assert!(done.is_empty());
+    }
+
+    #[test]
+    fn bad_partials_are_named_and_dropped_the_rest_kept() {
+        let mut f = fixture(3);
+        let root = Root::repeat_byte(2);
+        let mut batch = partials(&f, 0, root);
+        // Share 1 signing another root for validator 1: invalid for `root`.
+        batch[1].signature = f.shares[1][0].sign(b"something else");
+        let (_, errors) = f.store.insert(DUTY, root, &batch);
+        assert_eq!(
+            errors,
+            vec![ParSigError::InvalidPartial {
+                validator: f.keys[1],
+                index: 1
+            }]
+        );
+        let mut wrong_index = partials(&f, 1, root);
+        wrong_index[0].signature.index = 9;
+        let (_, errors) = f.store.insert(DUTY, root, &wrong_index[..1]);
+        assert_eq!(
+            errors,
+            vec![ParSigError::BadShareIndex { index: 9, total: 4 }]
+        );
+        let (_, errors) = f.store.insert(
+            DUTY,
+            root,
+            &[Partial {
+                validator: PublicKeyBytes([3; 48]),
+                signature: batch[0].signature,
+            }],
+        );
+        assert!(matches!(errors[0], ParSigError::UnknownValidator(_)));
+        // Validators 0 and 2 combine with two more nodes; validator 1 still lacks share 1.
+        f.store.insert(DUTY, root, &partials(&f, 1, root));
+        let (done, _) = f.store.insert(DUTY, root, &partials(&f, 2, root));
+        let mut combined: Vec<PublicKeyBytes> = done.iter().map(|c| c.validator).collect();
+        combined.sort();
+        let mut expected = vec![f.keys[0], f.keys[2]];
+        expected.sort();
+        assert_eq!(combined, expected);
+    }
+
+    #[test]
+    fn partials_over_different_roots_never_mix() {
+        let mut f = fixture(1);
+        let (a, b) = (Root::repeat_byte(3), Root::repeat_byte(4));
+        f.store.insert(DUTY, a, &partials(&f, 0, a));
+        f.store.insert(DUTY, a, &partials(&f, 1, a));
+        let (done, _) = f.store.insert(DUTY, b, &partials(&f, 2, b));
+        assert!(
+            done.is_empty(),
+            "two partials over a and one over b must not combine"
+        );
+        f.store.prune(6);
+        assert!(f.store.is_empty());
+    }
+}

@@ -26,9 +26,24 @@ enum Command {
     Create(CreateCommand),
     /// Rebuild the full validator keystores from the key shares of t nodes.
     Combine(CombineArgs),
+    /// Run a node of a cluster: built-in validator, attester duties (Electra and later).
+    Run(RunArgs),
     /// Import or export the node's slashing protection history (EIP-3076).
     #[command(subcommand)]
     SlashingProtection(SlashingCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The node's directory as `dvnode create cluster` wrote it.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Beacon node URL; repeat for fallbacks, tried in order.
+    #[arg(long = "beacon-node", required = true)]
+    beacon_nodes: Vec<String>,
+    /// libp2p listen address (default: this node's address in the cluster lock).
+    #[arg(long)]
+    p2p_listen: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -310,9 +325,40 @@ fn slashing_protection(command: SlashingCommand) -> Result<(), String> {
     Ok(())
 }
 
+fn run(args: RunArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    runtime.block_on(async {
+        let node = dv_node::runtime::Node::start(dv_node::runtime::RunConfig {
+            data_dir: args.data_dir,
+            beacon_nodes: args.beacon_nodes,
+            p2p_listen: args.p2p_listen,
+        })
+        .await?;
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            tracing::info!("shutting down");
+        };
+        node.run(shutdown).await;
+        Ok(())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run(args),
         Command::Create(CreateCommand::Cluster(args)) => create(args),
         Command::Combine(args) => combine(args),
         Command::SlashingProtection(command) => slashing_protection(command),

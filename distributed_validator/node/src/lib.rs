@@ -8,4 +8,5 @@ pub mod consensus;
 pub mod decided;
 pub mod duty;
 pub mod parsig;
+pub mod runtime;
 pub mod signer;

@@ -1,0 +1,161 @@
+//! End to end: four real `dvnode run` processes over real libp2p on
+//! 127.0.0.1, against the strict simulated beacon chain (in this test
+//! process), attest for eight interop validators.
+
+mod common;
+
+use common::{dvnode, text};
+use dv_integration::server::now_ms;
+use dv_integration::{router, AppState, Chain};
+use dv_types::ForkName;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SLOT_MS: u64 = 1000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Outcome {
+    summary: dv_integration::chain::DutySummary,
+    invalid_signatures: u64,
+    slashable: Vec<String>,
+    logs: String,
+}
+
+/// Creates a 4-node cluster over interop validators 0..8, starts the nodes in
+/// `running` as processes against a fresh simulated chain, and judges epoch 1.
+async fn run_cluster(running: &[usize]) -> Outcome {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = tmp.path().join("cluster");
+    let addresses: Vec<String> = (0..4)
+        .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
+        .collect();
+    let created = dvnode(&[
+        "create",
+        "cluster",
+        "--interop-validators",
+        "0..8",
+        "--nodes",
+        "4",
+        "--network",
+        "minimal",
+        "--insecure-keystores",
+        "--p2p-addresses",
+        &addresses.join(","),
+        "--out",
+        cluster.to_str().unwrap(),
+    ]);
+    assert!(created.status.success(), "{}", text(&created));
+
+    let genesis = now_ms() / 1000 + 3;
+    let state = AppState::new(Chain::new(8, ForkName::Fulu, SLOT_MS, genesis));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let nodes = Nodes(
+        running
+            .iter()
+            .map(|i| {
+                let log = std::fs::File::create(tmp.path().join(format!("node{i}.log"))).unwrap();
+                Command::new(env!("CARGO_BIN_EXE_dvnode"))
+                    .args([
+                        "run",
+                        "--data-dir",
+                        cluster.join(format!("node{i}")).to_str().unwrap(),
+                        "--beacon-node",
+                        &url,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    // Through the end of epoch 1 (slots 8..15) and one more slot.
+    let until = (genesis * 1000) + 17 * SLOT_MS;
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+    drop(nodes);
+
+    let logs: String = running
+        .iter()
+        .map(|i| {
+            std::fs::read_to_string(tmp.path().join(format!("node{i}.log"))).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let chain = state.chain();
+    Outcome {
+        summary: chain.duty_summary(8, 15),
+        invalid_signatures: chain.report.invalid_signatures,
+        slashable: chain.report.slashable.clone(),
+        logs,
+    }
+}
+
+fn tail(logs: &str) -> String {
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable() {
+    let o = run_cluster(&[0, 1, 2, 3]).await;
+    assert_eq!(o.invalid_signatures, 0, "{}", tail(&o.logs));
+    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
+    assert_eq!(
+        (o.summary.attestations_ok, o.summary.attestations_missed),
+        (8, 0),
+        "{:?}\n{}",
+        o.summary,
+        tail(&o.logs)
+    );
+    assert!(
+        o.logs.contains("duty ok: attestations submitted"),
+        "{}",
+        tail(&o.logs)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_down_changes_nothing() {
+    let o = run_cluster(&[0, 2, 3]).await;
+    assert_eq!(o.invalid_signatures, 0, "{}", tail(&o.logs));
+    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
+    assert_eq!(
+        (o.summary.attestations_ok, o.summary.attestations_missed),
+        (8, 0),
+        "{:?}\n{}",
+        o.summary,
+        tail(&o.logs)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_down_sign_nothing() {
+    let o = run_cluster(&[1, 3]).await;
+    assert_eq!(o.summary.attestations_ok, 0, "{}", tail(&o.logs));
+    assert_eq!(o.summary.attestations_missed, 8);
+    assert_eq!(o.invalid_signatures, 0);
+    assert!(o.slashable.is_empty());
+    assert!(!o.logs.contains("duty ok"), "{}", tail(&o.logs));
+}

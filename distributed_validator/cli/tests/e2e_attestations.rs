@@ -112,14 +112,8 @@ async fn run_cluster(running: &[usize]) -> Outcome {
     }
 }
 
-fn tail(logs: &str) -> String {
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable() {
-    let o = run_cluster(&[0, 1, 2, 3]).await;
+/// Epoch 1's eight attestations landed; nothing invalid or slashable reached the chain.
+fn assert_every_attestation_landed(o: &Outcome) {
     assert_eq!(o.invalid_signatures, 0, "{}", tail(&o.logs));
     assert!(o.slashable.is_empty(), "{:?}", o.slashable);
     assert_eq!(
@@ -129,6 +123,17 @@ async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable
         o.summary,
         tail(&o.logs)
     );
+}
+
+fn tail(logs: &str) -> String {
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable() {
+    let o = run_cluster(&[0, 1, 2, 3]).await;
+    assert_every_attestation_landed(&o);
     assert!(
         o.logs.contains("duty ok: attestations submitted"),
         "{}",
@@ -138,16 +143,7 @@ async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_down_changes_nothing() {
-    let o = run_cluster(&[0, 2, 3]).await;
-    assert_eq!(o.invalid_signatures, 0, "{}", tail(&o.logs));
-    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
-    assert_eq!(
-        (o.summary.attestations_ok, o.summary.attestations_missed),
-        (8, 0),
-        "{:?}\n{}",
-        o.summary,
-        tail(&o.logs)
-    );
+    assert_every_attestation_landed(&run_cluster(&[0, 2, 3]).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,4 +154,9 @@ async fn two_nodes_down_sign_nothing() {
     assert_eq!(o.invalid_signatures, 0);
     assert!(o.slashable.is_empty());
     assert!(!o.logs.contains("duty ok"), "{}", tail(&o.logs));
+    assert!(
+        o.logs.contains("duty failed: no consensus"),
+        "{}",
+        tail(&o.logs)
+    );
 }

@@ -79,6 +79,8 @@ pub struct Node {
     waiting: Vec<Combined>,
     timers: BinaryHeap<Reverse<(Instant, Slot, u64)>>,
     incoming: Option<tokio::sync::mpsc::UnboundedReceiver<p2p::Incoming>>,
+    /// Slots whose combined attestations went to the beacon node.
+    submitted: HashSet<Slot>,
 }
 
 fn now_ms() -> u64 {
@@ -255,6 +257,7 @@ impl Node {
             waiting: Vec::new(),
             timers: BinaryHeap::new(),
             incoming: Some(incoming),
+            submitted: HashSet::new(),
         };
         tracing::info!(node = me, validators = pubkeys.len(), "node started");
         Ok(node)
@@ -562,6 +565,7 @@ impl Node {
                 continue;
             }
             let latency = now_ms().saturating_sub(self.slot_start_ms(slot));
+            self.submitted.insert(slot);
             match self
                 .beacon
                 .first_success(|n| n.submit_single_attestations(fork, &items))
@@ -633,8 +637,28 @@ impl Node {
         }
     }
 
+    /// Reports duties whose time is over (one outcome line each), then drops old state.
     fn prune(&mut self, current: Slot) {
+        let expired = current.saturating_sub(2);
+        let over: Vec<Slot> = self
+            .instances
+            .keys()
+            .copied()
+            .filter(|s| *s == expired)
+            .collect();
+        for slot in over {
+            if !self.decided.contains_key(&slot) {
+                tracing::error!(slot, duty = "attester", "duty failed: no consensus");
+            } else if !self.submitted.contains(&slot) {
+                tracing::error!(
+                    slot,
+                    duty = "attester",
+                    "duty failed: insufficient partial signatures"
+                );
+            }
+        }
         let keep_from = current.saturating_sub(2 * self.spec.slots_per_epoch);
+        self.submitted.retain(|s| *s >= keep_from);
         self.instances.retain(|s, _| *s >= keep_from);
         self.early.retain(|s, _| *s + 2 >= current);
         self.decided.retain(|s, _| *s >= keep_from);

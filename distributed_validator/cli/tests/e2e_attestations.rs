@@ -39,12 +39,12 @@ struct Outcome {
     logs: String,
 }
 
-/// Creates a 4-node cluster over interop validators 0..8, starts the nodes in
-/// `running` as processes against a fresh simulated chain, and judges epoch 1.
-async fn run_cluster(running: &[usize]) -> Outcome {
+/// Creates an `n`-node cluster over interop validators 0..8, starts the nodes
+/// in `running` as processes against a fresh simulated chain, and judges epoch 1.
+async fn run_cluster(n: usize, running: &[usize]) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = tmp.path().join("cluster");
-    let addresses: Vec<String> = (0..4)
+    let addresses: Vec<String> = (0..n)
         .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
         .collect();
     let created = dvnode(&[
@@ -53,7 +53,7 @@ async fn run_cluster(running: &[usize]) -> Outcome {
         "--interop-validators",
         "0..8",
         "--nodes",
-        "4",
+        &n.to_string(),
         "--network",
         "minimal",
         "--insecure-keystores",
@@ -132,7 +132,7 @@ fn tail(logs: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable() {
-    let o = run_cluster(&[0, 1, 2, 3]).await;
+    let o = run_cluster(4, &[0, 1, 2, 3]).await;
     assert_every_attestation_landed(&o);
     assert!(
         o.logs.contains("duty ok: attestations submitted"),
@@ -143,12 +143,12 @@ async fn four_nodes_attest_for_every_validator_with_nothing_invalid_or_slashable
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_down_changes_nothing() {
-    assert_every_attestation_landed(&run_cluster(&[0, 2, 3]).await);
+    assert_every_attestation_landed(&run_cluster(4, &[0, 2, 3]).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_down_sign_nothing() {
-    let o = run_cluster(&[1, 3]).await;
+    let o = run_cluster(4, &[1, 3]).await;
     assert_eq!(o.summary.attestations_ok, 0, "{}", tail(&o.logs));
     assert_eq!(o.summary.attestations_missed, 8);
     assert_eq!(o.invalid_signatures, 0);
@@ -159,4 +159,10 @@ async fn two_nodes_down_sign_nothing() {
         "{}",
         tail(&o.logs)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_cluster_is_the_plain_validator_baseline() {
+    let o = run_cluster(1, &[0]).await;
+    assert_every_attestation_landed(&o);
 }

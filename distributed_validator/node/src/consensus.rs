@@ -154,6 +154,7 @@ pub fn public_key_of(peer: &PeerId) -> Result<PublicKey, WireError> {
 }
 
 /// Signs with this operator's key and verifies with the lock's keys.
+#[derive(Clone)]
 pub struct P2pAuthenticator {
     keypair: Keypair,
     members: Vec<PublicKey>,

@@ -64,9 +64,8 @@ pub struct Node {
     beacon: BeaconNodes,
     db: Arc<SlashingDatabase>,
     net: p2p::Handle,
-    peers: Vec<libp2p_identity::PeerId>,
-    keypair: p2p::Keypair,
-    lock_hash: Vec<u8>,
+    /// Signs and checks consensus messages; built once from the lock.
+    auth: P2pAuthenticator,
     members: usize,
     signer: Signer,
     parsig: ParSigStore,
@@ -233,7 +232,8 @@ impl Node {
         })
         .await
         .map_err(|e| e.to_string())?;
-        let lock_hash = lock.lock_hash.as_bytes().to_vec();
+        let auth = P2pAuthenticator::new(keypair.clone(), &peers, lock.lock_hash.as_bytes())
+            .map_err(|e| format!("consensus keys: {e}"))?;
         let node = Node {
             me,
             spec,
@@ -243,9 +243,7 @@ impl Node {
             db: Arc::new(db),
             net,
             members: peers.len(),
-            peers,
-            keypair,
-            lock_hash,
+            auth,
             signer: Signer::new(shares),
             parsig: ParSigStore::new(params, keys),
             indices,
@@ -363,22 +361,17 @@ impl Node {
             let Ok(data) = AttestationData::from_ssz_bytes(value) else {
                 return false;
             };
-            let same_chain = own.is_none_or(|o| o.source == data.source && o.target == data.target);
+            // Without our own beacon node's view we cannot rule out a chain split: refuse.
+            let same_chain =
+                own.is_some_and(|o| o.source == data.source && o.target == data.target);
             let domain = spec.domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
             let root = compute_signing_root(&data, domain);
-            own.is_some()
-                && data.slot == slot
+            data.slot == slot
                 && data.index == 0
                 && same_chain
                 && attestation_allowed(&db, &data, root, &validators).is_ok()
         });
-        let auth = match P2pAuthenticator::new(self.keypair.clone(), &self.peers, &self.lock_hash) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("consensus keys: {e}");
-                return;
-            }
-        };
+        let auth = self.auth.clone();
         let start = instant_at(self.attestation_due_ms(slot));
         let cfg = QbftConfig {
             instance: InstanceId {

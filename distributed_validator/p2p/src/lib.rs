@@ -61,22 +61,11 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            text.push_str(&format!("{b:02x}"));
-        }
-        s.serialize_str(&text)
+        s.serialize_str(&hex::encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 {
-            return Err(serde::de::Error::custom("odd-length hex"));
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -423,15 +412,25 @@ impl Network {
 /// Reads a node's libp2p key as `dvnode create cluster` writes it (hex protobuf).
 pub fn load_keypair(path: &std::path::Path) -> Result<Keypair, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = text.trim();
-    if text.len() % 2 != 0 {
-        return Err(format!("{}: not hex", path.display()));
-    }
-    let bytes: Result<Vec<u8>, _> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
-        .collect();
-    let bytes = bytes.map_err(|e| format!("{}: not hex: {e}", path.display()))?;
+    let bytes =
+        hex::decode(text.trim()).map_err(|e| format!("{}: not hex: {e}", path.display()))?;
     Keypair::from_protobuf_encoding(&bytes)
         .map_err(|e| format!("{}: not a libp2p key: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Non-ASCII "hex" from a peer is an error, not a panic (slicing a
+    /// multi-byte character by hand would panic).
+    #[test]
+    fn envelope_payload_hex_is_decoded_safely() {
+        let env = Envelope::new(1, 0, Topic::Consensus, vec![0xab, 0x01]);
+        let json = serde_json::to_string(&env).unwrap();
+        assert!(json.contains("\"ab01\""));
+        assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), env);
+        let hostile = json.replace("ab01", "aéa");
+        assert!(serde_json::from_str::<Envelope>(&hostile).is_err());
+    }
 }

@@ -318,6 +318,17 @@ impl BeaconNode {
             .await
     }
 
+    /// Publishes a signed blinded block; the beacon node fills in the payload from its builder.
+    pub async fn publish_blinded_block<P: Preset>(
+        &self,
+        block: &VersionedBlindedBlock<P>,
+        signature: &SignatureBytes,
+    ) -> Result<(), Error> {
+        let body = serde_json::json!({"message": block.to_json_value(), "signature": signature});
+        self.post_versioned("/eth/v2/beacon/blinded_blocks", block.fork_name(), &body)
+            .await
+    }
+
     async fn post_versioned(&self, path: &str, fork: ForkName, body: &Value) -> Result<(), Error> {
         self.send(
             self.http

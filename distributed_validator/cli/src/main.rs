@@ -26,7 +26,7 @@ enum Command {
     Create(CreateCommand),
     /// Rebuild the full validator keystores from the key shares of t nodes.
     Combine(CombineArgs),
-    /// Run a node of a cluster: built-in validator, attester duties (Electra and later).
+    /// Run a node of a cluster: built-in validator, attester and proposer duties (Electra and later).
     Run(RunArgs),
     /// Import or export the node's slashing protection history (EIP-3076).
     #[command(subcommand)]
@@ -44,6 +44,9 @@ struct RunArgs {
     /// libp2p listen address (default: this node's address in the cluster lock).
     #[arg(long)]
     p2p_listen: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -340,6 +343,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             data_dir: args.data_dir,
             beacon_nodes: args.beacon_nodes,
             p2p_listen: args.p2p_listen,
+            metrics: args.metrics,
         })
         .await?;
         let shutdown = async {

@@ -18,6 +18,25 @@ impl DutyType {
             DutyType::Randao => 2,
         }
     }
+
+    /// The duty type a peer's message names; `None` for a code this version does not know.
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(DutyType::Attester),
+            1 => Some(DutyType::Proposer),
+            2 => Some(DutyType::Randao),
+            _ => None,
+        }
+    }
+
+    /// The name in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            DutyType::Attester => "attester",
+            DutyType::Proposer => "proposer",
+            DutyType::Randao => "randao",
+        }
+    }
 }
 
 /// One duty of the cluster: every validator's work of one type at one slot.
@@ -25,4 +44,30 @@ impl DutyType {
 pub struct Duty {
     pub slot: Slot,
     pub kind: DutyType,
+}
+
+impl Duty {
+    pub fn new(slot: Slot, kind: DutyType) -> Self {
+        Self { slot, kind }
+    }
+}
+
+impl std::fmt::Display for Duty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.slot, self.kind.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_are_refused() {
+        for kind in [DutyType::Attester, DutyType::Proposer, DutyType::Randao] {
+            assert_eq!(DutyType::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(DutyType::from_code(3), None);
+        assert_eq!(Duty::new(9, DutyType::Randao).to_string(), "9/randao");
+    }
 }

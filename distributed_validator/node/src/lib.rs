@@ -1,12 +1,24 @@
 //! The duty pipeline of a distributed validator node, one module per stage
-//! (the layout of ARCHITECTURE.md). So far: the consensus stage's edges (QBFT
-//! messages on the wire, signed with the operators' libp2p keys), the decided
-//! store (slashing check and record before signing), the signer, and the
-//! partial-signature store with the combiner.
+//! (the layout of ARCHITECTURE.md):
+//!
+//! - [`scheduler`]: slot clock and the cluster's duties from the beacon node;
+//! - [`services`]: the built-in validator's duty services (fetcher and
+//!   broadcaster around the signing seam);
+//! - [`validator_store`]: the signing seam (Lighthouse's `ValidatorStore`
+//!   operations), which runs consensus, the [`decided`] store's slashing
+//!   record and the [`signer`] behind each call;
+//! - [`workflow`]: consensus instances ([`consensus`] wire format) and the
+//!   partial-signature exchange with the combiner ([`parsig`]);
+//! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
 
 pub mod consensus;
 pub mod decided;
 pub mod duty;
+pub mod metrics;
 pub mod parsig;
 pub mod runtime;
+pub mod scheduler;
+pub mod services;
 pub mod signer;
+pub mod validator_store;
+pub mod workflow;

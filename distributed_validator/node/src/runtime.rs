@@ -1,102 +1,51 @@
-//! `dvnode run`, built-in validator, attester duties (Electra and later):
-//! the stages wired in one place.
+//! `dvnode run`, the built-in validator: the stages wired in one place.
 //!
-//! Per slot with attester duties, at the attestation due time: fetch this
-//! node's own `attestation_data` (the value it proposes and the chain-split
-//! guard), run one QBFT instance over the cluster network, pass the decision
-//! through the slashing database (one transaction for the slot), sign with
-//! this node's shares (message hashed once), exchange partials, combine at the
-//! threshold, verify, and submit `SingleAttestation`s. Block proposals, other
-//! duties and the middleware attachment are not wired yet.
+//! The scheduler polls duties every slot; at slot start a proposer duty runs
+//! (randao reveal, block, consensus, sign, publish), at the attestation due
+//! time the slot's attester duty runs (own data, consensus, slashing record,
+//! sign, exchange, combine, submit). Each duty is its own task that calls the
+//! signing seam ([`DvValidatorStore`]); the seam talks to the workflow task
+//! (consensus instances and partial-signature exchange over libp2p).
 
-use crate::consensus::{decode, encode, P2pAuthenticator};
-use crate::decided::{approve_attestation, attestation_allowed};
-use crate::duty::{Duty, DutyType};
-use crate::parsig::{Combined, ParSigStore, Partial, ValidatorKeys};
+use crate::consensus::P2pAuthenticator;
+use crate::metrics::Metrics;
+use crate::parsig::{ParSigStore, ValidatorKeys};
+use crate::scheduler::{Scheduler, SlotClock};
+use crate::services::DutyContext;
 use crate::signer::Signer;
+use crate::validator_store::DvValidatorStore;
+use crate::workflow::{Workflow, WorkflowTask};
 use beacon_client::BeaconNodes;
 use dv_cluster::{ClusterLock, NodeDir};
 use dv_crypto::keystore::read_password_file;
-use dv_crypto::{Keystore, PartialSignature, PublicKey, SecretShare};
-use dv_types::ssz::{Decode, Encode};
+use dv_crypto::{Keystore, PublicKey, SecretShare};
 use dv_types::*;
-use p2p::{Envelope, Member, Topic};
-use qbft::{Action, Config as QbftConfig, Instance, InstanceId, RoundTiming};
-use serde::{Deserialize, Serialize};
+use p2p::Member;
 use slashing_protection::SlashingDatabase;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 pub struct RunConfig {
     pub data_dir: PathBuf,
     pub beacon_nodes: Vec<String>,
     /// Overrides the listen address the lock gives this node.
     pub p2p_listen: Option<String>,
-}
-
-#[derive(Clone, Copy)]
-struct AttesterSlot {
-    validator: PublicKeyBytes,
-    index: u64,
-    committee_index: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PartialsMessage {
-    root: Root,
-    partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
-}
-
-struct Running {
-    engine: Instance<P2pAuthenticator>,
-    start: Instant,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Node {
-    me: usize,
     spec: ChainSpec,
-    gvr: Root,
-    genesis_ms: u64,
-    beacon: BeaconNodes,
+    clock: SlotClock,
     db: Arc<SlashingDatabase>,
-    net: p2p::Handle,
-    /// Signs and checks consensus messages; built once from the lock.
-    auth: P2pAuthenticator,
-    members: usize,
-    signer: Signer,
-    parsig: ParSigStore,
-    indices: HashMap<PublicKeyBytes, u64>,
-    duties: BTreeMap<Slot, Vec<AttesterSlot>>,
-    fetched_epochs: HashSet<Epoch>,
-    instances: HashMap<Slot, Running>,
-    early: HashMap<Slot, Vec<qbft::SignedMessage>>,
-    decided: HashMap<Slot, (AttestationData, Root)>,
-    waiting: Vec<Combined>,
-    timers: BinaryHeap<Reverse<(Instant, Slot, u64)>>,
-    incoming: Option<tokio::sync::mpsc::UnboundedReceiver<p2p::Incoming>>,
-    /// Slots whose combined attestations went to the beacon node.
-    submitted: HashSet<Slot>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A wall-clock instant (unix ms) as a tokio deadline.
-fn instant_at(unix_ms: u64) -> Instant {
-    let now = now_ms();
-    if unix_ms >= now {
-        Instant::now() + Duration::from_millis(unix_ms - now)
-    } else {
-        Instant::now() - Duration::from_millis((now - unix_ms).min(3_600_000))
-    }
+    beacon: BeaconNodes,
+    scheduler: Scheduler,
+    duties: Arc<DutyContext>,
+    workflow_task: WorkflowTask<SlotClock>,
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 /// This node's shares and every validator's public keys, by validator public key.
@@ -234,428 +183,137 @@ impl Node {
         .map_err(|e| e.to_string())?;
         let auth = P2pAuthenticator::new(keypair.clone(), &peers, lock.lock_hash.as_bytes())
             .map_err(|e| format!("consensus keys: {e}"))?;
-        let node = Node {
-            me,
-            spec,
-            gvr: genesis.genesis_validators_root,
-            genesis_ms: genesis.genesis_time * 1000,
-            beacon,
-            db: Arc::new(db),
-            net,
-            members: peers.len(),
-            auth,
-            signer: Signer::new(shares),
-            parsig: ParSigStore::new(params, keys),
-            indices,
-            duties: BTreeMap::new(),
-            fetched_epochs: HashSet::new(),
-            instances: HashMap::new(),
-            early: HashMap::new(),
-            decided: HashMap::new(),
-            waiting: Vec::new(),
-            timers: BinaryHeap::new(),
-            incoming: Some(incoming),
-            submitted: HashSet::new(),
-        };
-        tracing::info!(node = me, validators = pubkeys.len(), "node started");
-        Ok(node)
-    }
-
-    fn slot_start_ms(&self, slot: Slot) -> u64 {
-        self.genesis_ms + slot * self.spec.slot_duration_ms
-    }
-
-    fn attestation_due_ms(&self, slot: Slot) -> u64 {
-        self.slot_start_ms(slot)
-            + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000
-    }
-
-    fn current_slot(&self) -> Slot {
-        now_ms().saturating_sub(self.genesis_ms) / self.spec.slot_duration_ms
-    }
-
-    async fn fetch_duties(&mut self, epoch: Epoch) {
-        if self.fetched_epochs.contains(&epoch) {
-            return;
-        }
-        let indices: Vec<u64> = self.indices.values().copied().collect();
-        match self
-            .beacon
-            .first_success(|n| n.attester_duties(epoch, &indices))
-            .await
-        {
-            Ok(duties) => {
-                self.fetched_epochs.insert(epoch);
-                for d in duties.duties {
-                    self.duties.entry(d.slot).or_default().push(AttesterSlot {
-                        validator: d.pubkey,
-                        index: d.validator_index,
-                        committee_index: d.committee_index,
-                    });
-                }
-            }
-            Err(e) => tracing::warn!(epoch, "attester duties: {e}"),
-        }
-    }
-
-    fn deadline(&self, slot: Slot) -> Instant {
-        instant_at(self.slot_start_ms(slot + 2))
-    }
-
-    fn apply(&mut self, slot: Slot, start: Instant, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Broadcast(m) => {
-                    let env = Envelope::new(
-                        slot,
-                        DutyType::Attester.code(),
-                        Topic::Consensus,
-                        encode(&m),
-                    );
-                    let _ = self.net.broadcast(env, self.deadline(slot));
-                }
-                Action::SendTo(to, m) => {
-                    let env = Envelope::new(
-                        slot,
-                        DutyType::Attester.code(),
-                        Topic::Consensus,
-                        encode(&m),
-                    );
-                    let _ = self.net.send(to, env, self.deadline(slot));
-                }
-                Action::ArmTimer { round, deadline } => {
-                    self.timers.push(Reverse((start + deadline, slot, round)))
-                }
-                Action::Decide { value, .. } => self.on_decided(slot, &value),
-            }
-        }
-    }
-
-    async fn start_duty(&mut self, slot: Slot) {
-        let epoch = self.spec.epoch_of_slot(slot);
-        self.fetch_duties(epoch).await;
-        self.fetch_duties(epoch + 1).await;
-        let Some(duties) = self.duties.get(&slot).cloned() else {
-            return;
-        };
-        let own = match self
-            .beacon
-            .first_success(|n| n.attestation_data(slot, 0))
-            .await
-        {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(
-                    slot,
-                    duty = "attester",
-                    "own attestation data unavailable: {e}"
-                );
-                None
-            }
-        };
-        let validators: Vec<PublicKeyBytes> = duties.iter().map(|d| d.validator).collect();
-        let db = self.db.clone();
-        let (spec, gvr) = (self.spec.clone(), self.gvr);
-        // Validity: right slot, index 0, the same source/target as our own beacon node, and the slashing DB allows it.
-        let is_valid = Box::new(move |value: &[u8]| {
-            let Ok(data) = AttestationData::from_ssz_bytes(value) else {
-                return false;
-            };
-            // Without our own beacon node's view we cannot rule out a chain split: refuse.
-            let same_chain =
-                own.is_some_and(|o| o.source == data.source && o.target == data.target);
-            let domain = spec.domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
-            let root = compute_signing_root(&data, domain);
-            data.slot == slot
-                && data.index == 0
-                && same_chain
-                && attestation_allowed(&db, &data, root, &validators).is_ok()
-        });
-        let auth = self.auth.clone();
-        let start = instant_at(self.attestation_due_ms(slot));
-        let cfg = QbftConfig {
-            instance: InstanceId {
-                slot,
-                duty: DutyType::Attester.code(),
-            },
-            members: self.members,
-            me: self.me,
-            leader: Arc::new(qbft::default_leader),
-            is_valid,
-            timing: RoundTiming {
-                first_round: Duration::from_millis(self.spec.slot_duration_ms / 3),
-                round: Duration::from_millis(self.spec.slot_duration_ms / 3),
-            },
-        };
-        let input = own.map(|d| Arc::from(d.as_ssz_bytes()));
-        let (engine, actions) = Instance::new(cfg, auth, input);
-        self.instances.insert(slot, Running { engine, start });
-        self.apply(slot, start, actions);
-        for m in self.early.remove(&slot).unwrap_or_default() {
-            self.on_consensus(slot, m);
-        }
-    }
-
-    fn on_consensus(&mut self, slot: Slot, msg: qbft::SignedMessage) {
-        let Some(running) = self.instances.get_mut(&slot) else {
-            if slot + 2 >= self.current_slot() {
-                self.early.entry(slot).or_default().push(msg);
-            }
-            return;
-        };
-        let start = running.start;
-        match running.engine.handle_message(msg) {
-            Ok(actions) => self.apply(slot, start, actions),
-            Err(qbft::Reject::Duplicate) => {}
-            Err(e) => tracing::debug!(slot, duty = "attester", "consensus message refused: {e}"),
-        }
-    }
-
-    fn on_decided(&mut self, slot: Slot, value: &[u8]) {
-        let Ok(data) = AttestationData::from_ssz_bytes(value) else {
-            tracing::error!(
-                slot,
-                duty = "attester",
-                "decided value is not attestation data"
-            );
-            return;
-        };
-        let validators: Vec<PublicKeyBytes> = self
-            .duties
-            .get(&slot)
-            .map(|d| d.iter().map(|x| x.validator).collect())
-            .unwrap_or_default();
-        let domain = self
-            .spec
-            .domain(DomainKind::BeaconAttester, data.target.epoch, self.gvr);
-        let root = compute_signing_root(&data, domain);
-        let approval = match approve_attestation(&self.db, &data, root, &validators) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(
-                    slot,
-                    duty = "attester",
-                    "slashing database: {e}; not signing"
-                );
-                return;
-            }
-        };
-        for (v, reason) in &approval.refused {
-            tracing::warn!(slot, duty = "attester", validator = %v, "slashing protection refused: {reason}");
-        }
-        self.decided.insert(slot, (data, root));
-        let partials = self.signer.sign_root(root, &approval.approved);
-        let message = PartialsMessage {
-            root,
-            partials: partials
-                .iter()
-                .map(|(v, p)| (*v, p.index, SignatureBytes(p.signature.to_bytes())))
-                .collect(),
-        };
-        let payload = serde_json::to_vec(&message).unwrap_or_default();
-        let _ = self.net.broadcast(
-            Envelope::new(
-                slot,
-                DutyType::Attester.code(),
-                Topic::PartialSignatures,
-                payload,
+        let clock = SlotClock::new(genesis.genesis_time, &spec);
+        let metrics = Metrics::new();
+        let metrics_listener = match cfg.metrics {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("--metrics {addr}: {e}"))?,
             ),
-            self.deadline(slot),
-        );
-        let own: Vec<Partial> = partials
-            .into_iter()
-            .map(|(validator, signature)| Partial {
-                validator,
-                signature,
-            })
-            .collect();
-        self.store_partials(slot, root, &own, None);
-    }
-
-    fn store_partials(
-        &mut self,
-        slot: Slot,
-        root: Root,
-        partials: &[Partial],
-        from: Option<usize>,
-    ) {
-        let (combined, errors) = self.parsig.insert(
-            Duty {
-                slot,
-                kind: DutyType::Attester,
-            },
-            root,
-            partials,
-        );
-        for e in errors {
-            tracing::warn!(slot, duty = "attester", peer = ?from, "partial signature dropped: {e}");
-        }
-        self.waiting.extend(combined);
-    }
-
-    fn on_partials(&mut self, slot: Slot, from: usize, payload: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<PartialsMessage>(payload) else {
-            tracing::warn!(slot, peer = from, "malformed partial signatures message");
-            return;
+            None => None,
         };
-        let mut partials = Vec::new();
-        for (validator, index, sig) in message.partials {
-            if index != from as u64 + 1 {
-                tracing::warn!(
-                    slot,
-                    peer = from,
-                    "partial for share {index} from the holder of share {}",
-                    from + 1
-                );
-                continue;
-            }
-            match PartialSignature::from_bytes(index, &sig.0) {
-                Ok(signature) => partials.push(Partial {
-                    validator,
-                    signature,
-                }),
-                Err(e) => tracing::warn!(slot, peer = from, "bad partial signature: {e}"),
-            }
-        }
-        self.store_partials(slot, message.root, &partials, Some(from));
-    }
-
-    async fn submit_ready(&mut self) {
-        let waiting = std::mem::take(&mut self.waiting);
-        let mut by_slot: BTreeMap<Slot, Vec<SingleAttestation>> = BTreeMap::new();
-        for c in waiting {
-            let slot = c.duty.slot;
-            match self.decided.get(&slot) {
-                Some((data, root)) if *root == c.root => {
-                    let duty = self
-                        .duties
-                        .get(&slot)
-                        .and_then(|d| d.iter().find(|x| x.validator == c.validator).copied());
-                    if let Some(duty) = duty {
-                        by_slot.entry(slot).or_default().push(SingleAttestation {
-                            committee_index: duty.committee_index,
-                            attester_index: duty.index,
-                            data: *data,
-                            signature: SignatureBytes(c.signature.to_bytes()),
-                        });
-                    }
-                }
-                Some(_) => tracing::warn!(
-                    slot,
-                    "combined a signature over a root this node did not decide"
-                ),
-                None => self.waiting.push(c),
-            }
-        }
-        for (slot, items) in by_slot {
-            let fork = self.spec.fork_at_slot(slot);
-            if !fork.electra_enabled() {
-                tracing::error!(
-                    slot,
-                    duty = "attester",
-                    "pre-Electra attestation submission is not implemented"
-                );
-                continue;
-            }
-            let latency = now_ms().saturating_sub(self.slot_start_ms(slot));
-            self.submitted.insert(slot);
-            match self
-                .beacon
-                .first_success(|n| n.submit_single_attestations(fork, &items))
-                .await
-            {
-                Ok(()) => tracing::info!(
-                    slot,
-                    duty = "attester",
-                    count = items.len(),
-                    latency_ms = latency,
-                    "duty ok: attestations submitted"
-                ),
-                Err(e) => tracing::error!(
-                    slot,
-                    duty = "attester",
-                    "duty failed: beacon node error: {e}"
-                ),
-            }
-        }
+        let db = Arc::new(db);
+        let (workflow_task, workflow): (WorkflowTask<SlotClock>, Workflow) = WorkflowTask::new(
+            auth,
+            net,
+            incoming,
+            peers.len(),
+            ParSigStore::new(params, keys),
+            clock,
+        );
+        let store = DvValidatorStore::new(
+            workflow,
+            Signer::new(shares),
+            db.clone(),
+            spec.clone(),
+            genesis.genesis_validators_root,
+            metrics.clone(),
+        );
+        let duties = Arc::new(DutyContext {
+            store,
+            beacon: beacon.clone(),
+            spec: spec.clone(),
+            clock,
+            metrics,
+            graffiti: Graffiti::ZERO,
+        });
+        tracing::info!(node = me, validators = pubkeys.len(), "node started");
+        Ok(Node {
+            scheduler: Scheduler::new(spec.clone(), indices),
+            spec,
+            clock,
+            db,
+            beacon,
+            duties,
+            workflow_task,
+            metrics_listener,
+        })
     }
 
     /// Runs until `shutdown` completes.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        let Some(mut incoming) = self.incoming.take() else {
-            return;
-        };
-        tokio::pin!(shutdown);
-        let mut next_slot = self.current_slot() + 1;
-        loop {
-            let due = instant_at(self.attestation_due_ms(next_slot));
-            let timer = self
-                .timers
-                .peek()
-                .map(|Reverse((at, _, _))| *at)
-                .unwrap_or(due);
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep_until(due.min(timer)) => {
-                    let now = Instant::now();
-                    while let Some(Reverse((at, slot, round))) = self.timers.peek().copied() {
-                        if at > now { break; }
-                        self.timers.pop();
-                        if let Some(running) = self.instances.get_mut(&slot) {
-                            let start = running.start;
-                            let actions = running.engine.handle_timeout(round);
-                            self.apply(slot, start, actions);
-                        }
-                    }
-                    if now >= due {
-                        let slot = next_slot;
-                        next_slot += 1;
-                        self.start_duty(slot).await;
-                        self.prune(slot);
-                    }
-                }
-                Some(msg) = incoming.recv() => {
-                    let slot = msg.envelope.slot;
-                    match msg.envelope.topic {
-                        Topic::Consensus => match decode(&msg.envelope.payload, self.members) {
-                            Ok(m) if m.message.sender == msg.from => self.on_consensus(slot, m),
-                            Ok(_) => tracing::warn!(peer = msg.from, "consensus message signed as another member"),
-                            Err(e) => tracing::warn!(peer = msg.from, "{e}"),
-                        },
-                        Topic::PartialSignatures => self.on_partials(slot, msg.from, &msg.envelope.payload),
-                    }
-                }
-            }
-            self.submit_ready().await;
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Node {
+            spec,
+            clock,
+            db,
+            beacon,
+            mut scheduler,
+            duties,
+            workflow_task,
+            metrics_listener,
+        } = self;
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(crate::metrics::serve(listener, duties.metrics.clone()));
         }
-    }
-
-    /// Reports duties whose time is over (one outcome line each), then drops old state.
-    fn prune(&mut self, current: Slot) {
-        let expired = current.saturating_sub(2);
-        let over: Vec<Slot> = self
-            .instances
-            .keys()
-            .copied()
-            .filter(|s| *s == expired)
-            .collect();
-        for slot in over {
-            if !self.decided.contains_key(&slot) {
-                tracing::error!(slot, duty = "attester", "duty failed: no consensus");
-            } else if !self.submitted.contains(&slot) {
-                tracing::error!(
+        let (stop_workflow, workflow_stopped) = tokio::sync::oneshot::channel::<()>();
+        let workflow = tokio::spawn(workflow_task.run(async {
+            let _ = workflow_stopped.await;
+        }));
+        let preset_is_minimal = spec.preset_base == "minimal";
+        tokio::pin!(shutdown);
+        let mut slot = clock.current_slot() + 1;
+        let mut pruned_epoch = None;
+        loop {
+            // Slot start: duties, then the proposer (if one of ours).
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(clock.slot_start(slot)) => {}
+            }
+            let epoch = spec.epoch_of_slot(slot);
+            let polled = tokio::time::timeout(
+                Duration::from_millis(clock.slot_ms / 3),
+                scheduler.poll(&beacon, epoch),
+            )
+            .await;
+            if polled.is_err() {
+                tracing::warn!(
                     slot,
-                    duty = "attester",
-                    "duty failed: insufficient partial signatures"
+                    "duty polling took longer than a third of a slot; using the duties known"
                 );
             }
+            if let Some(duty) = scheduler.proposer_at(slot) {
+                let ctx = duties.clone();
+                tokio::spawn(async move {
+                    if preset_is_minimal {
+                        ctx.propose::<Minimal>(duty).await
+                    } else {
+                        ctx.propose::<Mainnet>(duty).await
+                    }
+                });
+            }
+            // Attestation due time: the slot's attester duty.
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(SlotClock::instant_at(clock.attestation_due_ms(slot))) => {}
+            }
+            let attesters = scheduler.attesters_at(slot);
+            if !attesters.is_empty() {
+                let ctx = duties.clone();
+                tokio::spawn(async move { ctx.attest(slot, attesters).await });
+            }
+            if pruned_epoch != Some(epoch) {
+                pruned_epoch = Some(epoch);
+                prune_slashing_history(&db, epoch, spec.slots_per_epoch);
+            }
+            slot = (slot + 1).max(clock.current_slot() + 1);
         }
-        let keep_from = current.saturating_sub(2 * self.spec.slots_per_epoch);
-        self.submitted.retain(|s| *s >= keep_from);
-        self.instances.retain(|s, _| *s >= keep_from);
-        self.early.retain(|s, _| *s + 2 >= current);
-        self.decided.retain(|s, _| *s >= keep_from);
-        self.duties.retain(|s, _| *s >= keep_from);
-        self.parsig.prune(keep_from);
+        let _ = stop_workflow.send(());
+        let _ = workflow.await;
+        tracing::info!("node stopped");
+    }
+}
+
+/// Slashing history this old can no longer matter (Lighthouse prunes the same
+/// way); what it forbade stays forbidden through the kept high-water marks.
+const SLASHING_HISTORY_EPOCHS: u64 = 512;
+
+fn prune_slashing_history(db: &SlashingDatabase, epoch: Epoch, slots_per_epoch: u64) {
+    let Some(before) = epoch.checked_sub(SLASHING_HISTORY_EPOCHS) else {
+        return;
+    };
+    match db.prune(before, slots_per_epoch) {
+        Ok(summary) => tracing::debug!(epoch = before, "slashing history pruned: {summary:?}"),
+        Err(e) => tracing::warn!("slashing history pruning failed: {e}"),
     }
 }

@@ -16,6 +16,10 @@ impl Signer {
         Self { shares }
     }
 
+    pub fn holds(&self, validator: &PublicKeyBytes) -> bool {
+        self.shares.contains_key(validator)
+    }
+
     pub fn validators(&self) -> impl Iterator<Item = &PublicKeyBytes> {
         self.shares.keys()
     }

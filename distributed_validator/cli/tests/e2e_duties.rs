@@ -1,0 +1,235 @@
+//! End to end: real `dvnode run` processes over real libp2p on 127.0.0.1,
+//! against the strict simulated beacon chain (in this test process), attest
+//! and propose for eight interop validators (every slot's proposer is one of
+//! them). Epoch 1 (slots 8..15) is judged.
+
+mod common;
+
+use common::{dvnode, text};
+use dv_integration::chain::DutySummary;
+use dv_integration::server::now_ms;
+use dv_integration::{router, AppState, Chain};
+use dv_types::ForkName;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SLOT_MS: u64 = 1000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Nodes(Vec<Child>);
+
+/// What happens to the nodes while the chain runs.
+#[derive(Clone, Copy)]
+enum Scenario {
+    /// The nodes run throughout.
+    Steady,
+    /// Node `0` of `running` is killed with SIGKILL at `at_slot` and started
+    /// again with the same data directory `down_slots` slots later.
+    Restart { at_slot: u64, down_slots: u64 },
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Outcome {
+    summary: dv_integration::chain::DutySummary,
+    invalid_signatures: u64,
+    slashable: Vec<String>,
+    logs: String,
+}
+
+/// Creates an `n`-node cluster over interop validators 0..8, starts the nodes
+/// in `running` as processes against a fresh simulated chain, and judges epoch 1.
+async fn run_cluster(n: usize, running: &[usize]) -> Outcome {
+    run_scenario(n, running, Scenario::Steady).await
+}
+
+async fn run_scenario(n: usize, running: &[usize], scenario: Scenario) -> Outcome {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = tmp.path().join("cluster");
+    let addresses: Vec<String> = (0..n)
+        .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
+        .collect();
+    let created = dvnode(&[
+        "create",
+        "cluster",
+        "--interop-validators",
+        "0..8",
+        "--nodes",
+        &n.to_string(),
+        "--network",
+        "minimal",
+        "--insecure-keystores",
+        "--p2p-addresses",
+        &addresses.join(","),
+        "--out",
+        cluster.to_str().unwrap(),
+    ]);
+    assert!(created.status.success(), "{}", text(&created));
+
+    let genesis = now_ms() / 1000 + 3;
+    let state = AppState::new(Chain::new(8, ForkName::Fulu, SLOT_MS, genesis));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let start = |i: usize| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tmp.path().join(format!("node{i}.log")))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_dvnode"))
+            .args([
+                "run",
+                "--data-dir",
+                cluster.join(format!("node{i}")).to_str().unwrap(),
+                "--beacon-node",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut nodes = Nodes(running.iter().map(|i| start(*i)).collect());
+    if let Scenario::Restart {
+        at_slot,
+        down_slots,
+    } = scenario
+    {
+        let kill_at = genesis * 1000 + at_slot * SLOT_MS + SLOT_MS / 2;
+        tokio::time::sleep(Duration::from_millis(kill_at.saturating_sub(now_ms()))).await;
+        nodes.0[0].kill().unwrap(); // SIGKILL: no clean shutdown
+        nodes.0[0].wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(down_slots * SLOT_MS)).await;
+        nodes.0[0] = start(running[0]);
+    }
+    // Through the end of epoch 1 (slots 8..15) and one more slot.
+    let until = (genesis * 1000) + 17 * SLOT_MS;
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+    drop(nodes);
+
+    let logs: String = running
+        .iter()
+        .map(|i| {
+            std::fs::read_to_string(tmp.path().join(format!("node{i}.log"))).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let chain = state.chain();
+    Outcome {
+        summary: chain.duty_summary(8, 15),
+        invalid_signatures: chain.report.invalid_signatures,
+        slashable: chain.report.slashable.clone(),
+        logs,
+    }
+}
+
+/// Epoch 1's eight attestations and eight blocks landed; nothing invalid or
+/// slashable reached the chain.
+fn assert_every_duty_landed(o: &Outcome) {
+    assert_eq!(o.invalid_signatures, 0, "{}", tail(&o.logs));
+    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
+    assert_eq!(
+        o.summary,
+        DutySummary {
+            attestations_ok: 8,
+            attestations_missed: 0,
+            proposals_ok: 8,
+            proposals_missed: 0
+        },
+        "{}",
+        tail(&o.logs)
+    );
+}
+
+fn tail(logs: &str) -> String {
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_attest_and_propose_for_every_validator_with_nothing_invalid_or_slashable() {
+    let o = run_cluster(4, &[0, 1, 2, 3]).await;
+    assert_every_duty_landed(&o);
+    for line in [
+        "duty ok: attestations submitted",
+        "duty ok: block published",
+    ] {
+        assert!(o.logs.contains(line), "{line}\n{}", tail(&o.logs));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_down_changes_nothing() {
+    assert_every_duty_landed(&run_cluster(4, &[0, 2, 3]).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_down_sign_nothing() {
+    let o = run_cluster(4, &[1, 3]).await;
+    assert_eq!(
+        o.summary,
+        DutySummary {
+            attestations_ok: 0,
+            attestations_missed: 8,
+            proposals_ok: 0,
+            proposals_missed: 8
+        },
+        "{}",
+        tail(&o.logs)
+    );
+    assert_eq!(o.invalid_signatures, 0);
+    assert!(o.slashable.is_empty());
+    assert!(!o.logs.contains("duty ok"), "{}", tail(&o.logs));
+    assert!(
+        o.logs.contains("duty failed: no consensus"),
+        "{}",
+        tail(&o.logs)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_cluster_is_the_plain_validator_baseline() {
+    let o = run_cluster(1, &[0]).await;
+    assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable() {
+    // Node 1 dies (SIGKILL) in the middle of slot 5 and is back two slots
+    // later, with the same data directory and slashing database.
+    let o = run_scenario(
+        4,
+        &[1, 0, 2, 3],
+        Scenario::Restart {
+            at_slot: 5,
+            down_slots: 2,
+        },
+    )
+    .await;
+    assert_every_duty_landed(&o);
+    let restarted = o.logs.split("\n---\n").next().unwrap_or_default();
+    let after_restart = restarted.rsplit("node started").next().unwrap_or_default();
+    assert!(
+        restarted.matches("node started").count() == 2
+            && after_restart.contains("duty ok: attestations submitted"),
+        "the restarted node did not resume its duties:\n{}",
+        tail(restarted)
+    );
+}

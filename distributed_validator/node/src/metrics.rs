@@ -1,0 +1,157 @@
+//! Prometheus metrics: duty outcomes, duty latency and per-stage latency,
+//! served as text on `GET /metrics` at `--metrics ADDR`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~20 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    outcomes: Family<Labels, Counter>,
+    duty_latency: HistogramFamily,
+    stage_latency: HistogramFamily,
+}
+
+/// A pipeline stage whose duration is measured.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    Fetch,
+    Consensus,
+    Exchange,
+    Submit,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "fetch",
+            Stage::Consensus => "consensus",
+            Stage::Exchange => "exchange",
+            Stage::Submit => "submit",
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("dv");
+        let outcomes = Family::<Labels, Counter>::default();
+        let duty_latency = HistogramFamily::new_with_constructor(latency_histogram);
+        let stage_latency = HistogramFamily::new_with_constructor(latency_histogram);
+        registry.register(
+            "duty_outcomes",
+            "Duties by type and outcome (ok, or the failure reason)",
+            outcomes.clone(),
+        );
+        registry.register(
+            "duty_latency_seconds",
+            "From the duty's start (slot start for blocks, attestation due time for attestations) to the beacon node accepting the signed message",
+            duty_latency.clone(),
+        );
+        registry.register(
+            "stage_latency_seconds",
+            "Time spent in each pipeline stage per duty",
+            stage_latency.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            outcomes,
+            duty_latency,
+            stage_latency,
+        })
+    }
+
+    pub fn outcome(&self, duty: &'static str, outcome: &str) {
+        self.outcomes
+            .get_or_create(&vec![
+                ("duty", duty.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn duty_latency(&self, duty: &'static str, latency: Duration) {
+        self.duty_latency
+            .get_or_create(&vec![("duty", duty.to_string())])
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn stage(&self, duty: &'static str, stage: Stage, took: Duration) {
+        self.stage_latency
+            .get_or_create(&vec![
+                ("duty", duty.to_string()),
+                ("stage", stage.name().to_string()),
+            ])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("metrics server stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_outcomes_and_latencies() {
+        let m = Metrics::new();
+        m.outcome("attester", "ok");
+        m.outcome("attester", "ok");
+        m.outcome("proposer", "no_consensus");
+        m.duty_latency("attester", Duration::from_millis(40));
+        m.stage("proposer", Stage::Consensus, Duration::from_millis(7));
+        let text = m.render();
+        assert!(
+            text.contains(r#"dv_duty_outcomes_total{duty="attester",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dv_duty_outcomes_total{duty="proposer",outcome="no_consensus"} 1"#)
+        );
+        assert!(text.contains(r#"dv_duty_latency_seconds_count{duty="attester"} 1"#));
+        assert!(
+            text.contains(r#"dv_stage_latency_seconds_count{duty="proposer",stage="consensus"} 1"#)
+        );
+    }
+}

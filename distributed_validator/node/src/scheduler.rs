@@ -1,0 +1,212 @@
+//! The scheduler stage: the slot clock, and the cluster's duties from the
+//! beacon node. Duties are polled every slot for the current and next epoch
+//! (what Lighthouse's validator client does); a set is replaced only when its
+//! dependent root changed, which is how a reorg that moves duties shows up.
+
+use beacon_client::{AttesterDuty, BeaconNodes, Duties, ProposerDuty};
+use dv_types::{ChainSpec, Epoch, PublicKeyBytes, Root, Slot};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Wall-clock time of the chain: slots from genesis, intervals from the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotClock {
+    pub genesis_ms: u64,
+    pub slot_ms: u64,
+    /// When attestations are due, in basis points of the slot (a third on mainnet).
+    pub attestation_due_bps: u64,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SlotClock {
+    pub fn new(genesis_time: u64, spec: &ChainSpec) -> Self {
+        Self {
+            genesis_ms: genesis_time.saturating_mul(1000),
+            slot_ms: spec.slot_duration_ms.max(1),
+            attestation_due_bps: spec.attestation_due_bps,
+        }
+    }
+
+    pub fn slot_start_ms(&self, slot: Slot) -> u64 {
+        self.genesis_ms + slot * self.slot_ms
+    }
+
+    pub fn attestation_due_ms(&self, slot: Slot) -> u64 {
+        self.slot_start_ms(slot) + self.slot_ms * self.attestation_due_bps / 10_000
+    }
+
+    pub fn current_slot(&self) -> Slot {
+        now_ms().saturating_sub(self.genesis_ms) / self.slot_ms
+    }
+
+    /// A wall-clock instant (unix ms) as a tokio deadline.
+    pub fn instant_at(unix_ms: u64) -> Instant {
+        let now = now_ms();
+        if unix_ms >= now {
+            Instant::now() + Duration::from_millis(unix_ms - now)
+        } else {
+            Instant::now()
+                .checked_sub(Duration::from_millis(now - unix_ms))
+                .unwrap_or_else(Instant::now)
+        }
+    }
+
+    pub fn slot_start(&self, slot: Slot) -> Instant {
+        Self::instant_at(self.slot_start_ms(slot))
+    }
+
+    /// Milliseconds from `slot`'s start until now.
+    pub fn since_slot_start_ms(&self, slot: Slot) -> u64 {
+        now_ms().saturating_sub(self.slot_start_ms(slot))
+    }
+}
+
+impl crate::workflow::CurrentSlot for SlotClock {
+    fn current_slot(&self) -> Slot {
+        SlotClock::current_slot(self)
+    }
+}
+
+/// The cluster's duties by epoch.
+pub struct Scheduler {
+    spec: ChainSpec,
+    /// Validator index by public key, for the cluster's validators the chain knows.
+    indices: HashMap<PublicKeyBytes, u64>,
+    attesters: BTreeMap<Epoch, Duties<AttesterDuty>>,
+    proposers: BTreeMap<Epoch, Duties<ProposerDuty>>,
+}
+
+impl Scheduler {
+    pub fn new(spec: ChainSpec, indices: HashMap<PublicKeyBytes, u64>) -> Self {
+        Self {
+            spec,
+            indices,
+            attesters: BTreeMap::new(),
+            proposers: BTreeMap::new(),
+        }
+    }
+
+    /// Fetches the duties of `epoch` and `epoch + 1` (proposers: `epoch`), and
+    /// drops those of epochs before `epoch - 1`.
+    pub async fn poll(&mut self, beacon: &BeaconNodes, epoch: Epoch) {
+        let indices: Vec<u64> = self.indices.values().copied().collect();
+        for e in [epoch, epoch + 1] {
+            match beacon
+                .first_success(|n| n.attester_duties(e, &indices))
+                .await
+            {
+                Ok(duties) => replace_if_changed(&mut self.attesters, e, duties, "attester"),
+                Err(err) => tracing::warn!(epoch = e, "attester duties: {err}"),
+            }
+        }
+        match beacon.first_success(|n| n.proposer_duties(epoch)).await {
+            Ok(mut duties) => {
+                duties
+                    .duties
+                    .retain(|d| self.indices.get(&d.pubkey) == Some(&d.validator_index));
+                replace_if_changed(&mut self.proposers, epoch, duties, "proposer")
+            }
+            Err(err) => tracing::warn!(epoch, "proposer duties: {err}"),
+        }
+        let keep_from = epoch.saturating_sub(1);
+        self.attesters.retain(|e, _| *e >= keep_from);
+        self.proposers.retain(|e, _| *e >= keep_from);
+    }
+
+    /// The cluster's attesters at `slot`.
+    pub fn attesters_at(&self, slot: Slot) -> Vec<AttesterDuty> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        self.attesters
+            .get(&epoch)
+            .map(|d| {
+                d.duties
+                    .iter()
+                    .filter(|x| {
+                        x.slot == slot && self.indices.get(&x.pubkey) == Some(&x.validator_index)
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The cluster's validator that proposes at `slot`, if any.
+    pub fn proposer_at(&self, slot: Slot) -> Option<ProposerDuty> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        self.proposers
+            .get(&epoch)
+            .and_then(|d| d.duties.iter().find(|x| x.slot == slot).copied())
+    }
+
+    /// The dependent root the attester duties of `epoch` were fetched with.
+    pub fn attester_dependent_root(&self, epoch: Epoch) -> Option<Root> {
+        self.attesters.get(&epoch).map(|d| d.dependent_root)
+    }
+}
+
+fn replace_if_changed<T>(
+    by_epoch: &mut BTreeMap<Epoch, Duties<T>>,
+    epoch: Epoch,
+    fresh: Duties<T>,
+    what: &str,
+) {
+    match by_epoch.get(&epoch) {
+        Some(known) if known.dependent_root == fresh.dependent_root => {}
+        Some(known) => {
+            tracing::info!(
+                epoch,
+                old = %known.dependent_root,
+                new = %fresh.dependent_root,
+                "{what} duties changed: dependent root moved (reorg)"
+            );
+            by_epoch.insert(epoch, fresh);
+        }
+        None => {
+            by_epoch.insert(epoch, fresh);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn duties(root: u8, slot: Slot) -> Duties<ProposerDuty> {
+        Duties {
+            dependent_root: Root::repeat_byte(root),
+            duties: vec![ProposerDuty {
+                pubkey: PublicKeyBytes([1; 48]),
+                validator_index: 1,
+                slot,
+            }],
+        }
+    }
+
+    #[test]
+    fn duties_are_replaced_only_when_the_dependent_root_moves() {
+        let mut by_epoch = BTreeMap::new();
+        replace_if_changed(&mut by_epoch, 3, duties(1, 24), "proposer");
+        replace_if_changed(&mut by_epoch, 3, duties(1, 25), "proposer");
+        assert_eq!(by_epoch[&3].duties[0].slot, 24, "same root: kept");
+        replace_if_changed(&mut by_epoch, 3, duties(2, 26), "proposer");
+        assert_eq!(by_epoch[&3].duties[0].slot, 26, "moved root: replaced");
+    }
+
+    #[test]
+    fn the_clock_counts_slots_from_genesis() {
+        let clock = SlotClock {
+            genesis_ms: 1_000,
+            slot_ms: 2_000,
+            attestation_due_bps: 3_333,
+        };
+        assert_eq!(clock.slot_start_ms(3), 7_000);
+        assert_eq!(clock.attestation_due_ms(3), 7_666);
+    }
+}

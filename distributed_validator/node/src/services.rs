@@ -1,0 +1,238 @@
+//! The built-in validator's duty services: for each duty, the fetcher (this
+//! node's beacon node's proposal), the signing seam, and the broadcaster
+//! (submission with fallback). They play the role of Lighthouse's
+//! attestation and block services, with [`DvValidatorStore`] as the signer.
+//!
+//! Every duty ends in one outcome line (`duty ok ...` with its latency, or
+//! `duty failed: <reason>`) and one count in the outcome metric.
+
+use crate::metrics::{Metrics, Stage};
+use crate::scheduler::SlotClock;
+use crate::validator_store::{DutyTiming, DvValidatorStore, SignError};
+use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
+use dv_types::*;
+use qbft::RoundTiming;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What every duty service needs.
+pub struct DutyContext {
+    pub store: DvValidatorStore,
+    pub beacon: BeaconNodes,
+    pub spec: ChainSpec,
+    pub clock: SlotClock,
+    pub metrics: Arc<Metrics>,
+    pub graffiti: Graffiti,
+}
+
+/// The metric label of a failure.
+fn failure_label(e: &SignError) -> &'static str {
+    match e {
+        SignError::NoConsensus => "no_consensus",
+        SignError::InsufficientPartials { .. } => "insufficient_partials",
+        SignError::SlashingRefused(_) => "slashing_refused",
+        SignError::Database(_) => "database_error",
+        SignError::NotSupportedYet(_) => "not_supported",
+        _ => "internal_error",
+    }
+}
+
+impl DutyContext {
+    fn rounds(&self) -> RoundTiming {
+        let third = Duration::from_millis(self.clock.slot_ms / 3);
+        RoundTiming {
+            first_round: third,
+            round: third,
+        }
+    }
+
+    fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
+        self.metrics.outcome(duty, failure_label(e));
+        tracing::error!(slot, duty, "duty failed: {e}");
+    }
+
+    /// A stage timed into the stage metric.
+    async fn timed<T>(&self, duty: &'static str, stage: Stage, f: impl Future<Output = T>) -> T {
+        let t0 = Instant::now();
+        let out = f.await;
+        self.metrics.stage(duty, stage, t0.elapsed());
+        out
+    }
+
+    /// The duty ended well: outcome line and metrics, latency from `since_ms` (unix ms).
+    fn succeeded(&self, slot: Slot, duty: &'static str, since_ms: u64, what: &str, count: usize) {
+        let latency_ms = crate::scheduler::now_ms().saturating_sub(since_ms);
+        self.metrics.outcome(duty, "ok");
+        self.metrics
+            .duty_latency(duty, Duration::from_millis(latency_ms));
+        tracing::info!(slot, duty, count, latency_ms, "duty ok: {what}");
+    }
+
+    /// Attester duty for `slot` (Electra and later: one `AttestationData` per slot).
+    pub async fn attest(&self, slot: Slot, duties: Vec<AttesterDuty>) {
+        const DUTY: &str = "attester";
+        let fork = self.spec.fork_at_slot(slot);
+        if !fork.electra_enabled() {
+            self.metrics.outcome(DUTY, "not_supported");
+            tracing::error!(slot, duty = DUTY, %fork, "duty failed: attestations before Electra are not supported yet");
+            return;
+        }
+        tracing::info!(slot, duty = DUTY, count = duties.len(), "duty started");
+        let due_ms = self.clock.attestation_due_ms(slot);
+        let own = match self
+            .timed(
+                DUTY,
+                Stage::Fetch,
+                self.beacon.first_success(|n| n.attestation_data(slot, 0)),
+            )
+            .await
+        {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(
+                    slot,
+                    duty = DUTY,
+                    "own attestation data unavailable (voting on peers' proposals is refused): {e}"
+                );
+                None
+            }
+        };
+        let validators: Vec<PublicKeyBytes> = duties.iter().map(|d| d.pubkey).collect();
+        let timing = DutyTiming {
+            start: SlotClock::instant_at(due_ms),
+            deadline: self.clock.slot_start(slot + 2),
+            rounds: self.rounds(),
+        };
+        let signed = match self
+            .store
+            .sign_attestations(slot, own, &validators, timing)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return self.failed(slot, DUTY, &e),
+        };
+        for (v, reason) in &signed.refused {
+            self.metrics.outcome(DUTY, "slashing_refused");
+            tracing::error!(slot, duty = DUTY, validator = %v, "duty failed: slashing protection refused: {reason}");
+        }
+        if !signed.missing.is_empty() {
+            let e = SignError::InsufficientPartials {
+                combined: signed.signatures.len(),
+                wanted: signed.signatures.len() + signed.missing.len(),
+            };
+            self.failed(slot, DUTY, &e);
+        }
+        if signed.signatures.is_empty() {
+            return;
+        }
+        let items: Vec<SingleAttestation> = signed
+            .signatures
+            .iter()
+            .filter_map(|(v, signature)| {
+                let duty = duties.iter().find(|d| d.pubkey == *v)?;
+                Some(SingleAttestation {
+                    committee_index: duty.committee_index,
+                    attester_index: duty.validator_index,
+                    data: signed.data,
+                    signature: *signature,
+                })
+            })
+            .collect();
+        match self
+            .timed(
+                DUTY,
+                Stage::Submit,
+                self.beacon
+                    .first_success(|n| n.submit_single_attestations(fork, &items)),
+            )
+            .await
+        {
+            Ok(()) => self.succeeded(
+                slot,
+                DUTY,
+                self.clock.slot_start_ms(slot),
+                "attestations submitted",
+                items.len(),
+            ),
+            Err(e) => {
+                self.metrics.outcome(DUTY, "beacon_node_error");
+                tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+            }
+        }
+    }
+
+    /// Proposer duty: randao reveal first (combined from partials), then the
+    /// block built with it is agreed on, signed and published.
+    pub async fn propose<P: Preset>(&self, duty: ProposerDuty) {
+        const DUTY: &str = "proposer";
+        let slot = duty.slot;
+        tracing::info!(slot, duty = DUTY, count = 1, "duty started");
+        let start_ms = self.clock.slot_start_ms(slot);
+        let deadline = self.clock.slot_start(slot + 1);
+        let reveal = match self.store.randao_reveal(duty.pubkey, slot, deadline).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.outcome(DUTY, failure_label(&e));
+                tracing::error!(slot, duty = DUTY, "duty failed: randao reveal: {e}");
+                return;
+            }
+        };
+        let own = match self
+            .timed(
+                DUTY,
+                Stage::Fetch,
+                self.beacon
+                    .first_success(|n| n.produce_block::<P>(slot, &reveal, &self.graffiti)),
+            )
+            .await
+        {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(
+                    slot,
+                    duty = DUTY,
+                    "own block unavailable (voting on peers' proposals only): {e}"
+                );
+                None
+            }
+        };
+        let timing = DutyTiming {
+            start: SlotClock::instant_at(start_ms),
+            deadline,
+            rounds: self.rounds(),
+        };
+        let signed = match self
+            .store
+            .sign_block::<P>(duty.pubkey, duty.validator_index, slot, reveal, own, timing)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return self.failed(slot, DUTY, &e),
+        };
+        let published = self
+            .timed(DUTY, Stage::Submit, async {
+                match &signed.block {
+                    ProducedBlock::Full(b) => {
+                        self.beacon
+                            .first_success(|n| n.publish_block(b, &signed.signature))
+                            .await
+                    }
+                    ProducedBlock::Blinded(b) => {
+                        self.beacon
+                            .first_success(|n| n.publish_blinded_block(b, &signed.signature))
+                            .await
+                    }
+                }
+            })
+            .await;
+        match published {
+            Ok(()) => self.succeeded(slot, DUTY, start_ms, "block published", 1),
+            Err(e) => {
+                self.metrics.outcome(DUTY, "beacon_node_error");
+                tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+            }
+        }
+    }
+}

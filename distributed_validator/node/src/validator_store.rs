@@ -1,0 +1,496 @@
+//! The signing seam: what a validator client calls to sign, with the
+//! operations of Lighthouse's `ValidatorStore` trait. Behind each call the
+//! cluster agrees on the data (QBFT), the slashing database checks and records
+//! it, this node signs with its share, the partials are exchanged and the
+//! combined signature is verified against the validator key before it is
+//! returned.
+//!
+//! The built-in validator's duty services call this type; a Lighthouse build
+//! could call it in place of its local signer. Operations whose duties are not
+//! implemented yet return [`SignError::NotSupportedYet`], never a signature.
+
+use crate::decided::{approve_attestation, attestation_allowed};
+use crate::duty::{Duty, DutyType};
+use crate::metrics::{Metrics, Stage};
+use crate::parsig::Partial;
+use crate::signer::Signer;
+use crate::workflow::{ConsensusRequest, Workflow, WorkflowError};
+use beacon_client::ProducedBlock;
+use dv_types::ssz::{Decode, Encode};
+use dv_types::*;
+use qbft::RoundTiming;
+use slashing_protection::{NotSafe, SlashingDatabase};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SignError {
+    #[error("no consensus before the duty's deadline")]
+    NoConsensus,
+    #[error("insufficient partial signatures: {combined} of {wanted} signatures combined")]
+    InsufficientPartials { combined: usize, wanted: usize },
+    #[error("slashing protection refused: {0}")]
+    SlashingRefused(NotSafe),
+    #[error("slashing database: {0}")]
+    Database(NotSafe),
+    #[error("validator {0} is not in this cluster")]
+    UnknownValidator(PublicKeyBytes),
+    #[error("the decided value is malformed: {0}")]
+    BadDecidedValue(String),
+    #[error("{0} is not supported yet")]
+    NotSupportedYet(&'static str),
+    #[error("{0}")]
+    Workflow(WorkflowError),
+}
+
+impl From<WorkflowError> for SignError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::NoConsensus => SignError::NoConsensus,
+            other => SignError::Workflow(other),
+        }
+    }
+}
+
+/// When a duty's signing must be done by, and how long consensus rounds last.
+#[derive(Debug, Clone, Copy)]
+pub struct DutyTiming {
+    pub start: Instant,
+    pub deadline: Instant,
+    pub rounds: RoundTiming,
+}
+
+/// The outcome of signing one slot's attestations.
+#[derive(Debug)]
+pub struct SignedAttestations {
+    /// The data the cluster decided (what every returned signature signs).
+    pub data: AttestationData,
+    pub signatures: Vec<(PublicKeyBytes, SignatureBytes)>,
+    /// Validators the slashing database refused, with the reason.
+    pub refused: Vec<(PublicKeyBytes, NotSafe)>,
+    /// Validators whose signature could not be combined in time.
+    pub missing: Vec<PublicKeyBytes>,
+}
+
+/// A block the cluster decided and its combined signature.
+#[derive(Debug)]
+pub struct SignedProposal<P: Preset> {
+    pub block: ProducedBlock<P>,
+    pub signature: SignatureBytes,
+}
+
+struct Inner {
+    workflow: Workflow,
+    signer: Signer,
+    db: Arc<SlashingDatabase>,
+    spec: ChainSpec,
+    genesis_validators_root: Root,
+    metrics: Arc<Metrics>,
+}
+
+/// The distributed validator's signing seam; cheap to clone.
+#[derive(Clone)]
+pub struct DvValidatorStore {
+    inner: Arc<Inner>,
+}
+
+/// Block values in consensus: `[blinded][fork name length][fork name][SSZ]`.
+fn encode_block<P: Preset>(block: &ProducedBlock<P>) -> Vec<u8> {
+    let (blinded, fork, ssz) = match block {
+        ProducedBlock::Full(b) => (0u8, b.fork_name(), b.as_ssz_bytes()),
+        ProducedBlock::Blinded(b) => (1u8, b.fork_name(), b.as_ssz_bytes()),
+    };
+    let name = fork.as_str().as_bytes();
+    let mut out = Vec::with_capacity(2 + name.len() + ssz.len());
+    out.push(blinded);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&ssz);
+    out
+}
+
+fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String> {
+    let [blinded, len, rest @ ..] = bytes else {
+        return Err("block value shorter than its header".into());
+    };
+    let len = *len as usize;
+    if rest.len() < len {
+        return Err("block value shorter than its fork name".into());
+    }
+    let name = std::str::from_utf8(&rest[..len]).map_err(|e| format!("fork name: {e}"))?;
+    let fork: ForkName = name.parse()?;
+    let ssz = &rest[len..];
+    match blinded {
+        0 => VersionedBlock::from_ssz_bytes(fork, ssz)
+            .map(ProducedBlock::Full)
+            .map_err(|e| e.to_string()),
+        1 => VersionedBlindedBlock::from_ssz_bytes(fork, ssz)
+            .map(ProducedBlock::Blinded)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("blinded flag {other}")),
+    }
+}
+
+/// The fields of a produced block the validity predicate looks at.
+pub fn block_summary<P: Preset>(
+    block: &ProducedBlock<P>,
+) -> (ForkName, Slot, u64, SignatureBytes, Root) {
+    match block {
+        ProducedBlock::Full(b) => (
+            b.fork_name(),
+            b.slot(),
+            b.proposer_index(),
+            b.randao_reveal(),
+            b.root(),
+        ),
+        ProducedBlock::Blinded(b) => (
+            b.fork_name(),
+            b.slot(),
+            b.proposer_index(),
+            b.randao_reveal(),
+            b.root(),
+        ),
+    }
+}
+
+impl DvValidatorStore {
+    pub fn new(
+        workflow: Workflow,
+        signer: Signer,
+        db: Arc<SlashingDatabase>,
+        spec: ChainSpec,
+        genesis_validators_root: Root,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                workflow,
+                signer,
+                db,
+                spec,
+                genesis_validators_root,
+                metrics,
+            }),
+        }
+    }
+
+    fn signing_root<T: dv_types::tree_hash::TreeHash>(
+        &self,
+        kind: DomainKind,
+        epoch: Epoch,
+        object: &T,
+    ) -> Root {
+        let domain = self
+            .inner
+            .spec
+            .domain(kind, epoch, self.inner.genesis_validators_root);
+        compute_signing_root(object, domain)
+    }
+
+    /// Signs `root` with this node's shares of `validators`, exchanges the
+    /// partials and returns the combined signatures that arrived in time.
+    async fn threshold_sign(
+        &self,
+        duty: Duty,
+        root: Root,
+        validators: &[PublicKeyBytes],
+        deadline: Instant,
+    ) -> Result<HashMap<PublicKeyBytes, SignatureBytes>, SignError> {
+        let own: Vec<Partial> = self
+            .inner
+            .signer
+            .sign_root(root, validators)
+            .into_iter()
+            .map(|(validator, signature)| Partial {
+                validator,
+                signature,
+            })
+            .collect();
+        let t0 = Instant::now();
+        let exchanged = self
+            .inner
+            .workflow
+            .exchange(duty, root, own, validators.iter().copied(), deadline)
+            .await?;
+        self.inner
+            .metrics
+            .stage(duty.kind.name(), Stage::Exchange, t0.elapsed());
+        Ok(exchanged
+            .signatures
+            .into_iter()
+            .map(|(v, s)| (v, SignatureBytes(s.to_bytes())))
+            .collect())
+    }
+
+    /// Runs consensus, timed into the consensus stage metric.
+    async fn decide(&self, request: ConsensusRequest) -> Result<qbft::Value, SignError> {
+        let duty = request.duty;
+        let t0 = Instant::now();
+        let value = self.inner.workflow.decide(request).await;
+        self.inner
+            .metrics
+            .stage(duty.kind.name(), Stage::Consensus, t0.elapsed());
+        Ok(value?)
+    }
+
+    fn check_member(&self, validator: &PublicKeyBytes) -> Result<(), SignError> {
+        if self.inner.signer.holds(validator) {
+            Ok(())
+        } else {
+            Err(SignError::UnknownValidator(*validator))
+        }
+    }
+
+    /// The validator's randao reveal for `slot`'s epoch. Threshold signatures
+    /// are unique, so every node gets the same reveal without consensus.
+    pub async fn randao_reveal(
+        &self,
+        validator: PublicKeyBytes,
+        slot: Slot,
+        deadline: Instant,
+    ) -> Result<SignatureBytes, SignError> {
+        self.check_member(&validator)?;
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        let root = self.signing_root(DomainKind::Randao, epoch, &epoch);
+        let mut signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Randao),
+                root,
+                &[validator],
+                deadline,
+            )
+            .await?;
+        signatures
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })
+    }
+
+    /// Signs one slot's attestations for `validators` (post-Electra: one
+    /// `AttestationData` for the whole slot). `own` is this node's beacon
+    /// node's data: its proposal, and the chain-split guard for the others'.
+    pub async fn sign_attestations(
+        &self,
+        slot: Slot,
+        own: Option<AttestationData>,
+        validators: &[PublicKeyBytes],
+        timing: DutyTiming,
+    ) -> Result<SignedAttestations, SignError> {
+        for v in validators {
+            self.check_member(v)?;
+        }
+        let store = self.clone();
+        let checked: Vec<PublicKeyBytes> = validators.to_vec();
+        let is_valid = Box::new(move |value: &[u8]| {
+            let Ok(data) = AttestationData::from_ssz_bytes(value) else {
+                return false;
+            };
+            // Without our own beacon node's view a chain split cannot be ruled out: refuse.
+            let same_chain =
+                own.is_some_and(|o| o.source == data.source && o.target == data.target);
+            let root = store.signing_root(DomainKind::BeaconAttester, data.target.epoch, &data);
+            data.slot == slot
+                && data.index == 0
+                && same_chain
+                && attestation_allowed(&store.inner.db, &data, root, &checked).is_ok()
+        });
+        let value = self
+            .decide(ConsensusRequest {
+                duty: Duty::new(slot, DutyType::Attester),
+                proposal: own.map(|d| d.as_ssz_bytes()),
+                is_valid,
+                start: timing.start,
+                timing: timing.rounds,
+                deadline: timing.deadline,
+            })
+            .await?;
+        let data = AttestationData::from_ssz_bytes(&value)
+            .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")))?;
+        let root = self.signing_root(DomainKind::BeaconAttester, data.target.epoch, &data);
+        // Rule 2: recorded durably for every validator before any partial exists.
+        let approval = approve_attestation(&self.inner.db, &data, root, validators)
+            .map_err(SignError::Database)?;
+        let signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Attester),
+                root,
+                &approval.approved,
+                timing.deadline,
+            )
+            .await?;
+        let missing = approval
+            .approved
+            .iter()
+            .filter(|v| !signatures.contains_key(v))
+            .copied()
+            .collect();
+        Ok(SignedAttestations {
+            data,
+            signatures: signatures.into_iter().collect(),
+            refused: approval.refused,
+            missing,
+        })
+    }
+
+    /// Agrees on the block for `slot` (built with the combined `randao_reveal`),
+    /// records it in the slashing database and signs it. `own` is the block
+    /// this node's beacon node produced, if any.
+    pub async fn sign_block<P: Preset>(
+        &self,
+        validator: PublicKeyBytes,
+        validator_index: u64,
+        slot: Slot,
+        randao_reveal: SignatureBytes,
+        own: Option<ProducedBlock<P>>,
+        timing: DutyTiming,
+    ) -> Result<SignedProposal<P>, SignError> {
+        self.check_member(&validator)?;
+        let store = self.clone();
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        let expected_fork = self.inner.spec.fork_at_slot(slot);
+        let is_valid = Box::new(move |value: &[u8]| {
+            let Ok(block) = decode_block::<P>(value) else {
+                return false;
+            };
+            let (fork, block_slot, proposer, reveal, block_root) = block_summary(&block);
+            let root = store.signing_root(DomainKind::BeaconProposer, epoch, &block_root);
+            fork == expected_fork
+                && block_slot == slot
+                && proposer == validator_index
+                && reveal == randao_reveal
+                && store.inner.db.check_block(&validator, slot, root).is_ok()
+        });
+        let value = self
+            .decide(ConsensusRequest {
+                duty: Duty::new(slot, DutyType::Proposer),
+                proposal: own.as_ref().map(encode_block),
+                is_valid,
+                start: timing.start,
+                timing: timing.rounds,
+                deadline: timing.deadline,
+            })
+            .await?;
+        let block = decode_block::<P>(&value).map_err(SignError::BadDecidedValue)?;
+        let (_, _, _, _, block_root) = block_summary(&block);
+        let root = self.signing_root(DomainKind::BeaconProposer, epoch, &block_root);
+        // Rule 2: recorded durably before the partial exists.
+        self.inner
+            .db
+            .check_and_insert_block(&validator, slot, root)
+            .map_err(|e| match e {
+                NotSafe::Database(_) | NotSafe::ValueTooLarge(_) => SignError::Database(e),
+                refusal => SignError::SlashingRefused(refusal),
+            })?;
+        let mut signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Proposer),
+                root,
+                &[validator],
+                timing.deadline,
+            )
+            .await?;
+        let signature = signatures
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })?;
+        Ok(SignedProposal { block, signature })
+    }
+
+    pub async fn produce_selection_proof(
+        &self,
+        _validator: PublicKeyBytes,
+        _slot: Slot,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet(
+            "attestation aggregation (selection proofs)",
+        ))
+    }
+
+    pub async fn sign_aggregate_and_proof(
+        &self,
+        _validator: PublicKeyBytes,
+        _slot: Slot,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet(
+            "attestation aggregation (aggregate and proof)",
+        ))
+    }
+
+    pub async fn produce_sync_selection_proof(
+        &self,
+        _validator: PublicKeyBytes,
+        _slot: Slot,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet(
+            "sync committee selection proofs",
+        ))
+    }
+
+    pub async fn produce_sync_committee_signature(
+        &self,
+        _validator: PublicKeyBytes,
+        _slot: Slot,
+        _beacon_block_root: Root,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet("sync committee messages"))
+    }
+
+    pub async fn sign_sync_committee_contribution(
+        &self,
+        _validator: PublicKeyBytes,
+        _slot: Slot,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet("sync committee contributions"))
+    }
+
+    pub async fn sign_voluntary_exit(
+        &self,
+        _validator: PublicKeyBytes,
+        _exit: VoluntaryExit,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet("voluntary exits"))
+    }
+
+    pub async fn sign_validator_registration_data(
+        &self,
+        _validator: PublicKeyBytes,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet("builder registrations"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_values_round_trip_and_garbage_is_refused() {
+        // A real block: Lodestar's Deneb head block from the captured Beacon API traffic.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/beacon-api-samples/lodestar-deneb/block_head.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let block = VersionedBlock::<Minimal>::from_json_value(
+            ForkName::Deneb,
+            json["data"]["message"].clone(),
+        )
+        .unwrap();
+        let produced = ProducedBlock::Full(block.clone());
+        let bytes = encode_block(&produced);
+        assert_eq!(decode_block::<Minimal>(&bytes).unwrap(), produced);
+        let blinded = ProducedBlock::<Minimal>::Blinded(block.to_blinded());
+        assert_eq!(
+            decode_block::<Minimal>(&encode_block(&blinded)).unwrap(),
+            blinded
+        );
+        assert!(decode_block::<Minimal>(&[]).is_err());
+        assert!(decode_block::<Minimal>(&[0, 200, b'f']).is_err());
+        assert!(decode_block::<Minimal>(&[7, 4, b'f', b'u', b'l', b'u']).is_err());
+        assert!(decode_block::<Minimal>(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

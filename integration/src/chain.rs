@@ -84,6 +84,11 @@ pub struct Chain {
     landed_attestations: HashSet<(u64, Epoch)>,
     landed_proposals: HashSet<Slot>,
     pub report: Report,
+    /// Builder mode: block production answers blinded blocks, which come
+    /// back signed on the blinded endpoint and are unblinded from here.
+    pub builder: bool,
+    /// Full blocks this chain produced in builder mode, by block root.
+    produced: HashMap<Root, VersionedBlock<P>>,
 }
 
 /// A new head, for the event stream.
@@ -136,6 +141,8 @@ impl Chain {
             attestations: HashMap::new(),
             landed_attestations: HashSet::new(),
             landed_proposals: HashSet::new(),
+            builder: false,
+            produced: HashMap::new(),
             report: Report {
                 validators,
                 fork: fork.to_string(),
@@ -506,7 +513,7 @@ impl Chain {
                 body,
             }
         }
-        Ok(match self.fork {
+        let block = match self.fork {
             ForkName::Deneb => VersionedBlock::Deneb(assemble(
                 slot,
                 proposer,
@@ -533,7 +540,33 @@ impl Chain {
                     "fork {other} is not simulated"
                 )))
             }
-        })
+        };
+        if self.builder {
+            let keep_from = slot.saturating_sub(self.spec.slots_per_epoch);
+            self.produced.retain(|_, b| b.slot() >= keep_from);
+            self.produced.insert(block.root(), block.clone());
+        }
+        Ok(block)
+    }
+
+    /// `POST /eth/v2/beacon/blinded_blocks` (builder mode): unblind a block
+    /// this chain produced, then treat it as a published full block. A blinded
+    /// block it did not produce is refused, as a relay refuses an unknown payload.
+    pub fn publish_blinded_block(
+        &mut self,
+        block: &VersionedBlindedBlock<P>,
+        signature: &SignatureBytes,
+        now_ms: u64,
+    ) -> Result<Option<HeadEvent>, ApiError> {
+        let Some(full) = self.produced.get(&block.root()).cloned() else {
+            self.report.proposals_rejected += 1;
+            self.reject("unknown blinded block");
+            return Err(ApiError::bad_request(format!(
+                "unknown blinded block: {} was not produced here",
+                block.root()
+            )));
+        };
+        self.publish_block(&full, signature, now_ms)
     }
 
     /// `POST /eth/v2/beacon/blocks`: verify, flag slashable proposals, extend the chain.

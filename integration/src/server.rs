@@ -115,6 +115,7 @@ pub fn router(state: Shared) -> Router {
             post(submit_attestations),
         )
         .route("/eth/v2/beacon/blocks", post(publish_block))
+        .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
             "/eth/v1/validator/beacon_committee_subscriptions",
@@ -339,20 +340,31 @@ async fn produce_block(
         Some(g) => parse(g, "graffiti")?,
         None => Graffiti::ZERO,
     };
-    let block = s.chain().produce_block(slot, randao, graffiti, now_ms())?;
+    let mut chain = s.chain();
+    let block = chain.produce_block(slot, randao, graffiti, now_ms())?;
+    let blinded = chain.builder;
+    drop(chain);
     let fork = block.fork_name();
+    let data = if blinded {
+        block.to_blinded().to_json_value()
+    } else {
+        json!({"block": block.to_json_value(), "kzg_proofs": [], "blobs": []})
+    };
     let body = json!({
         "version": fork,
-        "execution_payload_blinded": false,
+        "execution_payload_blinded": blinded,
         "execution_payload_value": "0",
         "consensus_block_value": "0",
-        "data": {"block": block.to_json_value(), "kzg_proofs": [], "blobs": []},
+        "data": data,
     });
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         ("Eth-Consensus-Version", fork.as_str()),
-        ("Eth-Execution-Payload-Blinded", "false"),
+        (
+            "Eth-Execution-Payload-Blinded",
+            if blinded { "true" } else { "false" },
+        ),
         ("Eth-Execution-Payload-Value", "0"),
         ("Eth-Consensus-Block-Value", "0"),
     ] {
@@ -382,6 +394,24 @@ async fn submit_attestations(
     } else {
         let items: Vec<AttestationDeneb<P>> = from_json(body, "Attestation list")?;
         chain.submit_deneb_attestations(&items, now_ms())?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn publish_blinded_block(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(mut body): Json<Value>,
+) -> ApiResult {
+    let fork = consensus_version(&headers)?;
+    let signature: SignatureBytes = from_json(body["signature"].take(), "block signature")?;
+    let block = VersionedBlindedBlock::<P>::from_json_value(fork, body["message"].take())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let head = s
+        .chain()
+        .publish_blinded_block(&block, &signature, now_ms())?;
+    if let Some(event) = head {
+        let _ = s.heads.send(event);
     }
     Ok(StatusCode::OK.into_response())
 }

@@ -367,3 +367,52 @@ async fn serves_validators_duties_and_node_status() {
     assert_eq!(status, 400, "future slots are refused: {body}");
     assert!(body["message"].as_str().unwrap().contains("future"));
 }
+
+#[test]
+fn builder_mode_unblinds_only_blocks_it_produced() {
+    let now = dv_integration::server::now_ms();
+    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    chain.builder = true;
+    let slot = chain.current_slot(now);
+    let proposer = chain.proposer_of(slot);
+    let epoch = chain.spec.epoch_of_slot(slot);
+    let gvr = chain.genesis_validators_root;
+    let sign = |validator: u64, root: Root| {
+        SignatureBytes(
+            interop_secret_key(validator)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    };
+    let randao_domain = chain.spec.domain(DomainKind::Randao, epoch, gvr);
+    let reveal = sign(proposer, compute_signing_root(&epoch, randao_domain));
+    let block = chain
+        .produce_block(slot, reveal, Graffiti::ZERO, now)
+        .unwrap();
+    let proposer_domain = chain.spec.domain(DomainKind::BeaconProposer, epoch, gvr);
+
+    // A blinded block the chain never produced: refused, nothing lands.
+    let VersionedBlock::Electra(mut other) = block.clone() else {
+        panic!("an Electra chain produced {:?}", block.fork_name());
+    };
+    other.state_root = Root::repeat_byte(3);
+    let other = VersionedBlock::<Minimal>::Electra(other).to_blinded();
+    let other_sig = sign(
+        proposer,
+        compute_signing_root(&other.root(), proposer_domain),
+    );
+    let refused = chain.publish_blinded_block(&other, &other_sig, now);
+    assert!(refused.is_err_and(|e| e.message.contains("unknown blinded block")));
+
+    // The produced one, blinded and signed: unblinded, verified, landed.
+    let blinded = block.to_blinded();
+    let signature = sign(
+        proposer,
+        compute_signing_root(&blinded.root(), proposer_domain),
+    );
+    chain
+        .publish_blinded_block(&blinded, &signature, now)
+        .unwrap();
+    assert_eq!(chain.report.proposals_ok, 1);
+    assert_eq!(chain.report.proposals_rejected, 1);
+}

@@ -303,6 +303,20 @@ impl BeaconNode {
         .await
     }
 
+    /// Pre-Electra attestations (one committee each, `data.index` its index).
+    pub async fn submit_attestations<P: Preset>(
+        &self,
+        fork: ForkName,
+        items: &[AttestationDeneb<P>],
+    ) -> Result<(), Error> {
+        self.post_versioned(
+            "/eth/v2/beacon/pool/attestations",
+            fork,
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
     /// Publishes a signed full block (as Deneb+ `SignedBlockContents` without blobs).
     pub async fn publish_block<P: Preset>(
         &self,

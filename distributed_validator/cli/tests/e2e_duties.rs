@@ -49,15 +49,40 @@ struct Outcome {
     invalid_signatures: u64,
     slashable: Vec<String>,
     logs: String,
+    /// What the first running node served on `--metrics` at the end.
+    metrics: String,
+}
+
+/// A plain HTTP/1.0 GET (the test has no HTTP client dependency).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
 }
 
 /// Creates an `n`-node cluster over interop validators 0..8, starts the nodes
 /// in `running` as processes against a fresh simulated chain, and judges epoch 1.
 async fn run_cluster(n: usize, running: &[usize]) -> Outcome {
-    run_scenario(n, running, Scenario::Steady).await
+    run_scenario(n, running, Scenario::Steady, ForkName::Fulu).await
 }
 
-async fn run_scenario(n: usize, running: &[usize], scenario: Scenario) -> Outcome {
+async fn run_scenario(n: usize, running: &[usize], scenario: Scenario, fork: ForkName) -> Outcome {
+    run_on_chain(n, running, scenario, fork, false).await
+}
+
+/// `builder`: the chain answers block production with blinded blocks.
+async fn run_on_chain(
+    n: usize,
+    running: &[usize],
+    scenario: Scenario,
+    fork: ForkName,
+    builder: bool,
+) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = tmp.path().join("cluster");
     let addresses: Vec<String> = (0..n)
@@ -81,26 +106,37 @@ async fn run_scenario(n: usize, running: &[usize], scenario: Scenario) -> Outcom
     assert!(created.status.success(), "{}", text(&created));
 
     let genesis = now_ms() / 1000 + 3;
-    let state = AppState::new(Chain::new(8, ForkName::Fulu, SLOT_MS, genesis));
+    let mut chain = Chain::new(8, fork, SLOT_MS, genesis);
+    chain.builder = builder;
+    let state = AppState::new(chain);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let start = |i: usize| {
+        let mut args = vec![
+            "run".to_string(),
+            "--data-dir".to_string(),
+            cluster
+                .join(format!("node{i}"))
+                .to_str()
+                .unwrap()
+                .to_string(),
+            "--beacon-node".to_string(),
+            url.clone(),
+        ];
+        if i == running[0] {
+            args.extend(["--metrics".to_string(), metrics_addr.clone()]);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(tmp.path().join(format!("node{i}.log")))
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_dvnode"))
-            .args([
-                "run",
-                "--data-dir",
-                cluster.join(format!("node{i}")).to_str().unwrap(),
-                "--beacon-node",
-                &url,
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -122,6 +158,7 @@ async fn run_scenario(n: usize, running: &[usize], scenario: Scenario) -> Outcom
     // Through the end of epoch 1 (slots 8..15) and one more slot.
     let until = (genesis * 1000) + 17 * SLOT_MS;
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+    let metrics = http_get(&metrics_addr, "/metrics");
     drop(nodes);
 
     let logs: String = running
@@ -137,6 +174,7 @@ async fn run_scenario(n: usize, running: &[usize], scenario: Scenario) -> Outcom
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         logs,
+        metrics,
     }
 }
 
@@ -172,6 +210,18 @@ async fn four_nodes_attest_and_propose_for_every_validator_with_nothing_invalid_
         "duty ok: block published",
     ] {
         assert!(o.logs.contains(line), "{line}\n{}", tail(&o.logs));
+    }
+    for series in [
+        r#"dv_duty_outcomes_total{duty="attester",outcome="ok"}"#,
+        r#"dv_duty_outcomes_total{duty="proposer",outcome="ok"}"#,
+        r#"dv_stage_latency_seconds_count{duty="attester",stage="consensus"}"#,
+        r#"dv_duty_latency_seconds_count{duty="proposer"}"#,
+    ] {
+        assert!(
+            o.metrics.contains(series),
+            "{series} not in:\n{}",
+            o.metrics
+        );
     }
 }
 
@@ -221,6 +271,7 @@ async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable(
             at_slot: 5,
             down_slots: 2,
         },
+        ForkName::Fulu,
     )
     .await;
     assert_every_duty_landed(&o);
@@ -232,4 +283,17 @@ async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable(
         "the restarted node did not resume its duties:\n{}",
         tail(restarted)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_electra_attestations_go_out_in_the_deneb_shape() {
+    let o = run_scenario(4, &[0, 1, 2, 3], Scenario::Steady, ForkName::Deneb).await;
+    assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blinded_blocks_from_a_builder_are_agreed_signed_and_published() {
+    // One node down as well, so some rounds have an absent leader.
+    let o = run_on_chain(4, &[0, 1, 3], Scenario::Steady, ForkName::Electra, true).await;
+    assert_every_duty_landed(&o);
 }

@@ -57,7 +57,7 @@ impl Metrics {
         );
         registry.register(
             "duty_latency_seconds",
-            "From the duty's start (slot start for blocks, attestation due time for attestations) to the beacon node accepting the signed message",
+            "From the start of the duty's slot to the beacon node accepting the signed message",
             duty_latency.clone(),
         );
         registry.register(

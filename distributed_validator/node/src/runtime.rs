@@ -290,7 +290,13 @@ impl Node {
             let attesters = scheduler.attesters_at(slot);
             if !attesters.is_empty() {
                 let ctx = duties.clone();
-                tokio::spawn(async move { ctx.attest(slot, attesters).await });
+                tokio::spawn(async move {
+                    if preset_is_minimal {
+                        ctx.attest::<Minimal>(slot, attesters).await
+                    } else {
+                        ctx.attest::<Mainnet>(slot, attesters).await
+                    }
+                });
             }
             if pruned_epoch != Some(epoch) {
                 pruned_epoch = Some(epoch);

@@ -8,8 +8,11 @@
 
 use crate::metrics::{Metrics, Stage};
 use crate::scheduler::SlotClock;
-use crate::validator_store::{DutyTiming, DvValidatorStore, SignError};
+use crate::validator_store::{
+    Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation,
+};
 use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
+use dv_types::ssz_types;
 use dv_types::*;
 use qbft::RoundTiming;
 use std::future::Future;
@@ -70,16 +73,13 @@ impl DutyContext {
         tracing::info!(slot, duty, count, latency_ms, "duty ok: {what}");
     }
 
-    /// Attester duty for `slot` (Electra and later: one `AttestationData` per slot).
-    pub async fn attest(&self, slot: Slot, duties: Vec<AttesterDuty>) {
+    /// Attester duty for `slot`: one decided `AttestationData` for the slot;
+    /// submitted as `SingleAttestation`s from Electra, as single-bit
+    /// `Attestation`s before.
+    pub async fn attest<P: Preset>(&self, slot: Slot, duties: Vec<AttesterDuty>) {
         const DUTY: &str = "attester";
-        let fork = self.spec.fork_at_slot(slot);
-        if !fork.electra_enabled() {
-            self.metrics.outcome(DUTY, "not_supported");
-            tracing::error!(slot, duty = DUTY, %fork, "duty failed: attestations before Electra are not supported yet");
-            return;
-        }
         tracing::info!(slot, duty = DUTY, count = duties.len(), "duty started");
+        let fork = self.spec.fork_at_slot(slot);
         let due_ms = self.clock.attestation_due_ms(slot);
         let own = match self
             .timed(
@@ -99,7 +99,13 @@ impl DutyContext {
                 None
             }
         };
-        let validators: Vec<PublicKeyBytes> = duties.iter().map(|d| d.pubkey).collect();
+        let attesters: Vec<Attester> = duties
+            .iter()
+            .map(|d| Attester {
+                validator: d.pubkey,
+                committee_index: d.committee_index,
+            })
+            .collect();
         let timing = DutyTiming {
             start: SlotClock::instant_at(due_ms),
             deadline: self.clock.slot_start(slot + 2),
@@ -107,7 +113,7 @@ impl DutyContext {
         };
         let signed = match self
             .store
-            .sign_attestations(slot, own, &validators, timing)
+            .sign_attestations(slot, own, &attesters, timing)
             .await
         {
             Ok(s) => s,
@@ -127,34 +133,47 @@ impl DutyContext {
         if signed.signatures.is_empty() {
             return;
         }
-        let items: Vec<SingleAttestation> = signed
-            .signatures
-            .iter()
-            .filter_map(|(v, signature)| {
-                let duty = duties.iter().find(|d| d.pubkey == *v)?;
-                Some(SingleAttestation {
-                    committee_index: duty.committee_index,
-                    attester_index: duty.validator_index,
-                    data: signed.data,
-                    signature: *signature,
+        let duty_of = |v: &PublicKeyBytes| duties.iter().find(|d| d.pubkey == *v);
+        let submitted = if fork.electra_enabled() {
+            let items: Vec<SingleAttestation> = signed
+                .signatures
+                .iter()
+                .filter_map(|s| {
+                    let duty = duty_of(&s.validator)?;
+                    Some(SingleAttestation {
+                        committee_index: duty.committee_index,
+                        attester_index: duty.validator_index,
+                        data: s.data,
+                        signature: s.signature,
+                    })
                 })
-            })
-            .collect();
-        match self
-            .timed(
-                DUTY,
-                Stage::Submit,
-                self.beacon
-                    .first_success(|n| n.submit_single_attestations(fork, &items)),
-            )
-            .await
-        {
-            Ok(()) => self.succeeded(
+                .collect();
+            let submit = self
+                .beacon
+                .first_success(|n| n.submit_single_attestations(fork, &items));
+            self.timed(DUTY, Stage::Submit, submit)
+                .await
+                .map(|()| items.len())
+        } else {
+            let items: Vec<AttestationDeneb<P>> = signed
+                .signatures
+                .iter()
+                .filter_map(|s| single_bit_attestation(duty_of(&s.validator)?, s))
+                .collect();
+            let submit = self
+                .beacon
+                .first_success(|n| n.submit_attestations(fork, &items));
+            self.timed(DUTY, Stage::Submit, submit)
+                .await
+                .map(|()| items.len())
+        };
+        match submitted {
+            Ok(count) => self.succeeded(
                 slot,
                 DUTY,
                 self.clock.slot_start_ms(slot),
                 "attestations submitted",
-                items.len(),
+                count,
             ),
             Err(e) => {
                 self.metrics.outcome(DUTY, "beacon_node_error");
@@ -235,4 +254,19 @@ impl DutyContext {
             }
         }
     }
+}
+
+/// A pre-Electra attestation: the committee's bitfield with this validator's bit set.
+fn single_bit_attestation<P: Preset>(
+    duty: &AttesterDuty,
+    signed: &SignedAttestation,
+) -> Option<AttestationDeneb<P>> {
+    let mut bits = ssz_types::BitList::with_capacity(duty.committee_length as usize).ok()?;
+    bits.set(duty.validator_committee_index as usize, true)
+        .ok()?;
+    Some(AttestationDeneb {
+        aggregation_bits: bits,
+        data: signed.data,
+        signature: signed.signature,
+    })
 }

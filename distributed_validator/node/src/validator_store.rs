@@ -9,7 +9,7 @@
 //! could call it in place of its local signer. Operations whose duties are not
 //! implemented yet return [`SignError::NotSupportedYet`], never a signature.
 
-use crate::decided::{approve_attestation, attestation_allowed};
+use crate::decided::{approve_attestations, attestations_allowed, ToSign};
 use crate::duty::{Duty, DutyType};
 use crate::metrics::{Metrics, Stage};
 use crate::parsig::Partial;
@@ -18,6 +18,7 @@ use crate::workflow::{ConsensusRequest, Workflow, WorkflowError};
 use beacon_client::ProducedBlock;
 use dv_types::ssz::{Decode, Encode};
 use dv_types::*;
+use futures::future::join_all;
 use qbft::RoundTiming;
 use slashing_protection::{NotSafe, SlashingDatabase};
 use std::collections::HashMap;
@@ -61,12 +62,27 @@ pub struct DutyTiming {
     pub rounds: RoundTiming,
 }
 
+/// One of a slot's attesters: which validator, in which committee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attester {
+    pub validator: PublicKeyBytes,
+    pub committee_index: u64,
+}
+
+/// One validator's combined attestation signature and the data it signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedAttestation {
+    pub validator: PublicKeyBytes,
+    pub data: AttestationData,
+    pub signature: SignatureBytes,
+}
+
 /// The outcome of signing one slot's attestations.
 #[derive(Debug)]
 pub struct SignedAttestations {
-    /// The data the cluster decided (what every returned signature signs).
-    pub data: AttestationData,
-    pub signatures: Vec<(PublicKeyBytes, SignatureBytes)>,
+    /// The data the cluster decided (committee index 0).
+    pub decided: AttestationData,
+    pub signatures: Vec<SignedAttestation>,
     /// Validators the slashing database refused, with the reason.
     pub refused: Vec<(PublicKeyBytes, NotSafe)>,
     /// Validators whose signature could not be combined in time.
@@ -269,21 +285,48 @@ impl DvValidatorStore {
             })
     }
 
-    /// Signs one slot's attestations for `validators` (post-Electra: one
-    /// `AttestationData` for the whole slot). `own` is this node's beacon
-    /// node's data: its proposal, and the chain-split guard for the others'.
+    /// What each attester signs if `data` (committee index 0) is decided:
+    /// from Electra the data itself, before it the data with the attester's
+    /// committee index.
+    fn attestations_to_sign(&self, data: &AttestationData, attesters: &[Attester]) -> Vec<ToSign> {
+        let electra = self.inner.spec.fork_at_slot(data.slot).electra_enabled();
+        let mut roots: HashMap<u64, (AttestationData, Root)> = HashMap::new();
+        attesters
+            .iter()
+            .map(|a| {
+                let index = if electra { 0 } else { a.committee_index };
+                let (data, signing_root) = *roots.entry(index).or_insert_with(|| {
+                    let d = AttestationData { index, ..*data };
+                    (
+                        d,
+                        self.signing_root(DomainKind::BeaconAttester, d.target.epoch, &d),
+                    )
+                });
+                ToSign {
+                    validator: a.validator,
+                    data,
+                    signing_root,
+                }
+            })
+            .collect()
+    }
+
+    /// Signs one slot's attestations. The cluster decides one
+    /// `AttestationData` for the slot (committee index 0, as from Electra);
+    /// `own` is this node's beacon node's data: its proposal, and the
+    /// chain-split guard for the others'.
     pub async fn sign_attestations(
         &self,
         slot: Slot,
         own: Option<AttestationData>,
-        validators: &[PublicKeyBytes],
+        attesters: &[Attester],
         timing: DutyTiming,
     ) -> Result<SignedAttestations, SignError> {
-        for v in validators {
-            self.check_member(v)?;
+        for a in attesters {
+            self.check_member(&a.validator)?;
         }
         let store = self.clone();
-        let checked: Vec<PublicKeyBytes> = validators.to_vec();
+        let checked: Vec<Attester> = attesters.to_vec();
         let is_valid = Box::new(move |value: &[u8]| {
             let Ok(data) = AttestationData::from_ssz_bytes(value) else {
                 return false;
@@ -291,11 +334,14 @@ impl DvValidatorStore {
             // Without our own beacon node's view a chain split cannot be ruled out: refuse.
             let same_chain =
                 own.is_some_and(|o| o.source == data.source && o.target == data.target);
-            let root = store.signing_root(DomainKind::BeaconAttester, data.target.epoch, &data);
             data.slot == slot
                 && data.index == 0
                 && same_chain
-                && attestation_allowed(&store.inner.db, &data, root, &checked).is_ok()
+                && attestations_allowed(
+                    &store.inner.db,
+                    &store.attestations_to_sign(&data, &checked),
+                )
+                .is_ok()
         });
         let value = self
             .decide(ConsensusRequest {
@@ -307,29 +353,44 @@ impl DvValidatorStore {
                 deadline: timing.deadline,
             })
             .await?;
-        let data = AttestationData::from_ssz_bytes(&value)
+        let decided = AttestationData::from_ssz_bytes(&value)
             .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")))?;
-        let root = self.signing_root(DomainKind::BeaconAttester, data.target.epoch, &data);
+        let items = self.attestations_to_sign(&decided, attesters);
         // Rule 2: recorded durably for every validator before any partial exists.
-        let approval = approve_attestation(&self.inner.db, &data, root, validators)
-            .map_err(SignError::Database)?;
-        let signatures = self
-            .threshold_sign(
-                Duty::new(slot, DutyType::Attester),
-                root,
-                &approval.approved,
-                timing.deadline,
-            )
-            .await?;
-        let missing = approval
-            .approved
+        let approval = approve_attestations(&self.inner.db, &items).map_err(SignError::Database)?;
+        let mut by_root: HashMap<Root, (AttestationData, Vec<PublicKeyBytes>)> = HashMap::new();
+        for item in items
             .iter()
-            .filter(|v| !signatures.contains_key(v))
-            .copied()
-            .collect();
+            .filter(|x| approval.approved.contains(&x.validator))
+        {
+            by_root
+                .entry(item.signing_root)
+                .or_insert_with(|| (item.data, Vec::new()))
+                .1
+                .push(item.validator);
+        }
+        let duty = Duty::new(slot, DutyType::Attester);
+        let exchanges = by_root.iter().map(|(root, (_, validators))| {
+            self.threshold_sign(duty, *root, validators, timing.deadline)
+        });
+        let mut signatures = Vec::new();
+        let mut missing = Vec::new();
+        for ((_, (data, validators)), result) in by_root.iter().zip(join_all(exchanges).await) {
+            let mut combined = result?;
+            for v in validators {
+                match combined.remove(v) {
+                    Some(signature) => signatures.push(SignedAttestation {
+                        validator: *v,
+                        data: *data,
+                        signature,
+                    }),
+                    None => missing.push(*v),
+                }
+            }
+        }
         Ok(SignedAttestations {
-            data,
-            signatures: signatures.into_iter().collect(),
+            decided,
+            signatures,
             refused: approval.refused,
             missing,
         })

@@ -24,6 +24,10 @@ struct Args {
     /// Genesis this many milliseconds after start.
     #[arg(long, default_value_t = 3000)]
     genesis_delay_ms: u64,
+    /// Builder mode: block production returns blinded blocks (publication on
+    /// /eth/v2/beacon/blinded_blocks).
+    #[arg(long)]
+    blinded: bool,
     /// Where to write the JSON report at exit.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -42,12 +46,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let genesis_time = (now_ms() + args.genesis_delay_ms).div_ceil(1000);
-    let state = AppState::new(Chain::new(
-        args.validators,
-        args.fork,
-        args.slot_ms,
-        genesis_time,
-    ));
+    let mut chain = Chain::new(args.validators, args.fork, args.slot_ms, genesis_time);
+    chain.builder = args.blinded;
+    let state = AppState::new(chain);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -47,20 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "$EXTERNAL_URL" ]; then
-    GENESIS_DELAY_MS=6000
-    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" \
-        --genesis-delay-ms "$GENESIS_DELAY_MS" --report "$OUT/report.json" > "$OUT/beacon-chain.out" 2>&1 &
-    CHAIN_PID=$!
-    PIDS+=($CHAIN_PID)
-    for _ in $(seq 50); do
-        grep -q "listening on" "$OUT/beacon-chain.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    URL=$(grep -o 'http://[0-9.:]*' "$OUT/beacon-chain.out" | head -1)
-    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots)"
-    NETWORK_ARGS=(--network minimal)
-else
+# The chain's configuration: the simulator's (minimal preset) or the external node's.
+if [ -n "$EXTERNAL_URL" ]; then
     URL=$EXTERNAL_URL
     GENESIS_DELAY_MS=0
     read -r FORK_VERSION SLOT_MS SLOTS_PER_EPOCH < <(python3 - "$URL" <<'EOF'
@@ -78,6 +66,8 @@ EOF
     [ -n "${FORK_VERSION:-}" ] || { echo "could not read the chain's configuration from $URL" >&2; exit 1; }
     echo "external beacon node at $URL (genesis fork version $FORK_VERSION, ${SLOT_MS} ms slots)"
     NETWORK_ARGS=(--fork-version "$FORK_VERSION")
+else
+    NETWORK_ARGS=(--network minimal)
 fi
 
 ADDRESSES=$(python3 -c "
@@ -89,6 +79,21 @@ print(','.join(addrs))")
 ./target/release/dvnode create cluster --interop-validators "0..$VALIDATORS" --nodes "$NODES" \
     "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" > "$OUT/create.out"
 echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create.out" | head -1 | cut -d' ' -f2)"
+
+if [ -z "$EXTERNAL_URL" ]; then
+    # Genesis after the nodes are up: loading keystores and checking the lock take ~5 ms per validator.
+    GENESIS_DELAY_MS=$((4000 + 6 * VALIDATORS))
+    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" \
+        --genesis-delay-ms "$GENESIS_DELAY_MS" --report "$OUT/report.json" > "$OUT/beacon-chain.out" 2>&1 &
+    CHAIN_PID=$!
+    PIDS+=($CHAIN_PID)
+    for _ in $(seq 50); do
+        grep -q "listening on" "$OUT/beacon-chain.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    URL=$(grep -o 'http://[0-9.:]*' "$OUT/beacon-chain.out" | head -1)
+    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots)"
+fi
 
 NODE_PIDS=()
 for i in $(seq 0 $((NODES - 1))); do

@@ -144,15 +144,6 @@ impl Node {
             .map_err(|e| e.to_string())?;
         db.set_or_check_genesis_validators_root(genesis.genesis_validators_root)
             .map_err(|e| e.to_string())?;
-        let ids: Vec<String> = pubkeys.iter().map(|k| k.to_string()).collect();
-        let infos = beacon
-            .first_success(|n| n.validators(&ids))
-            .await
-            .map_err(|e| e.to_string())?;
-        let indices = infos
-            .iter()
-            .map(|i| (i.validator.pubkey, i.index))
-            .collect();
 
         let members = lock
             .body
@@ -205,6 +196,7 @@ impl Node {
         let store = DvValidatorStore::new(
             workflow,
             Signer::new(shares),
+            pubkeys.clone(),
             db.clone(),
             spec.clone(),
             genesis.genesis_validators_root,
@@ -220,7 +212,7 @@ impl Node {
         });
         tracing::info!(node = me, validators = pubkeys.len(), "node started");
         Ok(Node {
-            scheduler: Scheduler::new(spec.clone(), indices),
+            scheduler: Scheduler::new(spec.clone(), pubkeys),
             spec,
             clock,
             db,

@@ -77,17 +77,23 @@ impl crate::workflow::CurrentSlot for SlotClock {
 /// The cluster's duties by epoch.
 pub struct Scheduler {
     spec: ChainSpec,
+    /// The cluster's validators.
+    validators: Vec<PublicKeyBytes>,
     /// Validator index by public key, for the cluster's validators the chain knows.
     indices: HashMap<PublicKeyBytes, u64>,
+    /// The epoch validators were last resolved to indices in.
+    resolved_in: Option<Epoch>,
     attesters: BTreeMap<Epoch, Duties<AttesterDuty>>,
     proposers: BTreeMap<Epoch, Duties<ProposerDuty>>,
 }
 
 impl Scheduler {
-    pub fn new(spec: ChainSpec, indices: HashMap<PublicKeyBytes, u64>) -> Self {
+    pub fn new(spec: ChainSpec, validators: Vec<PublicKeyBytes>) -> Self {
         Self {
             spec,
-            indices,
+            validators,
+            indices: HashMap::new(),
+            resolved_in: None,
             attesters: BTreeMap::new(),
             proposers: BTreeMap::new(),
         }
@@ -96,6 +102,10 @@ impl Scheduler {
     /// Fetches the duties of `epoch` and `epoch + 1` (proposers: `epoch`), and
     /// drops those of epochs before `epoch - 1`.
     pub async fn poll(&mut self, beacon: &BeaconNodes, epoch: Epoch) {
+        self.resolve_indices(beacon, epoch).await;
+        if self.indices.is_empty() {
+            return;
+        }
         let indices: Vec<u64> = self.indices.values().copied().collect();
         for e in [epoch, epoch + 1] {
             match beacon
@@ -118,6 +128,39 @@ impl Scheduler {
         let keep_from = epoch.saturating_sub(1);
         self.attesters.retain(|e, _| *e >= keep_from);
         self.proposers.retain(|e, _| *e >= keep_from);
+    }
+
+    /// Looks up the indices of validators the chain did not know yet (once
+    /// per epoch: a deposit becomes a validator at an epoch boundary).
+    async fn resolve_indices(&mut self, beacon: &BeaconNodes, epoch: Epoch) {
+        if self.resolved_in == Some(epoch) || self.indices.len() == self.validators.len() {
+            return;
+        }
+        let ids: Vec<String> = self
+            .validators
+            .iter()
+            .filter(|v| !self.indices.contains_key(v))
+            .map(|v| v.to_string())
+            .collect();
+        match beacon.first_success(|n| n.validators(&ids)).await {
+            Ok(found) => {
+                self.resolved_in = Some(epoch);
+                for info in found {
+                    if self.validators.contains(&info.validator.pubkey) {
+                        self.indices.insert(info.validator.pubkey, info.index);
+                    }
+                }
+                let unknown = self.validators.len() - self.indices.len();
+                if unknown > 0 {
+                    tracing::warn!(
+                        epoch,
+                        unknown,
+                        "validators of the cluster the beacon node does not know (yet)"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(epoch, "validator indices: {e}"),
+        }
     }
 
     /// The cluster's attesters at `slot`.

@@ -21,7 +21,7 @@ use dv_types::*;
 use futures::future::join_all;
 use qbft::RoundTiming;
 use slashing_protection::{NotSafe, SlashingDatabase};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -99,6 +99,9 @@ pub struct SignedProposal<P: Preset> {
 struct Inner {
     workflow: Workflow,
     signer: Signer,
+    /// Every validator of the cluster (the signer may hold none of them:
+    /// in middleware mode the shares live in the validator client).
+    validators: HashSet<PublicKeyBytes>,
     db: Arc<SlashingDatabase>,
     spec: ChainSpec,
     genesis_validators_root: Root,
@@ -174,6 +177,7 @@ impl DvValidatorStore {
     pub fn new(
         workflow: Workflow,
         signer: Signer,
+        validators: impl IntoIterator<Item = PublicKeyBytes>,
         db: Arc<SlashingDatabase>,
         spec: ChainSpec,
         genesis_validators_root: Root,
@@ -183,6 +187,7 @@ impl DvValidatorStore {
             inner: Arc::new(Inner {
                 workflow,
                 signer,
+                validators: validators.into_iter().collect(),
                 db,
                 spec,
                 genesis_validators_root,
@@ -191,7 +196,20 @@ impl DvValidatorStore {
         }
     }
 
-    fn signing_root<T: dv_types::tree_hash::TreeHash>(
+    pub fn spec(&self) -> &ChainSpec {
+        &self.inner.spec
+    }
+
+    pub fn slashing_db(&self) -> &SlashingDatabase {
+        &self.inner.db
+    }
+
+    pub fn workflow(&self) -> &Workflow {
+        &self.inner.workflow
+    }
+
+    /// The signing root of `object` under this chain's domain for `kind` at `epoch`.
+    pub fn signing_root<T: dv_types::tree_hash::TreeHash>(
         &self,
         kind: DomainKind,
         epoch: Epoch,
@@ -223,6 +241,21 @@ impl DvValidatorStore {
                 signature,
             })
             .collect();
+        self.exchange_partials(duty, root, own, validators, deadline)
+            .await
+    }
+
+    /// Sends this node's partials over `root` (from its signer, or from a
+    /// validator client) to the peers and returns the combined signatures of
+    /// `validators` that were complete by `deadline`.
+    pub async fn exchange_partials(
+        &self,
+        duty: Duty,
+        root: Root,
+        own: Vec<Partial>,
+        validators: &[PublicKeyBytes],
+        deadline: Instant,
+    ) -> Result<HashMap<PublicKeyBytes, SignatureBytes>, SignError> {
         let t0 = Instant::now();
         let exchanged = self
             .inner
@@ -250,12 +283,18 @@ impl DvValidatorStore {
         Ok(value?)
     }
 
-    fn check_member(&self, validator: &PublicKeyBytes) -> Result<(), SignError> {
-        if self.inner.signer.holds(validator) {
+    pub fn check_member(&self, validator: &PublicKeyBytes) -> Result<(), SignError> {
+        if self.inner.validators.contains(validator) {
             Ok(())
         } else {
             Err(SignError::UnknownValidator(*validator))
         }
+    }
+
+    /// What a randao reveal for `slot` signs.
+    pub fn randao_signing_root(&self, slot: Slot) -> Root {
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        self.signing_root(DomainKind::Randao, epoch, &epoch)
     }
 
     /// The validator's randao reveal for `slot`'s epoch. Threshold signatures
@@ -267,8 +306,7 @@ impl DvValidatorStore {
         deadline: Instant,
     ) -> Result<SignatureBytes, SignError> {
         self.check_member(&validator)?;
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        let root = self.signing_root(DomainKind::Randao, epoch, &epoch);
+        let root = self.randao_signing_root(slot);
         let mut signatures = self
             .threshold_sign(
                 Duty::new(slot, DutyType::Randao),
@@ -288,7 +326,11 @@ impl DvValidatorStore {
     /// What each attester signs if `data` (committee index 0) is decided:
     /// from Electra the data itself, before it the data with the attester's
     /// committee index.
-    fn attestations_to_sign(&self, data: &AttestationData, attesters: &[Attester]) -> Vec<ToSign> {
+    pub fn attestations_to_sign(
+        &self,
+        data: &AttestationData,
+        attesters: &[Attester],
+    ) -> Vec<ToSign> {
         let electra = self.inner.spec.fork_at_slot(data.slot).electra_enabled();
         let mut roots: HashMap<u64, (AttestationData, Root)> = HashMap::new();
         attesters
@@ -322,6 +364,23 @@ impl DvValidatorStore {
         attesters: &[Attester],
         timing: DutyTiming,
     ) -> Result<SignedAttestations, SignError> {
+        let decided = self
+            .decide_attestation(slot, own, attesters, timing)
+            .await?;
+        self.sign_decided_attestation(decided, attesters, timing.deadline)
+            .await
+    }
+
+    /// The consensus half of [`Self::sign_attestations`]: the slot's decided
+    /// `AttestationData` (committee index 0). Joins the slot's instance if it
+    /// already runs.
+    pub async fn decide_attestation(
+        &self,
+        slot: Slot,
+        own: Option<AttestationData>,
+        attesters: &[Attester],
+        timing: DutyTiming,
+    ) -> Result<AttestationData, SignError> {
         for a in attesters {
             self.check_member(&a.validator)?;
         }
@@ -353,8 +412,19 @@ impl DvValidatorStore {
                 deadline: timing.deadline,
             })
             .await?;
-        let decided = AttestationData::from_ssz_bytes(&value)
-            .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")))?;
+        AttestationData::from_ssz_bytes(&value)
+            .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")))
+    }
+
+    /// The signing half of [`Self::sign_attestations`]: record in the slashing
+    /// database, sign, exchange, combine.
+    async fn sign_decided_attestation(
+        &self,
+        decided: AttestationData,
+        attesters: &[Attester],
+        deadline: Instant,
+    ) -> Result<SignedAttestations, SignError> {
+        let slot = decided.slot;
         let items = self.attestations_to_sign(&decided, attesters);
         // Rule 2: recorded durably for every validator before any partial exists.
         let approval = approve_attestations(&self.inner.db, &items).map_err(SignError::Database)?;
@@ -370,9 +440,9 @@ impl DvValidatorStore {
                 .push(item.validator);
         }
         let duty = Duty::new(slot, DutyType::Attester);
-        let exchanges = by_root.iter().map(|(root, (_, validators))| {
-            self.threshold_sign(duty, *root, validators, timing.deadline)
-        });
+        let exchanges = by_root
+            .iter()
+            .map(|(root, (_, validators))| self.threshold_sign(duty, *root, validators, deadline));
         let mut signatures = Vec::new();
         let mut missing = Vec::new();
         for ((_, (data, validators)), result) in by_root.iter().zip(join_all(exchanges).await) {
@@ -408,6 +478,37 @@ impl DvValidatorStore {
         own: Option<ProducedBlock<P>>,
         timing: DutyTiming,
     ) -> Result<SignedProposal<P>, SignError> {
+        let block = self
+            .decide_block(validator, validator_index, slot, randao_reveal, own, timing)
+            .await?;
+        let root = self.record_block(&validator, &block)?;
+        let mut signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Proposer),
+                root,
+                &[validator],
+                timing.deadline,
+            )
+            .await?;
+        let signature = signatures
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })?;
+        Ok(SignedProposal { block, signature })
+    }
+
+    /// The consensus half of [`Self::sign_block`]: the block the cluster decided.
+    pub async fn decide_block<P: Preset>(
+        &self,
+        validator: PublicKeyBytes,
+        validator_index: u64,
+        slot: Slot,
+        randao_reveal: SignatureBytes,
+        own: Option<ProducedBlock<P>>,
+        timing: DutyTiming,
+    ) -> Result<ProducedBlock<P>, SignError> {
         self.check_member(&validator)?;
         let store = self.clone();
         let epoch = self.inner.spec.epoch_of_slot(slot);
@@ -434,32 +535,33 @@ impl DvValidatorStore {
                 deadline: timing.deadline,
             })
             .await?;
-        let block = decode_block::<P>(&value).map_err(SignError::BadDecidedValue)?;
-        let (_, _, _, _, block_root) = block_summary(&block);
-        let root = self.signing_root(DomainKind::BeaconProposer, epoch, &block_root);
-        // Rule 2: recorded durably before the partial exists.
+        decode_block::<P>(&value).map_err(SignError::BadDecidedValue)
+    }
+
+    /// What signing `block` signs.
+    pub fn block_signing_root<P: Preset>(&self, block: &ProducedBlock<P>) -> Root {
+        let (_, slot, _, _, block_root) = block_summary(block);
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        self.signing_root(DomainKind::BeaconProposer, epoch, &block_root)
+    }
+
+    /// Checks and records `block` for `validator` in the slashing database
+    /// (rule 2: durably, before any partial over it exists); returns its signing root.
+    pub fn record_block<P: Preset>(
+        &self,
+        validator: &PublicKeyBytes,
+        block: &ProducedBlock<P>,
+    ) -> Result<Root, SignError> {
+        let (_, slot, _, _, _) = block_summary(block);
+        let root = self.block_signing_root(block);
         self.inner
             .db
-            .check_and_insert_block(&validator, slot, root)
+            .check_and_insert_block(validator, slot, root)
             .map_err(|e| match e {
                 NotSafe::Database(_) | NotSafe::ValueTooLarge(_) => SignError::Database(e),
                 refusal => SignError::SlashingRefused(refusal),
             })?;
-        let mut signatures = self
-            .threshold_sign(
-                Duty::new(slot, DutyType::Proposer),
-                root,
-                &[validator],
-                timing.deadline,
-            )
-            .await?;
-        let signature = signatures
-            .remove(&validator)
-            .ok_or(SignError::InsufficientPartials {
-                combined: 0,
-                wanted: 1,
-            })?;
-        Ok(SignedProposal { block, signature })
+        Ok(root)
     }
 
     pub async fn produce_selection_proof(

@@ -47,8 +47,6 @@ pub struct ConsensusRequest {
 pub enum WorkflowError {
     #[error("no consensus before the duty's deadline")]
     NoConsensus,
-    #[error("a consensus instance for duty {0} is already running")]
-    AlreadyRunning(Duty),
     #[error("the node is shutting down")]
     Stopped,
 }
@@ -72,6 +70,7 @@ enum Command {
         ConsensusRequest,
         oneshot::Sender<Result<Value, WorkflowError>>,
     ),
+    Decided(Duty, oneshot::Sender<Option<Value>>),
     Exchange(ExchangeWaiter),
 }
 
@@ -93,12 +92,21 @@ pub struct Workflow {
 
 impl Workflow {
     /// Runs consensus for `request.duty`; the decided value or why there is none.
+    /// If the duty's instance already runs, this joins it (its proposal and
+    /// predicate are not used) and gets the same decision.
     pub async fn decide(&self, request: ConsensusRequest) -> Result<Value, WorkflowError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Decide(request, reply))
             .map_err(|_| WorkflowError::Stopped)?;
         answer.await.unwrap_or(Err(WorkflowError::Stopped))
+    }
+
+    /// The value decided for `duty`, if its instance decided and is not over.
+    pub async fn decided(&self, duty: Duty) -> Option<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Decided(duty, reply)).ok()?;
+        answer.await.ok().flatten()
     }
 
     /// Sends `own` partials (over `root`) to every peer and waits until the
@@ -132,7 +140,8 @@ struct Running {
     engine: Instance<P2pAuthenticator>,
     start: Instant,
     deadline: Instant,
-    reply: Option<oneshot::Sender<Result<Value, WorkflowError>>>,
+    waiting: Vec<oneshot::Sender<Result<Value, WorkflowError>>>,
+    decided: Option<Value>,
 }
 
 /// Where the workflow task gets the slot of "now" (to bound what it buffers).
@@ -197,6 +206,9 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                 _ = &mut shutdown => return,
                 command = self.commands.recv() => match command {
                     Some(Command::Decide(request, reply)) => self.start_instance(request, reply),
+                    Some(Command::Decided(duty, reply)) => {
+                        let _ = reply.send(self.instances.get(&duty).and_then(|r| r.decided.clone()));
+                    }
                     Some(Command::Exchange(waiter)) => self.start_exchange(waiter),
                     None => return,
                 },
@@ -213,8 +225,13 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         reply: oneshot::Sender<Result<Value, WorkflowError>>,
     ) {
         let duty = request.duty;
-        if self.instances.contains_key(&duty) {
-            let _ = reply.send(Err(WorkflowError::AlreadyRunning(duty)));
+        if let Some(running) = self.instances.get_mut(&duty) {
+            match &running.decided {
+                Some(value) => {
+                    let _ = reply.send(Ok(value.clone()));
+                }
+                None => running.waiting.push(reply),
+            }
             return;
         }
         let cfg = QbftConfig {
@@ -236,7 +253,8 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                 engine,
                 start: request.start,
                 deadline: request.deadline,
-                reply: Some(reply),
+                waiting: vec![reply],
+                decided: None,
             },
         );
         self.apply(duty, actions);
@@ -265,9 +283,11 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     self.timers.push(Reverse((start + deadline, duty, round)))
                 }
                 Action::Decide { value, .. } => {
-                    if let Some(reply) = self.instances.get_mut(&duty).and_then(|r| r.reply.take())
-                    {
-                        let _ = reply.send(Ok(value));
+                    if let Some(running) = self.instances.get_mut(&duty) {
+                        for reply in running.waiting.drain(..) {
+                            let _ = reply.send(Ok(value.clone()));
+                        }
+                        running.decided = Some(value);
                     }
                 }
             }
@@ -454,7 +474,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             if r.deadline > now {
                 return true;
             }
-            if let Some(reply) = r.reply.take() {
+            for reply in r.waiting.drain(..) {
                 let _ = reply.send(Err(WorkflowError::NoConsensus));
             }
             false

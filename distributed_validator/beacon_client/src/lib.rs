@@ -317,6 +317,16 @@ impl BeaconNode {
         .await
     }
 
+    pub async fn submit_voluntary_exit(&self, exit: &SignedVoluntaryExit) -> Result<(), Error> {
+        self.send(
+            self.http
+                .post(format!("{}/eth/v1/beacon/pool/voluntary_exits", self.url))
+                .json(exit),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Publishes a signed full block (as Deneb+ `SignedBlockContents` without blobs).
     pub async fn publish_block<P: Preset>(
         &self,

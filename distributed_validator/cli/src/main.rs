@@ -47,6 +47,11 @@ struct RunArgs {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Middleware mode: serve the Beacon API on ADDR to a validator client
+    /// run with --distributed that holds this node's key shares (the node
+    /// then loads no keystores).
+    #[arg(long, value_name = "ADDR")]
+    validator_api: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -344,6 +349,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             beacon_nodes: args.beacon_nodes,
             p2p_listen: args.p2p_listen,
             metrics: args.metrics,
+            validator_api: args.validator_api,
         })
         .await?;
         let shutdown = async {

@@ -7,7 +7,22 @@ pub enum DutyType {
     Attester,
     Proposer,
     Randao,
+    /// Beacon committee selection proofs (middleware: partials from the validator client).
+    Selection,
+    /// Sync committee selection proofs.
+    SyncSelection,
+    /// Voluntary exits (the slot is the exit epoch's first slot).
+    Exit,
 }
+
+const ALL: [DutyType; 6] = [
+    DutyType::Attester,
+    DutyType::Proposer,
+    DutyType::Randao,
+    DutyType::Selection,
+    DutyType::SyncSelection,
+    DutyType::Exit,
+];
 
 impl DutyType {
     /// The number consensus instances and network messages carry.
@@ -16,17 +31,15 @@ impl DutyType {
             DutyType::Attester => 0,
             DutyType::Proposer => 1,
             DutyType::Randao => 2,
+            DutyType::Selection => 3,
+            DutyType::SyncSelection => 4,
+            DutyType::Exit => 5,
         }
     }
 
     /// The duty type a peer's message names; `None` for a code this version does not know.
     pub fn from_code(code: u32) -> Option<Self> {
-        match code {
-            0 => Some(DutyType::Attester),
-            1 => Some(DutyType::Proposer),
-            2 => Some(DutyType::Randao),
-            _ => None,
-        }
+        ALL.into_iter().find(|kind| kind.code() == code)
     }
 
     /// The name in logs and metric labels.
@@ -35,6 +48,9 @@ impl DutyType {
             DutyType::Attester => "attester",
             DutyType::Proposer => "proposer",
             DutyType::Randao => "randao",
+            DutyType::Selection => "selection",
+            DutyType::SyncSelection => "sync_selection",
+            DutyType::Exit => "exit",
         }
     }
 }
@@ -64,10 +80,10 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_are_refused() {
-        for kind in [DutyType::Attester, DutyType::Proposer, DutyType::Randao] {
+        for kind in ALL {
             assert_eq!(DutyType::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(DutyType::from_code(3), None);
+        assert_eq!(DutyType::from_code(6), None);
         assert_eq!(Duty::new(9, DutyType::Randao).to_string(), "9/randao");
     }
 }

@@ -9,12 +9,15 @@
 //!   record and the [`signer`] behind each call;
 //! - [`workflow`]: consensus instances ([`consensus`] wire format) and the
 //!   partial-signature exchange with the combiner ([`parsig`]);
+//! - [`middleware`]: the Beacon API served to a validator client run with
+//!   `--distributed` (middleware mode), on the same pipeline;
 //! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
 
 pub mod consensus;
 pub mod decided;
 pub mod duty;
 pub mod metrics;
+pub mod middleware;
 pub mod parsig;
 pub mod runtime;
 pub mod scheduler;

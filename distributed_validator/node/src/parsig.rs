@@ -61,7 +61,8 @@ pub struct Combined {
 #[derive(Default)]
 struct Entry {
     by_root: HashMap<Root, BTreeMap<u64, PartialSignature>>,
-    combined: bool,
+    /// Roots already combined (each at most once).
+    combined: std::collections::HashSet<Root>,
 }
 
 pub struct ParSigStore {
@@ -147,7 +148,7 @@ impl ParSigStore {
         partial: Partial,
     ) -> Result<Option<Combined>, ParSigError> {
         let entry = self.entries.entry((duty, partial.validator)).or_default();
-        if entry.combined {
+        if entry.combined.contains(&root) {
             return Ok(None);
         }
         let set = entry.by_root.entry(root).or_default();
@@ -163,7 +164,7 @@ impl ParSigStore {
                 reason: e.to_string(),
             }
         })?;
-        entry.combined = true;
+        entry.combined.insert(root);
         Ok(Some(Combined {
             duty,
             validator: partial.validator,

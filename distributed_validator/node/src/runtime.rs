@@ -9,6 +9,7 @@
 
 use crate::consensus::P2pAuthenticator;
 use crate::metrics::Metrics;
+use crate::middleware::{Middleware, MiddlewareConfig};
 use crate::parsig::{ParSigStore, ValidatorKeys};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::services::DutyContext;
@@ -35,6 +36,17 @@ pub struct RunConfig {
     pub p2p_listen: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Middleware mode: serve the Beacon API to a validator client (which
+    /// holds this node's key shares) here.
+    pub validator_api: Option<SocketAddr>,
+}
+
+/// How the node meets its validator keys.
+enum Attachment {
+    /// It holds the shares and performs the duties itself.
+    BuiltIn(Arc<DutyContext>),
+    /// A validator client holds the shares and talks to the node's validator API.
+    Middleware(Arc<Middleware>, tokio::net::TcpListener),
 }
 
 pub struct Node {
@@ -43,20 +55,38 @@ pub struct Node {
     db: Arc<SlashingDatabase>,
     beacon: BeaconNodes,
     scheduler: Scheduler,
-    duties: Arc<DutyContext>,
+    attachment: Attachment,
+    metrics: Arc<Metrics>,
     workflow_task: WorkflowTask<SlotClock>,
     metrics_listener: Option<tokio::net::TcpListener>,
 }
 
-/// This node's shares and every validator's public keys, by validator public key.
-type LoadedKeys = (
-    HashMap<PublicKeyBytes, SecretShare>,
-    HashMap<PublicKeyBytes, ValidatorKeys>,
-);
+/// Every validator's public key and public shares, by validator public key.
+fn load_public_keys(lock: &ClusterLock) -> Result<HashMap<PublicKeyBytes, ValidatorKeys>, String> {
+    lock.body
+        .validators
+        .iter()
+        .map(|v| {
+            let shares = v
+                .public_shares
+                .iter()
+                .map(|s| PublicKey::from_bytes(&s.0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
+            let key = PublicKey::from_bytes(&v.public_key.0)
+                .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
+            Ok((v.public_key, ValidatorKeys { key, shares }))
+        })
+        .collect()
+}
 
-fn load_shares(dir: &NodeDir, lock: &ClusterLock, me: usize) -> Result<LoadedKeys, String> {
+/// This node's key shares from its keystores, checked against the lock.
+fn load_shares(
+    dir: &NodeDir,
+    lock: &ClusterLock,
+    me: usize,
+) -> Result<HashMap<PublicKeyBytes, SecretShare>, String> {
     let mut shares = HashMap::new();
-    let mut keys = HashMap::new();
     for (k, v) in lock.body.validators.iter().enumerate() {
         let password = read_password_file(&dir.password_path(k)).map_err(|e| e.to_string())?;
         let secret = Keystore::load(&dir.keystore_path(k), &password).map_err(|e| e.to_string())?;
@@ -67,14 +97,6 @@ fn load_shares(dir: &NodeDir, lock: &ClusterLock, me: usize) -> Result<LoadedKey
                 v.public_key
             ));
         }
-        let public_shares = v
-            .public_shares
-            .iter()
-            .map(|s| PublicKey::from_bytes(&s.0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
-        let key =
-            PublicKey::from_bytes(&v.public_key.0).map_err(|e| format!("cluster lock: {e}"))?;
         shares.insert(
             v.public_key,
             SecretShare {
@@ -82,15 +104,8 @@ fn load_shares(dir: &NodeDir, lock: &ClusterLock, me: usize) -> Result<LoadedKey
                 secret,
             },
         );
-        keys.insert(
-            v.public_key,
-            ValidatorKeys {
-                key,
-                shares: public_shares,
-            },
-        );
     }
-    Ok((shares, keys))
+    Ok(shares)
 }
 
 impl Node {
@@ -114,7 +129,12 @@ impl Node {
             .position(|p| *p == keypair.public().to_peer_id())
             .ok_or("the p2p key is not one of the lock's operators")?;
         let params = lock.body.threshold_params()?;
-        let (shares, keys) = load_shares(&dir, &lock, me)?;
+        let keys = load_public_keys(&lock)?;
+        // In middleware mode the shares live in the validator client.
+        let shares = match cfg.validator_api {
+            Some(_) => HashMap::new(),
+            None => load_shares(&dir, &lock, me)?,
+        };
         let pubkeys: Vec<PublicKeyBytes> =
             lock.body.validators.iter().map(|v| v.public_key).collect();
         let db = SlashingDatabase::open_in_dir(&cfg.data_dir).map_err(|e| e.to_string())?;
@@ -190,7 +210,7 @@ impl Node {
             net,
             incoming,
             peers.len(),
-            ParSigStore::new(params, keys),
+            ParSigStore::new(params, keys.clone()),
             clock,
         );
         let store = DvValidatorStore::new(
@@ -202,22 +222,43 @@ impl Node {
             genesis.genesis_validators_root,
             metrics.clone(),
         );
-        let duties = Arc::new(DutyContext {
-            store,
-            beacon: beacon.clone(),
-            spec: spec.clone(),
-            clock,
-            metrics,
-            graffiti: Graffiti::ZERO,
-        });
+        let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
+        let attachment = match cfg.validator_api {
+            None => Attachment::BuiltIn(Arc::new(DutyContext {
+                store,
+                beacon: beacon.clone(),
+                spec: spec.clone(),
+                clock,
+                metrics: metrics.clone(),
+                graffiti: Graffiti::ZERO,
+            })),
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("--validator-api {addr}: {e}"))?;
+                let middleware = Middleware::new(MiddlewareConfig {
+                    store,
+                    beacon: beacon.clone(),
+                    beacon_urls: cfg.beacon_nodes.clone(),
+                    scheduler: scheduler.clone(),
+                    clock,
+                    metrics: metrics.clone(),
+                    keys,
+                    share_index: me as u64 + 1,
+                })?;
+                tracing::info!(%addr, "validator API for a validator client run with --distributed");
+                Attachment::Middleware(Arc::new(middleware), listener)
+            }
+        };
         tracing::info!(node = me, validators = pubkeys.len(), "node started");
         Ok(Node {
-            scheduler: Scheduler::new(spec.clone(), pubkeys),
+            scheduler,
             spec,
             clock,
             db,
             beacon,
-            duties,
+            attachment,
+            metrics,
             workflow_task,
             metrics_listener,
         })
@@ -230,14 +271,22 @@ impl Node {
             clock,
             db,
             beacon,
-            mut scheduler,
-            duties,
+            scheduler,
+            attachment,
+            metrics,
             workflow_task,
             metrics_listener,
         } = self;
         if let Some(listener) = metrics_listener {
-            tokio::spawn(crate::metrics::serve(listener, duties.metrics.clone()));
+            tokio::spawn(crate::metrics::serve(listener, metrics));
         }
+        let (duties, middleware) = match attachment {
+            Attachment::BuiltIn(duties) => (Some(duties), None),
+            Attachment::Middleware(middleware, listener) => {
+                tokio::spawn(crate::middleware::serve(listener, middleware.clone()));
+                (None, Some(middleware))
+            }
+        };
         let (stop_workflow, workflow_stopped) = tokio::sync::oneshot::channel::<()>();
         let workflow = tokio::spawn(workflow_task.run(async {
             let _ = workflow_stopped.await;
@@ -264,7 +313,8 @@ impl Node {
                     "duty polling took longer than a third of a slot; using the duties known"
                 );
             }
-            if let Some(duty) = scheduler.proposer_at(slot) {
+            // (In middleware mode the client's block request starts the proposal.)
+            if let (Some(duty), Some(duties)) = (scheduler.proposer_at(slot), &duties) {
                 let ctx = duties.clone();
                 tokio::spawn(async move {
                     if preset_is_minimal {
@@ -280,15 +330,28 @@ impl Node {
                 _ = tokio::time::sleep_until(SlotClock::instant_at(clock.attestation_due_ms(slot))) => {}
             }
             let attesters = scheduler.attesters_at(slot);
-            if !attesters.is_empty() {
-                let ctx = duties.clone();
-                tokio::spawn(async move {
-                    if preset_is_minimal {
-                        ctx.attest::<Minimal>(slot, attesters).await
-                    } else {
-                        ctx.attest::<Mainnet>(slot, attesters).await
-                    }
-                });
+            match (&duties, &middleware) {
+                _ if attesters.is_empty() => {}
+                (Some(duties), _) => {
+                    let ctx = duties.clone();
+                    tokio::spawn(async move {
+                        if preset_is_minimal {
+                            ctx.attest::<Minimal>(slot, attesters).await
+                        } else {
+                            ctx.attest::<Mainnet>(slot, attesters).await
+                        }
+                    });
+                }
+                // Middleware: take part in the slot's consensus even if the client is late or down.
+                (None, Some(mw)) => {
+                    let mw = mw.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = mw.decide_attestation(slot).await {
+                            tracing::error!(slot, duty = "attester", "duty failed: {e}");
+                        }
+                    });
+                }
+                (None, None) => {}
             }
             if pruned_epoch != Some(epoch) {
                 pruned_epoch = Some(epoch);

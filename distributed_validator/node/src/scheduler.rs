@@ -4,8 +4,9 @@
 //! dependent root changed, which is how a reorg that moves duties shows up.
 
 use beacon_client::{AttesterDuty, BeaconNodes, Duties, ProposerDuty};
-use dv_types::{ChainSpec, Epoch, PublicKeyBytes, Root, Slot};
+use dv_types::{ChainSpec, Epoch, PublicKeyBytes, Slot};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -74,11 +75,9 @@ impl crate::workflow::CurrentSlot for SlotClock {
     }
 }
 
-/// The cluster's duties by epoch.
-pub struct Scheduler {
-    spec: ChainSpec,
-    /// The cluster's validators.
-    validators: Vec<PublicKeyBytes>,
+/// What the scheduler knows; behind a lock so that the middleware's
+/// handlers read the same duties the slot loop polls.
+struct Known {
     /// Validator index by public key, for the cluster's validators the chain knows.
     indices: HashMap<PublicKeyBytes, u64>,
     /// The epoch validators were last resolved to indices in.
@@ -87,70 +86,94 @@ pub struct Scheduler {
     proposers: BTreeMap<Epoch, Duties<ProposerDuty>>,
 }
 
+/// The cluster's duties by epoch; cheap to clone (clones share what is known).
+#[derive(Clone)]
+pub struct Scheduler {
+    spec: ChainSpec,
+    /// The cluster's validators.
+    validators: Arc<Vec<PublicKeyBytes>>,
+    known: Arc<Mutex<Known>>,
+}
+
 impl Scheduler {
     pub fn new(spec: ChainSpec, validators: Vec<PublicKeyBytes>) -> Self {
         Self {
             spec,
-            validators,
-            indices: HashMap::new(),
-            resolved_in: None,
-            attesters: BTreeMap::new(),
-            proposers: BTreeMap::new(),
+            validators: Arc::new(validators),
+            known: Arc::new(Mutex::new(Known {
+                indices: HashMap::new(),
+                resolved_in: None,
+                attesters: BTreeMap::new(),
+                proposers: BTreeMap::new(),
+            })),
         }
+    }
+
+    fn known(&self) -> MutexGuard<'_, Known> {
+        // A panic while holding this lock cannot leave the maps half-written
+        // in a way that matters (each write is one insert); keep going.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fetches the duties of `epoch` and `epoch + 1` (proposers: `epoch`), and
     /// drops those of epochs before `epoch - 1`.
-    pub async fn poll(&mut self, beacon: &BeaconNodes, epoch: Epoch) {
+    pub async fn poll(&self, beacon: &BeaconNodes, epoch: Epoch) {
         self.resolve_indices(beacon, epoch).await;
-        if self.indices.is_empty() {
+        let indices: Vec<u64> = self.known().indices.values().copied().collect();
+        if indices.is_empty() {
             return;
         }
-        let indices: Vec<u64> = self.indices.values().copied().collect();
         for e in [epoch, epoch + 1] {
             match beacon
                 .first_success(|n| n.attester_duties(e, &indices))
                 .await
             {
-                Ok(duties) => replace_if_changed(&mut self.attesters, e, duties, "attester"),
+                Ok(duties) => {
+                    replace_if_changed(&mut self.known().attesters, e, duties, "attester")
+                }
                 Err(err) => tracing::warn!(epoch = e, "attester duties: {err}"),
             }
         }
         match beacon.first_success(|n| n.proposer_duties(epoch)).await {
             Ok(mut duties) => {
+                let mut known = self.known();
                 duties
                     .duties
-                    .retain(|d| self.indices.get(&d.pubkey) == Some(&d.validator_index));
-                replace_if_changed(&mut self.proposers, epoch, duties, "proposer")
+                    .retain(|d| known.indices.get(&d.pubkey) == Some(&d.validator_index));
+                replace_if_changed(&mut known.proposers, epoch, duties, "proposer")
             }
             Err(err) => tracing::warn!(epoch, "proposer duties: {err}"),
         }
         let keep_from = epoch.saturating_sub(1);
-        self.attesters.retain(|e, _| *e >= keep_from);
-        self.proposers.retain(|e, _| *e >= keep_from);
+        let mut known = self.known();
+        known.attesters.retain(|e, _| *e >= keep_from);
+        known.proposers.retain(|e, _| *e >= keep_from);
     }
 
     /// Looks up the indices of validators the chain did not know yet (once
     /// per epoch: a deposit becomes a validator at an epoch boundary).
-    async fn resolve_indices(&mut self, beacon: &BeaconNodes, epoch: Epoch) {
-        if self.resolved_in == Some(epoch) || self.indices.len() == self.validators.len() {
-            return;
-        }
-        let ids: Vec<String> = self
-            .validators
-            .iter()
-            .filter(|v| !self.indices.contains_key(v))
-            .map(|v| v.to_string())
-            .collect();
+    async fn resolve_indices(&self, beacon: &BeaconNodes, epoch: Epoch) {
+        let ids: Vec<String> = {
+            let known = self.known();
+            if known.resolved_in == Some(epoch) || known.indices.len() == self.validators.len() {
+                return;
+            }
+            self.validators
+                .iter()
+                .filter(|v| !known.indices.contains_key(v))
+                .map(|v| v.to_string())
+                .collect()
+        };
         match beacon.first_success(|n| n.validators(&ids)).await {
             Ok(found) => {
-                self.resolved_in = Some(epoch);
+                let mut known = self.known();
+                known.resolved_in = Some(epoch);
                 for info in found {
                     if self.validators.contains(&info.validator.pubkey) {
-                        self.indices.insert(info.validator.pubkey, info.index);
+                        known.indices.insert(info.validator.pubkey, info.index);
                     }
                 }
-                let unknown = self.validators.len() - self.indices.len();
+                let unknown = self.validators.len() - known.indices.len();
                 if unknown > 0 {
                     tracing::warn!(
                         epoch,
@@ -166,13 +189,15 @@ impl Scheduler {
     /// The cluster's attesters at `slot`.
     pub fn attesters_at(&self, slot: Slot) -> Vec<AttesterDuty> {
         let epoch = self.spec.epoch_of_slot(slot);
-        self.attesters
+        let known = self.known();
+        known
+            .attesters
             .get(&epoch)
             .map(|d| {
                 d.duties
                     .iter()
                     .filter(|x| {
-                        x.slot == slot && self.indices.get(&x.pubkey) == Some(&x.validator_index)
+                        x.slot == slot && known.indices.get(&x.pubkey) == Some(&x.validator_index)
                     })
                     .copied()
                     .collect()
@@ -183,14 +208,19 @@ impl Scheduler {
     /// The cluster's validator that proposes at `slot`, if any.
     pub fn proposer_at(&self, slot: Slot) -> Option<ProposerDuty> {
         let epoch = self.spec.epoch_of_slot(slot);
-        self.proposers
+        self.known()
+            .proposers
             .get(&epoch)
             .and_then(|d| d.duties.iter().find(|x| x.slot == slot).copied())
     }
 
-    /// The dependent root the attester duties of `epoch` were fetched with.
-    pub fn attester_dependent_root(&self, epoch: Epoch) -> Option<Root> {
-        self.attesters.get(&epoch).map(|d| d.dependent_root)
+    /// The cluster validator with this index, if the chain gave it this index.
+    pub fn validator_by_index(&self, index: u64) -> Option<PublicKeyBytes> {
+        self.known()
+            .indices
+            .iter()
+            .find(|(_, i)| **i == index)
+            .map(|(v, _)| *v)
     }
 }
 
@@ -220,6 +250,7 @@ fn replace_if_changed<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dv_types::Root;
 
     fn duties(root: u8, slot: Slot) -> Duties<ProposerDuty> {
         Duties {

@@ -129,7 +129,7 @@ fn encode_block<P: Preset>(block: &ProducedBlock<P>) -> Vec<u8> {
     out
 }
 
-fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String> {
+pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String> {
     let [blinded, len, rest @ ..] = bytes else {
         return Err("block value shorter than its header".into());
     };

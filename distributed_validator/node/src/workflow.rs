@@ -26,6 +26,9 @@ use tokio::time::Instant;
 
 /// Peer messages kept per duty that has not started here yet.
 const MAX_EARLY_PER_DUTY: usize = 256;
+/// Partials for duties further ahead than this many slots are dropped (next
+/// epoch's selection proofs are the furthest a peer sends; mainnet epochs are 32 slots).
+const MAX_PARTIALS_AHEAD: u64 = 96;
 /// Duties further ahead than this many slots are not buffered.
 const EARLY_SLOTS: u64 = 2;
 
@@ -162,7 +165,7 @@ pub struct WorkflowTask<C: CurrentSlot> {
     timers: BinaryHeap<Reverse<(Instant, Duty, u64)>>,
     parsig: ParSigStore,
     /// Signatures combined from peers' partials before (or after) this node asked.
-    combined: HashMap<(Duty, PublicKeyBytes), Combined>,
+    combined: HashMap<(Duty, PublicKeyBytes, Root), Combined>,
     waiters: Vec<ExchangeWaiter>,
 }
 
@@ -354,6 +357,10 @@ impl<C: CurrentSlot> WorkflowTask<C> {
     }
 
     fn on_partials(&mut self, duty: Duty, from: usize, payload: &[u8]) {
+        if duty.slot > self.clock.current_slot() + MAX_PARTIALS_AHEAD {
+            tracing::warn!(peer = from, %duty, "partial signatures for a duty too far ahead dropped");
+            return;
+        }
         let message = match serde_json::from_slice::<PartialsMessage>(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -395,7 +402,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             }
         }
         for c in combined {
-            self.combined.insert((c.duty, c.validator), c);
+            self.combined.insert((c.duty, c.validator, c.root), c);
         }
         self.settle_waiters();
     }
@@ -436,10 +443,8 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                 if w.got.contains_key(v) {
                     continue;
                 }
-                if let Some(c) = self.combined.get(&(w.duty, *v)) {
-                    if c.root == w.root {
-                        w.got.insert(*v, c.signature);
-                    }
+                if let Some(c) = self.combined.get(&(w.duty, *v, w.root)) {
+                    w.got.insert(*v, c.signature);
                 }
             }
         }
@@ -486,7 +491,8 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         let oldest = current.saturating_sub(EARLY_SLOTS);
         self.early.retain(|duty, _| duty.slot >= oldest);
         let keep_from = current.saturating_sub(64);
-        self.combined.retain(|(duty, _), _| duty.slot >= keep_from);
+        self.combined
+            .retain(|(duty, _, _), _| duty.slot >= keep_from);
         self.parsig.prune(keep_from);
     }
 }

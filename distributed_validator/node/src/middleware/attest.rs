@@ -1,0 +1,417 @@
+//! Attestations through the middleware: the client gets the slot's decided
+//! `AttestationData`; its partially signed attestations are checked (decided
+//! data, this node's share, this node's slashing database), exchanged,
+//! combined and submitted.
+
+use super::{ApiError, Middleware, Shared};
+use crate::decided::{approve_attestations, ToSign};
+use crate::duty::{Duty, DutyType};
+use crate::parsig::Partial;
+use crate::scheduler::SlotClock;
+use crate::validator_store::{Attester, DutyTiming, SignError};
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dv_types::ssz::Decode;
+use dv_types::*;
+use qbft::RoundTiming;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) fn parse_u64(query: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
+    let text = query
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {name}")))?;
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {name}: {text:?}")))
+}
+
+/// The fork an `Eth-Consensus-Version` header names, if it is there.
+pub(super) fn consensus_version(headers: &HeaderMap) -> Result<Option<ForkName>, ApiError> {
+    match headers.get("Eth-Consensus-Version") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid Eth-Consensus-Version {v:?}"))),
+    }
+}
+
+impl Middleware {
+    pub(super) fn sign_error(e: SignError) -> ApiError {
+        let status = match e {
+            SignError::SlashingRefused(_) | SignError::UnknownValidator(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+
+    pub(super) fn rounds(&self) -> RoundTiming {
+        let third = Duration::from_millis(self.clock.slot_ms / 3);
+        RoundTiming {
+            first_round: third,
+            round: third,
+        }
+    }
+
+    /// The slot's decided attestation data: the decision if there is one,
+    /// else this node joins (or starts) the slot's consensus with its own
+    /// beacon node's data. The slot loop calls this at the attestation due
+    /// time so the node takes part even when its client is late or down.
+    pub async fn decide_attestation(&self, slot: Slot) -> Result<AttestationData, SignError> {
+        if let Some(value) = self
+            .store
+            .workflow()
+            .decided(Duty::new(slot, DutyType::Attester))
+            .await
+        {
+            return AttestationData::from_ssz_bytes(&value)
+                .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")));
+        }
+        let own = match self
+            .beacon
+            .first_success(|n| n.attestation_data(slot, 0))
+            .await
+        {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(
+                    slot,
+                    duty = "attester",
+                    "own attestation data unavailable (voting on peers' proposals is refused): {e}"
+                );
+                None
+            }
+        };
+        let attesters: Vec<Attester> = self
+            .scheduler
+            .attesters_at(slot)
+            .iter()
+            .map(|d| Attester {
+                validator: d.pubkey,
+                committee_index: d.committee_index,
+            })
+            .collect();
+        let timing = DutyTiming {
+            start: SlotClock::instant_at(self.clock.attestation_due_ms(slot)),
+            deadline: self.clock.slot_start(slot + 2),
+            rounds: self.rounds(),
+        };
+        self.store
+            .decide_attestation(slot, own, &attesters, timing)
+            .await
+    }
+
+    /// Posts `items` to the beacon node's v2 pool with the fork header.
+    pub(super) async fn submit_attestation_json(
+        &self,
+        fork: ForkName,
+        items: Vec<Value>,
+    ) -> Result<(), String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            "application/json".parse().map_err(|_| "header")?,
+        );
+        headers.insert(
+            "Eth-Consensus-Version",
+            fork.as_str().parse().map_err(|_| "header")?,
+        );
+        let body = Bytes::from(serde_json::to_vec(&items).unwrap_or_default());
+        let response = self
+            .upstream
+            .send(
+                axum::http::Method::POST,
+                "/eth/v2/beacon/pool/attestations",
+                &headers,
+                body,
+            )
+            .await
+            .map_err(|e| e.message)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(format!("beacon node: HTTP {status}: {text}"))
+    }
+}
+
+/// `GET /eth/v1/validator/attestation_data`: the cluster's decision.
+pub(super) async fn attestation_data(
+    State(mw): Shared,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let slot = parse_u64(&query, "slot")?;
+    let committee_index = match query.get("committee_index") {
+        Some(_) => parse_u64(&query, "committee_index")?,
+        None => 0,
+    };
+    let current = mw.clock.current_slot();
+    if slot > current + 1 || slot + mw.store.spec().slots_per_epoch < current {
+        return Err(ApiError::bad_request(format!(
+            "slot {slot} is too far from the current slot {current}"
+        )));
+    }
+    let decided = mw
+        .decide_attestation(slot)
+        .await
+        .map_err(Middleware::sign_error)?;
+    // Before Electra the committee index is part of the data.
+    let index = if mw.store.spec().fork_at_slot(slot).electra_enabled() {
+        0
+    } else {
+        committee_index
+    };
+    Ok(Json(json!({"data": AttestationData { index, ..decided }})).into_response())
+}
+
+/// One item of the client's batch, resolved to a cluster validator.
+struct Item {
+    position: usize,
+    json: Value,
+    to_sign: ToSign,
+    partial: Partial,
+}
+
+/// The attester and committee of a pre-Electra attestation: its single bit
+/// in its committee, matched against the slot's duties.
+fn deneb_attester(
+    mw: &Middleware,
+    item: &Value,
+    data: &AttestationData,
+) -> Result<Option<Attester>, String> {
+    let bits_hex = item["aggregation_bits"]
+        .as_str()
+        .ok_or("aggregation_bits missing")?;
+    let bytes = hex::decode(bits_hex.trim_start_matches("0x"))
+        .map_err(|e| format!("aggregation_bits: {e}"))?;
+    let last = *bytes.last().ok_or("aggregation_bits empty")?;
+    if last == 0 {
+        return Err("aggregation_bits has no length bit".into());
+    }
+    let length = (bytes.len() - 1) * 8 + (7 - last.leading_zeros() as usize);
+    let set: Vec<usize> = (0..length)
+        .filter(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+        .collect();
+    let [position] = set[..] else {
+        return Err(format!(
+            "{} aggregation bits set; a validator client sends one",
+            set.len()
+        ));
+    };
+    let duty = mw.scheduler.attesters_at(data.slot).into_iter().find(|d| {
+        d.committee_index == data.index
+            && d.validator_committee_index == position as u64
+            && d.committee_length == length as u64
+    });
+    Ok(duty.map(|d| Attester {
+        validator: d.pubkey,
+        committee_index: d.committee_index,
+    }))
+}
+
+/// `POST /eth/v1|v2/beacon/pool/attestations` with the client's partials.
+pub(super) async fn submit(
+    State(mw): Shared,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let header_fork = consensus_version(&headers)?;
+    let items: Vec<Value> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("attestations: not a JSON list: {e}")))?;
+    let mut failures = Vec::new();
+    let mut outsiders = Vec::new();
+    let mut accepted: Vec<Item> = Vec::new();
+    for (position, json) in items.into_iter().enumerate() {
+        match resolve(&mw, &json, header_fork).await {
+            Ok(Some(item)) => accepted.push(Item { position, ..item }),
+            Ok(None) => outsiders.push((position, json)),
+            Err(reason) => failures.push((position, reason)),
+        }
+    }
+    // Rule 1 and 2 for the client's partials: this node's own database decides.
+    let to_sign: Vec<ToSign> = accepted.iter().map(|i| i.to_sign).collect();
+    let approval = approve_attestations(mw.store.slashing_db(), &to_sign).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("slashing database: {e}"),
+        )
+    })?;
+    let mut approved = Vec::new();
+    for item in accepted {
+        match approval
+            .refused
+            .iter()
+            .find(|(v, _)| *v == item.to_sign.validator)
+        {
+            Some((_, reason)) => failures.push((
+                item.position,
+                format!("slashing protection refused: {reason}"),
+            )),
+            None => approved.push(item),
+        }
+    }
+    let mut by_root: HashMap<(Slot, Root), Vec<Item>> = HashMap::new();
+    for item in approved {
+        by_root
+            .entry((item.to_sign.data.slot, item.to_sign.signing_root))
+            .or_default()
+            .push(item);
+    }
+    for ((slot, root), items) in by_root {
+        tokio::spawn(combine_and_submit(mw.clone(), slot, root, items));
+    }
+    if !outsiders.is_empty() {
+        let (positions, jsons): (Vec<usize>, Vec<Value>) = outsiders.into_iter().unzip();
+        let response = mw
+            .forward_json(uri.path(), &headers, Value::Array(jsons))
+            .await;
+        if !response.status().is_success() {
+            let status = response.status();
+            failures.extend(positions.into_iter().map(|p| {
+                (
+                    p,
+                    format!("beacon node answered {status} for validators outside the cluster"),
+                )
+            }));
+        }
+    }
+    if failures.is_empty() {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        failures.sort();
+        Err(ApiError::batch("attestations", failures))
+    }
+}
+
+/// Checks one attestation of the client: `None` if its validator is not the cluster's.
+async fn resolve(
+    mw: &Middleware,
+    json: &Value,
+    header_fork: Option<ForkName>,
+) -> Result<Option<Item>, String> {
+    let data: AttestationData =
+        serde_json::from_value(json["data"].clone()).map_err(|e| format!("data: {e}"))?;
+    let signature: SignatureBytes =
+        serde_json::from_value(json["signature"].clone()).map_err(|e| format!("signature: {e}"))?;
+    let fork = header_fork.unwrap_or_else(|| mw.store.spec().fork_at_slot(data.slot));
+    let attester = if fork.electra_enabled() {
+        let single: SingleAttestation = serde_json::from_value(json.clone())
+            .map_err(|e| format!("not a SingleAttestation: {e}"))?;
+        mw.scheduler
+            .validator_by_index(single.attester_index)
+            .map(|validator| Attester {
+                validator,
+                committee_index: single.committee_index,
+            })
+    } else {
+        deneb_attester(mw, json, &data)?
+    };
+    let Some(attester) = attester else {
+        return Ok(None);
+    };
+    let decided = mw
+        .store
+        .workflow()
+        .decided(Duty::new(data.slot, DutyType::Attester))
+        .await
+        .ok_or_else(|| {
+            format!(
+                "the cluster has no decided attestation data for slot {} (yet)",
+                data.slot
+            )
+        })?;
+    let decided =
+        AttestationData::from_ssz_bytes(&decided).map_err(|e| format!("decided value: {e:?}"))?;
+    let [to_sign] = mw.store.attestations_to_sign(&decided, &[attester])[..] else {
+        return Err("internal: one attester, one message".into());
+    };
+    if to_sign.data != data {
+        return Err(format!(
+            "attestation data differs from what the cluster decided for slot {}",
+            data.slot
+        ));
+    }
+    let partial = mw.verify_partial(&attester.validator, to_sign.signing_root, &signature)?;
+    Ok(Some(Item {
+        position: 0,
+        json: json.clone(),
+        to_sign,
+        partial,
+    }))
+}
+
+/// Exchanges the partials of one signing root, then submits the combined
+/// attestations in the client's own shape.
+async fn combine_and_submit(mw: Arc<Middleware>, slot: Slot, root: Root, items: Vec<Item>) {
+    const DUTY: &str = "attester";
+    let validators: Vec<PublicKeyBytes> = items.iter().map(|i| i.to_sign.validator).collect();
+    let partials: Vec<Partial> = items.iter().map(|i| i.partial).collect();
+    let deadline = mw.clock.slot_start(slot + 2);
+    let duty = Duty::new(slot, DutyType::Attester);
+    let combined = match mw
+        .store
+        .exchange_partials(duty, root, partials, &validators, deadline)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            mw.metrics.outcome(DUTY, "internal_error");
+            tracing::error!(slot, duty = DUTY, "duty failed: {e}");
+            return;
+        }
+    };
+    if combined.len() < validators.len() {
+        mw.metrics.outcome(DUTY, "insufficient_partials");
+        tracing::error!(
+            slot,
+            duty = DUTY,
+            "duty failed: insufficient partial signatures: {} of {} signatures combined",
+            combined.len(),
+            validators.len()
+        );
+    }
+    let out: Vec<Value> = items
+        .into_iter()
+        .filter_map(|mut i| {
+            let signature = combined.get(&i.to_sign.validator)?;
+            i.json["signature"] = json!(signature);
+            Some(i.json)
+        })
+        .collect();
+    if out.is_empty() {
+        return;
+    }
+    let count = out.len();
+    let fork = mw.store.spec().fork_at_slot(slot);
+    match mw.submit_attestation_json(fork, out).await {
+        Ok(()) => {
+            let latency_ms =
+                crate::scheduler::now_ms().saturating_sub(mw.clock.slot_start_ms(slot));
+            mw.metrics.outcome(DUTY, "ok");
+            mw.metrics
+                .duty_latency(DUTY, Duration::from_millis(latency_ms));
+            tracing::info!(
+                slot,
+                duty = DUTY,
+                count,
+                latency_ms,
+                "duty ok: attestations submitted"
+            );
+        }
+        Err(e) => {
+            mw.metrics.outcome(DUTY, "beacon_node_error");
+            tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Block proposals through the middleware. Block production takes the
+//! client's partial randao reveal, combines the reveal with the peers', has
+//! the cluster agree on the block built with it and returns that block (JSON
+//! or SSZ, as the client asked). The client's partially signed block must be
+//! that block; it is checked, recorded, exchanged, combined and published.
+
+use super::attest::consensus_version;
+use super::{ApiError, Middleware, Shared};
+use crate::duty::{Duty, DutyType};
+use crate::scheduler::SlotClock;
+use crate::validator_store::{decode_block, DutyTiming};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use beacon_client::ProducedBlock;
+use dv_types::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SSZ: &str = "application/octet-stream";
+
+fn wants_ssz(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(SSZ))
+}
+
+fn is_ssz(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(SSZ))
+}
+
+/// SSZ of a container whose fields are all variable-size: offsets, then the parts.
+fn ssz_container(parts: &[&[u8]]) -> Vec<u8> {
+    let mut offset = 4 * parts.len();
+    let mut out = Vec::with_capacity(offset + parts.iter().map(|p| p.len()).sum::<usize>());
+    for part in parts {
+        out.extend_from_slice(&(offset as u32).to_le_bytes());
+        offset += part.len();
+    }
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The `index`-th variable-size field of an SSZ container with `fields` offsets first.
+fn ssz_field(bytes: &[u8], fixed: &[usize], index: usize) -> Result<(usize, usize), String> {
+    let read = |at: usize| -> Result<usize, String> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| "SSZ shorter than its offsets".to_string())
+    };
+    let start = read(fixed[index])?;
+    let end = match fixed.get(index + 1) {
+        Some(at) => read(*at)?,
+        None => bytes.len(),
+    };
+    if start > end || end > bytes.len() {
+        return Err(format!(
+            "SSZ offsets {start}..{end} outside {} bytes",
+            bytes.len()
+        ));
+    }
+    Ok((start, end))
+}
+
+/// `SignedBeaconBlock` / `SignedBlindedBeaconBlock` SSZ: (message, signature).
+fn split_signed_block(bytes: &[u8]) -> Result<(&[u8], SignatureBytes), String> {
+    let (start, _) = ssz_field(bytes, &[0], 0)?;
+    let sig = bytes
+        .get(4..100)
+        .ok_or("signed block SSZ shorter than its signature")?;
+    let mut signature = [0u8; 96];
+    signature.copy_from_slice(sig);
+    if start != 100 {
+        return Err(format!(
+            "signed block SSZ: message offset {start}, expected 100"
+        ));
+    }
+    Ok((&bytes[start..], SignatureBytes(signature)))
+}
+
+fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Response {
+    let (fork, blinded) = match block {
+        ProducedBlock::Full(b) => (b.fork_name(), false),
+        ProducedBlock::Blinded(b) => (b.fork_name(), true),
+    };
+    let body = match (block, ssz) {
+        // From Deneb a full block comes as BlockContents {block, kzg_proofs, blobs}.
+        (ProducedBlock::Full(b), true) => Body::from(ssz_container(&[&b.as_ssz_bytes(), &[], &[]])),
+        (ProducedBlock::Blinded(b), true) => Body::from(b.as_ssz_bytes()),
+        (ProducedBlock::Full(b), false) => Body::from(
+            json!({
+                "version": fork,
+                "execution_payload_blinded": false,
+                "execution_payload_value": "0",
+                "consensus_block_value": "0",
+                "data": {"block": b.to_json_value(), "kzg_proofs": [], "blobs": []},
+            })
+            .to_string(),
+        ),
+        (ProducedBlock::Blinded(b), false) => Body::from(
+            json!({
+                "version": fork,
+                "execution_payload_blinded": true,
+                "execution_payload_value": "0",
+                "consensus_block_value": "0",
+                "data": b.to_json_value(),
+            })
+            .to_string(),
+        ),
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    let content_type = if ssz { SSZ } else { "application/json" };
+    for (name, value) in [
+        ("content-type", content_type),
+        ("Eth-Consensus-Version", fork.as_str()),
+        (
+            "Eth-Execution-Payload-Blinded",
+            if blinded { "true" } else { "false" },
+        ),
+        ("Eth-Execution-Payload-Value", "0"),
+        ("Eth-Consensus-Block-Value", "0"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// `GET /eth/v3/validator/blocks/{slot}`.
+pub(super) async fn produce(
+    State(mw): Shared,
+    Path(slot): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let slot: Slot = slot
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid slot {slot:?}")))?;
+    let Some(duty) = mw.scheduler.proposer_at(slot) else {
+        // Not a proposal of the cluster's validators: the beacon node's business.
+        return Ok(mw.forward(request).await);
+    };
+    let query: HashMap<String, String> = Query::try_from_uri(request.uri())
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let partial_reveal: SignatureBytes = query
+        .get("randao_reveal")
+        .ok_or_else(|| ApiError::bad_request("missing randao_reveal"))?
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("randao_reveal: {e}")))?;
+    let graffiti: Graffiti = match query.get("graffiti") {
+        Some(g) => g
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid graffiti {g:?}")))?,
+        None => Graffiti::ZERO,
+    };
+    let ssz = wants_ssz(request.headers());
+    if mw.minimal {
+        produce_typed::<Minimal>(&mw, slot, duty, partial_reveal, graffiti, ssz).await
+    } else {
+        produce_typed::<Mainnet>(&mw, slot, duty, partial_reveal, graffiti, ssz).await
+    }
+}
+
+async fn produce_typed<P: Preset>(
+    mw: &Middleware,
+    slot: Slot,
+    duty: beacon_client::ProposerDuty,
+    partial_reveal: SignatureBytes,
+    graffiti: Graffiti,
+    ssz: bool,
+) -> Result<Response, ApiError> {
+    let validator = duty.pubkey;
+    let root = mw.store.randao_signing_root(slot);
+    let partial = mw
+        .verify_partial(&validator, root, &partial_reveal)
+        .map_err(|e| ApiError::bad_request(format!("randao_reveal: {e}")))?;
+    let deadline = mw.clock.slot_start(slot + 1);
+    let mut combined = mw
+        .store
+        .exchange_partials(
+            Duty::new(slot, DutyType::Randao),
+            root,
+            vec![partial],
+            &[validator],
+            deadline,
+        )
+        .await
+        .map_err(Middleware::sign_error)?;
+    let reveal = combined.remove(&validator).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("insufficient partial randao reveals for slot {slot}"),
+        )
+    })?;
+    let own = match mw
+        .beacon
+        .first_success(|n| n.produce_block::<P>(slot, &reveal, &graffiti))
+        .await
+    {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(
+                slot,
+                duty = "proposer",
+                "own block unavailable (voting on peers' proposals only): {e}"
+            );
+            None
+        }
+    };
+    let timing = DutyTiming {
+        start: SlotClock::instant_at(mw.clock.slot_start_ms(slot)),
+        deadline,
+        rounds: mw.rounds(),
+    };
+    let block = mw
+        .store
+        .decide_block::<P>(validator, duty.validator_index, slot, reveal, own, timing)
+        .await
+        .map_err(Middleware::sign_error)?;
+    Ok(block_response(&block, ssz))
+}
+
+/// `POST /eth/v1|v2/beacon/blocks`.
+pub(super) async fn publish_full(
+    State(mw): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    publish(&mw, &headers, &body, false).await
+}
+
+/// `POST /eth/v1|v2/beacon/blinded_blocks`.
+pub(super) async fn publish_blinded(
+    State(mw): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    publish(&mw, &headers, &body, true).await
+}
+
+async fn publish(
+    mw: &Middleware,
+    headers: &HeaderMap,
+    body: &[u8],
+    blinded: bool,
+) -> Result<Response, ApiError> {
+    if mw.minimal {
+        publish_typed::<Minimal>(mw, headers, body, blinded).await
+    } else {
+        publish_typed::<Mainnet>(mw, headers, body, blinded).await
+    }
+}
+
+/// The submitted block and its (partial) signature. The fork comes from the
+/// `Eth-Consensus-Version` header, or else from the block's slot.
+fn parse_signed<P: Preset>(
+    headers: &HeaderMap,
+    body: &[u8],
+    blinded: bool,
+    fork_at_slot: impl Fn(Slot) -> ForkName,
+) -> Result<(ProducedBlock<P>, SignatureBytes), String> {
+    let header_fork = consensus_version(headers).map_err(|e| e.message)?;
+    if is_ssz(headers) {
+        let signed = if blinded {
+            body
+        } else {
+            // SignedBlockContents {signed_block, kzg_proofs, blobs}.
+            let (start, end) = ssz_field(body, &[0, 4, 8], 0)?;
+            &body[start..end]
+        };
+        let (message, signature) = split_signed_block(signed)?;
+        // A block's SSZ starts with its slot.
+        let slot = message
+            .get(..8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .ok_or("block SSZ shorter than its slot")?;
+        let fork = header_fork.unwrap_or_else(|| fork_at_slot(slot));
+        let block = if blinded {
+            ProducedBlock::Blinded(
+                VersionedBlindedBlock::from_ssz_bytes(fork, message).map_err(|e| e.to_string())?,
+            )
+        } else {
+            ProducedBlock::Full(
+                VersionedBlock::from_ssz_bytes(fork, message).map_err(|e| e.to_string())?,
+            )
+        };
+        return Ok((block, signature));
+    }
+    let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    // From Deneb a full block comes as SignedBlockContents {signed_block, kzg_proofs, blobs}.
+    let mut signed = match json.get("signed_block") {
+        Some(inner) => inner.clone(),
+        None => json,
+    };
+    let signature: SignatureBytes = serde_json::from_value(signed["signature"].take())
+        .map_err(|e| format!("signature: {e}"))?;
+    let message = signed["message"].take();
+    let slot: Slot = message["slot"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("block without a slot")?;
+    let fork = header_fork.unwrap_or_else(|| fork_at_slot(slot));
+    let block = if blinded {
+        ProducedBlock::Blinded(
+            VersionedBlindedBlock::from_json_value(fork, message).map_err(|e| e.to_string())?,
+        )
+    } else {
+        ProducedBlock::Full(
+            VersionedBlock::from_json_value(fork, message).map_err(|e| e.to_string())?,
+        )
+    };
+    Ok((block, signature))
+}
+
+async fn publish_typed<P: Preset>(
+    mw: &Middleware,
+    headers: &HeaderMap,
+    body: &[u8],
+    blinded: bool,
+) -> Result<Response, ApiError> {
+    const DUTY: &str = "proposer";
+    let spec = mw.store.spec();
+    let (block, signature) =
+        parse_signed::<P>(headers, body, blinded, |slot| spec.fork_at_slot(slot))
+            .map_err(|e| ApiError::bad_request(format!("signed block: {e}")))?;
+    let (_, slot, proposer, _, root) = crate::validator_store::block_summary(&block);
+    let decided = mw
+        .store
+        .workflow()
+        .decided(Duty::new(slot, DutyType::Proposer))
+        .await
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("the cluster decided no block for slot {slot}"))
+        })?;
+    let decided = decode_block::<P>(&decided).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("decided block: {e}"),
+        )
+    })?;
+    let (_, _, _, _, decided_root) = crate::validator_store::block_summary(&decided);
+    if root != decided_root {
+        return Err(ApiError::bad_request(format!(
+            "block {root} is not the block the cluster decided for slot {slot} ({decided_root})"
+        )));
+    }
+    let validator = mw.scheduler.validator_by_index(proposer).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "proposer {proposer} is not a validator of this cluster"
+        ))
+    })?;
+    let signing_root = mw.store.block_signing_root(&decided);
+    let partial = mw
+        .verify_partial(&validator, signing_root, &signature)
+        .map_err(ApiError::bad_request)?;
+    // Rules 1 and 2: this node's database, durably, before the partial is used.
+    mw.store
+        .record_block(&validator, &decided)
+        .map_err(Middleware::sign_error)?;
+    let deadline = mw.clock.slot_start(slot + 1);
+    let mut combined = mw
+        .store
+        .exchange_partials(
+            Duty::new(slot, DutyType::Proposer),
+            signing_root,
+            vec![partial],
+            &[validator],
+            deadline,
+        )
+        .await
+        .map_err(Middleware::sign_error)?;
+    let Some(signature) = combined.remove(&validator) else {
+        mw.metrics.outcome(DUTY, "insufficient_partials");
+        tracing::error!(
+            slot,
+            duty = DUTY,
+            "duty failed: insufficient partial signatures: 0 of 1 signatures combined"
+        );
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("insufficient partial signatures for the block of slot {slot}"),
+        ));
+    };
+    let published = match &decided {
+        ProducedBlock::Full(b) => {
+            mw.beacon
+                .first_success(|n| n.publish_block(b, &signature))
+                .await
+        }
+        ProducedBlock::Blinded(b) => {
+            mw.beacon
+                .first_success(|n| n.publish_blinded_block(b, &signature))
+                .await
+        }
+    };
+    match published {
+        Ok(()) => {
+            let latency_ms =
+                crate::scheduler::now_ms().saturating_sub(mw.clock.slot_start_ms(slot));
+            mw.metrics.outcome(DUTY, "ok");
+            mw.metrics
+                .duty_latency(DUTY, Duration::from_millis(latency_ms));
+            tracing::info!(
+                slot,
+                duty = DUTY,
+                count = 1,
+                latency_ms,
+                "duty ok: block published"
+            );
+            Ok(StatusCode::OK.into_response())
+        }
+        Err(e) => {
+            mw.metrics.outcome(DUTY, "beacon_node_error");
+            tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+            let status = match &e {
+                beacon_client::Error::Status { status, .. } => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssz_containers_split_back_into_their_parts_and_bad_offsets_are_errors() {
+        let bytes = ssz_container(&[b"abc", b"", b"de"]);
+        assert_eq!(
+            ssz_field(&bytes, &[0, 4, 8], 0).map(|(s, e)| &bytes[s..e]),
+            Ok(&b"abc"[..])
+        );
+        assert_eq!(
+            ssz_field(&bytes, &[0, 4, 8], 1).map(|(s, e)| &bytes[s..e]),
+            Ok(&b""[..])
+        );
+        assert_eq!(
+            ssz_field(&bytes, &[0, 4, 8], 2).map(|(s, e)| &bytes[s..e]),
+            Ok(&b"de"[..])
+        );
+        assert!(ssz_field(&[1, 0], &[0], 0).is_err());
+        assert!(ssz_field(&[200, 0, 0, 0], &[0], 0).is_err());
+        let mut signed = 100u32.to_le_bytes().to_vec();
+        signed.extend([7u8; 96]);
+        signed.extend(b"block");
+        let (message, signature) = split_signed_block(&signed).unwrap();
+        assert_eq!((message, signature.0[0]), (&b"block"[..], 7));
+        assert!(split_signed_block(&signed[..50]).is_err());
+    }
+}

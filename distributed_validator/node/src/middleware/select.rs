@@ -1,0 +1,264 @@
+//! Signatures that need no consensus because every honest operator signs the
+//! same message: aggregation selection proofs (beacon committee and sync
+//! committee) and voluntary exits. The client's partials are verified,
+//! exchanged and combined; selections are answered with the combined proofs,
+//! exits are submitted once combined.
+
+use super::{ApiError, Middleware, Shared};
+use crate::duty::{Duty, DutyType};
+use crate::parsig::Partial;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dv_types::*;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BeaconCommitteeSelection {
+    #[serde(with = "serde_utils::quoted_u64")]
+    validator_index: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    slot: Slot,
+    selection_proof: SignatureBytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SyncCommitteeSelection {
+    #[serde(with = "serde_utils::quoted_u64")]
+    validator_index: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    slot: Slot,
+    #[serde(with = "serde_utils::quoted_u64")]
+    subcommittee_index: u64,
+    selection_proof: SignatureBytes,
+}
+
+/// One partial to combine: which duty, over which root.
+struct Pending {
+    position: usize,
+    duty: Duty,
+    root: Root,
+    partial: Partial,
+}
+
+impl Middleware {
+    /// Verifies the partial of the validator with `index` over `root`.
+    fn check_partial(
+        &self,
+        index: u64,
+        root: Root,
+        signature: &SignatureBytes,
+    ) -> Result<Partial, String> {
+        let validator = self
+            .scheduler
+            .validator_by_index(index)
+            .ok_or_else(|| format!("validator {index} is not in this cluster"))?;
+        self.verify_partial(&validator, root, signature)
+    }
+
+    /// Exchanges every pending partial (grouped by duty and root) until
+    /// `deadline`; returns the combined signature of each position that got one.
+    async fn combine_all(
+        &self,
+        pending: Vec<Pending>,
+        deadline: Instant,
+    ) -> BTreeMap<usize, SignatureBytes> {
+        let mut groups: BTreeMap<(Duty, Root), Vec<Pending>> = BTreeMap::new();
+        for p in pending {
+            groups.entry((p.duty, p.root)).or_default().push(p);
+        }
+        let exchanges = groups.iter().map(|((duty, root), items)| {
+            let partials = items.iter().map(|p| p.partial).collect();
+            let validators: Vec<PublicKeyBytes> =
+                items.iter().map(|p| p.partial.validator).collect();
+            async move {
+                self.store
+                    .exchange_partials(*duty, *root, partials, &validators, deadline)
+                    .await
+            }
+        });
+        let mut out = BTreeMap::new();
+        for (items, result) in groups.values().zip(join_all(exchanges).await) {
+            let Ok(combined) = result else { continue };
+            for p in items {
+                if let Some(signature) = combined.get(&p.partial.validator) {
+                    out.insert(p.position, *signature);
+                }
+            }
+        }
+        out
+    }
+
+    /// How long a selections request waits for the peers' partials: clients
+    /// of one cluster ask at about the same time (epoch start, or each slot).
+    fn selection_deadline(&self) -> Instant {
+        Instant::now() + std::time::Duration::from_millis(self.clock.slot_ms)
+    }
+}
+
+fn parse_list<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<T>, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+/// `POST /eth/v1/validator/beacon_committee_selections`.
+pub(super) async fn beacon_committee_selections(
+    State(mw): Shared,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let selections: Vec<BeaconCommitteeSelection> =
+        parse_list(&body, "beacon committee selections")?;
+    let spec = mw.store.spec();
+    let mut failures = Vec::new();
+    let mut pending = Vec::new();
+    for (position, s) in selections.iter().enumerate() {
+        let root = mw.store.signing_root(
+            DomainKind::SelectionProof,
+            spec.epoch_of_slot(s.slot),
+            &s.slot,
+        );
+        match mw.check_partial(s.validator_index, root, &s.selection_proof) {
+            Ok(partial) => pending.push(Pending {
+                position,
+                duty: Duty::new(s.slot, DutyType::Selection),
+                root,
+                partial,
+            }),
+            Err(e) => failures.push((position, e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApiError::batch("selections", failures));
+    }
+    let combined = mw.combine_all(pending, mw.selection_deadline()).await;
+    let data: Vec<BeaconCommitteeSelection> = combined
+        .into_iter()
+        .map(|(position, proof)| BeaconCommitteeSelection {
+            selection_proof: proof,
+            ..selections[position].clone()
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// `POST /eth/v1/validator/sync_committee_selections`.
+pub(super) async fn sync_committee_selections(
+    State(mw): Shared,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let selections: Vec<SyncCommitteeSelection> = parse_list(&body, "sync committee selections")?;
+    let spec = mw.store.spec();
+    let mut failures = Vec::new();
+    let mut pending = Vec::new();
+    for (position, s) in selections.iter().enumerate() {
+        let data = SyncAggregatorSelectionData {
+            slot: s.slot,
+            subcommittee_index: s.subcommittee_index,
+        };
+        let root = mw.store.signing_root(
+            DomainKind::SyncCommitteeSelectionProof,
+            spec.epoch_of_slot(s.slot),
+            &data,
+        );
+        match mw.check_partial(s.validator_index, root, &s.selection_proof) {
+            Ok(partial) => pending.push(Pending {
+                position,
+                duty: Duty::new(s.slot, DutyType::SyncSelection),
+                root,
+                partial,
+            }),
+            Err(e) => failures.push((position, e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApiError::batch("selections", failures));
+    }
+    let combined = mw.combine_all(pending, mw.selection_deadline()).await;
+    let data: Vec<SyncCommitteeSelection> = combined
+        .into_iter()
+        .map(|(position, proof)| SyncCommitteeSelection {
+            selection_proof: proof,
+            ..selections[position].clone()
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// How long an exit waits for the other operators' partials.
+const EXIT_WAIT_SLOTS: u64 = 32;
+
+/// `POST /eth/v1/beacon/pool/voluntary_exits`: the client's exit is a
+/// partial; it is accepted once verified and submitted when `t` operators'
+/// partials have combined (each operator submits through their own node).
+pub(super) async fn voluntary_exit(
+    State(mw): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let exit: SignedVoluntaryExit = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("voluntary exit: {e}")))?;
+    if mw
+        .scheduler
+        .validator_by_index(exit.message.validator_index)
+        .is_none()
+    {
+        let value = serde_json::to_value(&exit).unwrap_or_default();
+        return Ok(mw
+            .forward_json("/eth/v1/beacon/pool/voluntary_exits", &headers, value)
+            .await);
+    }
+    let spec = mw.store.spec();
+    let root = mw
+        .store
+        .signing_root(DomainKind::VoluntaryExit, exit.message.epoch, &exit.message);
+    let partial = mw
+        .check_partial(exit.message.validator_index, root, &exit.signature)
+        .map_err(ApiError::bad_request)?;
+    let duty = Duty::new(spec.start_slot_of_epoch(exit.message.epoch), DutyType::Exit);
+    let deadline =
+        Instant::now() + std::time::Duration::from_millis(EXIT_WAIT_SLOTS * mw.clock.slot_ms);
+    let mw2: Arc<Middleware> = mw.clone();
+    tokio::spawn(async move {
+        let pending = vec![Pending {
+            position: 0,
+            duty,
+            root,
+            partial,
+        }];
+        let Some(signature) = mw2.combine_all(pending, deadline).await.remove(&0) else {
+            tracing::error!(
+                validator_index = exit.message.validator_index,
+                duty = "exit",
+                "duty failed: insufficient partial signatures for the voluntary exit"
+            );
+            return;
+        };
+        let signed = SignedVoluntaryExit {
+            message: exit.message,
+            signature,
+        };
+        match mw2
+            .beacon
+            .first_success(|n| n.submit_voluntary_exit(&signed))
+            .await
+        {
+            Ok(()) => tracing::info!(
+                validator_index = exit.message.validator_index,
+                duty = "exit",
+                "duty ok: voluntary exit submitted"
+            ),
+            Err(e) => tracing::error!(
+                validator_index = exit.message.validator_index,
+                duty = "exit",
+                "duty failed: beacon node error: {e}"
+            ),
+        }
+    });
+    Ok((StatusCode::OK, Json(json!({"message": "partial exit accepted; submitted once the cluster's threshold of operators sent theirs"}))).into_response())
+}

@@ -197,6 +197,24 @@ impl Chain {
             .unwrap_or(Root::ZERO)
     }
 
+    /// The latest block at or before `epoch`'s first slot on the chain that
+    /// ends in `head` (the checkpoint block a vote for `head` implies).
+    fn epoch_boundary_ancestor(&self, head: Root, epoch: Epoch) -> Option<Root> {
+        let boundary = self.spec.start_slot_of_epoch(epoch);
+        let mut root = head;
+        loop {
+            let header = self
+                .blocks
+                .values()
+                .find(|(r, _)| *r == root)
+                .map(|(_, h)| *h)?;
+            if header.slot <= boundary {
+                return Some(root);
+            }
+            root = header.parent_root;
+        }
+    }
+
     pub fn genesis_block_root(&self) -> Root {
         self.block_root_at(0)
     }
@@ -358,8 +376,17 @@ impl Chain {
                 data.beacon_block_root
             ));
         }
-        if data.target != self.checkpoint(epoch)
-            || data.source != self.checkpoint(epoch.saturating_sub(1))
+        // As a beacon node judges it: the checkpoints are those of the chain
+        // the attestation votes for (the ancestors of its head block), so a
+        // vote made before the epoch's first block arrived is still consistent.
+        let on_head_chain = |epoch| Checkpoint {
+            epoch,
+            root: self
+                .epoch_boundary_ancestor(data.beacon_block_root, epoch)
+                .unwrap_or(Root::ZERO),
+        };
+        if data.target != on_head_chain(epoch)
+            || data.source != on_head_chain(epoch.saturating_sub(1))
         {
             return Err("source or target does not match the chain".into());
         }

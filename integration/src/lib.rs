@@ -1,8 +1,9 @@
-//! A strict simulated beacon chain (the judge of the end-to-end tests) and,
-//! later, the end-to-end cluster tests themselves.
+//! Test fixtures: a strict simulated beacon chain (the judge of the
+//! end-to-end tests) and a validator-client simulator for middleware mode.
 
 pub mod chain;
 pub mod server;
+pub mod validator_client;
 
 pub use chain::Chain;
 pub use server::{router, AppState};

@@ -5,25 +5,14 @@
 
 mod common;
 
-use common::{dvnode, text};
+use common::{create_cluster, free_port, start_chain, tail, Processes};
 use dv_integration::chain::DutySummary;
 use dv_integration::server::now_ms;
-use dv_integration::{router, AppState, Chain};
 use dv_types::ForkName;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const SLOT_MS: u64 = 1000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Nodes(Vec<Child>);
 
 /// What happens to the nodes while the chain runs.
 #[derive(Clone, Copy)]
@@ -33,15 +22,6 @@ enum Scenario {
     /// Node `0` of `running` is killed with SIGKILL at `at_slot` and started
     /// again with the same data directory `down_slots` slots later.
     Restart { at_slot: u64, down_slots: u64 },
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 struct Outcome {
@@ -84,35 +64,8 @@ async fn run_on_chain(
     builder: bool,
 ) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = tmp.path().join("cluster");
-    let addresses: Vec<String> = (0..n)
-        .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
-        .collect();
-    let created = dvnode(&[
-        "create",
-        "cluster",
-        "--interop-validators",
-        "0..8",
-        "--nodes",
-        &n.to_string(),
-        "--network",
-        "minimal",
-        "--insecure-keystores",
-        "--p2p-addresses",
-        &addresses.join(","),
-        "--out",
-        cluster.to_str().unwrap(),
-    ]);
-    assert!(created.status.success(), "{}", text(&created));
-
-    let genesis = now_ms() / 1000 + 3;
-    let mut chain = Chain::new(8, fork, SLOT_MS, genesis);
-    chain.builder = builder;
-    let state = AppState::new(chain);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cluster = create_cluster(tmp.path(), n);
+    let (state, url, genesis) = start_chain(fork, SLOT_MS, builder).await;
 
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let start = |i: usize| {
@@ -142,7 +95,7 @@ async fn run_on_chain(
             .spawn()
             .unwrap()
     };
-    let mut nodes = Nodes(running.iter().map(|i| start(*i)).collect());
+    let mut nodes = Processes(running.iter().map(|i| start(*i)).collect());
     if let Scenario::Restart {
         at_slot,
         down_slots,
@@ -194,11 +147,6 @@ fn assert_every_duty_landed(o: &Outcome) {
         "{}",
         tail(&o.logs)
     );
-}
-
-fn tail(logs: &str) -> String {
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,6 +214,11 @@ impl Scheduler {
             .and_then(|d| d.duties.iter().find(|x| x.slot == slot).copied())
     }
 
+    /// Whether the proposer duties of `epoch` were fetched.
+    pub fn knows_proposers(&self, epoch: Epoch) -> bool {
+        self.known().proposers.contains_key(&epoch)
+    }
+
     /// The cluster validator with this index, if the chain gave it this index.
     pub fn validator_by_index(&self, index: u64) -> Option<PublicKeyBytes> {
         self.known()

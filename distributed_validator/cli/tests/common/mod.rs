@@ -1,6 +1,12 @@
-//! Running the real `dvnode` binary from integration tests.
+//! Running the real `dvnode` binary from integration tests, and the
+//! fixtures the end-to-end tests share (each test binary uses a part).
+#![allow(dead_code)]
 
-use std::process::{Command, Output};
+use dv_integration::server::now_ms;
+use dv_integration::{router, AppState, Chain};
+use dv_types::ForkName;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
 
 pub fn dvnode(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dvnode"))
@@ -16,4 +22,73 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes, killed and reaped when the test ends (pass or panic).
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `dvnode create cluster` over interop validators 0..8 in `dir/cluster`.
+pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
+    let cluster = dir.join("cluster");
+    let addresses: Vec<String> = (0..nodes)
+        .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
+        .collect();
+    let created = dvnode(&[
+        "create",
+        "cluster",
+        "--interop-validators",
+        "0..8",
+        "--nodes",
+        &nodes.to_string(),
+        "--network",
+        "minimal",
+        "--insecure-keystores",
+        "--p2p-addresses",
+        &addresses.join(","),
+        "--out",
+        cluster.to_str().unwrap(),
+    ]);
+    assert!(created.status.success(), "{}", text(&created));
+    cluster
+}
+
+/// A simulated chain of 8 interop validators, genesis 3 s from now, served
+/// on a free port: its state, URL and genesis time (unix seconds).
+pub async fn start_chain(
+    fork: ForkName,
+    slot_ms: u64,
+    builder: bool,
+) -> (std::sync::Arc<AppState>, String, u64) {
+    let genesis = now_ms() / 1000 + 3;
+    let mut chain = Chain::new(8, fork, slot_ms, genesis);
+    chain.builder = builder;
+    let state = AppState::new(chain);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (state, url, genesis)
+}
+
+/// The last 40 lines, for assertion messages.
+pub fn tail(logs: &str) -> String {
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -144,6 +144,12 @@ pub(super) async fn produce(
     let slot: Slot = slot
         .parse()
         .map_err(|_| ApiError::bad_request(format!("invalid slot {slot:?}")))?;
+    // A client may ask at the first slot of an epoch before the slot loop
+    // polled that epoch's duties: look them up rather than guess.
+    let epoch = mw.store.spec().epoch_of_slot(slot);
+    if !mw.scheduler.knows_proposers(epoch) {
+        mw.scheduler.poll(&mw.beacon, epoch).await;
+    }
     let Some(duty) = mw.scheduler.proposer_at(slot) else {
         // Not a proposal of the cluster's validators: the beacon node's business.
         return Ok(mw.forward(request).await);

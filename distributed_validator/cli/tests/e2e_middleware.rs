@@ -1,0 +1,147 @@
+//! End to end, middleware mode: real `dvnode run --validator-api` processes
+//! over real libp2p on 127.0.0.1, each with a validator-client simulator
+//! (holding that node's key shares, talking HTTP to the node's validator API
+//! as to a beacon node), against the strict simulated chain. Epoch 1 (slots
+//! 8..15) is judged.
+
+mod common;
+
+use common::{create_cluster, free_port, start_chain, tail, Processes};
+use dv_integration::chain::DutySummary;
+use dv_integration::server::now_ms;
+use dv_integration::validator_client::{load_share_keys, ClientCounts, ValidatorClient};
+use dv_types::ForkName;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SLOT_MS: u64 = 1000;
+
+struct Outcome {
+    summary: DutySummary,
+    invalid_signatures: u64,
+    slashable: Vec<String>,
+    clients: Vec<ClientCounts>,
+    /// What the chain refused, by reason.
+    rejections: String,
+    logs: String,
+}
+
+/// A 4-node cluster in middleware mode; nodes (and their clients) in
+/// `running` take part. The clients run slots 1..=16.
+async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = create_cluster(tmp.path(), 4);
+    let (state, url, genesis) = start_chain(fork, SLOT_MS, false).await;
+    let apis: Vec<String> = running
+        .iter()
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let _nodes = Processes(
+        running
+            .iter()
+            .zip(&apis)
+            .map(|(i, api)| {
+                let log = std::fs::File::create(tmp.path().join(format!("node{i}.log"))).unwrap();
+                Command::new(env!("CARGO_BIN_EXE_dvnode"))
+                    .args([
+                        "run",
+                        "--data-dir",
+                        cluster.join(format!("node{i}")).to_str().unwrap(),
+                        "--beacon-node",
+                        &url,
+                        "--validator-api",
+                        api,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let clients = running.iter().zip(&apis).map(|(i, api)| {
+        let keys = load_share_keys(&cluster.join(format!("node{i}/validator_keys"))).unwrap();
+        let base = format!("http://{api}");
+        async move {
+            let mut client = None;
+            for _ in 0..50 {
+                match ValidatorClient::start(&base, keys.clone()).await {
+                    Ok(c) => {
+                        client = Some(c);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            let mut client = client.expect("the node's validator API answers");
+            client.run_slots(1, 16).await;
+            client.counts
+        }
+    });
+    let clients = futures::future::join_all(clients).await;
+    let until = genesis * 1000 + 17 * SLOT_MS;
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+    let logs = running
+        .iter()
+        .map(|i| {
+            std::fs::read_to_string(tmp.path().join(format!("node{i}.log"))).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let chain = state.chain();
+    Outcome {
+        summary: chain.duty_summary(8, 15),
+        invalid_signatures: chain.report.invalid_signatures,
+        slashable: chain.report.slashable.clone(),
+        clients,
+        rejections: format!("{:?}", chain.report.rejections),
+        logs,
+    }
+}
+
+fn assert_every_duty_landed(o: &Outcome) {
+    assert_eq!(
+        o.invalid_signatures,
+        0,
+        "{}\n{}",
+        o.rejections,
+        tail(&o.logs)
+    );
+    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
+    assert_eq!(
+        o.summary,
+        DutySummary {
+            attestations_ok: 8,
+            attestations_missed: 0,
+            proposals_ok: 8,
+            proposals_missed: 0
+        },
+        "clients: {:?}\n{}",
+        o.clients,
+        tail(&o.logs)
+    );
+    for c in &o.clients {
+        assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
+        // Each client holds a share of all 8 validators: 16 slots of 1
+        // attestation each, and 16 blocks (every slot's proposer is one of them).
+        assert_eq!(
+            (c.attestations_submitted, c.blocks_published),
+            (16, 16),
+            "{:?}",
+            o.clients
+        );
+        assert!(c.selections_combined > 0, "{:?}", o.clients);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
+    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu).await;
+    assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_and_its_client_down_changes_nothing() {
+    let o = run_middleware(&[0, 2, 3], ForkName::Fulu).await;
+    assert_every_duty_landed(&o);
+}

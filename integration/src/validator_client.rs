@@ -1,0 +1,589 @@
+//! A validator-client simulator for middleware mode: it behaves like a
+//! validator client run with `--distributed` (the request sequence of
+//! `../shared/beacon-api-samples/validator-client-requests.jsonl`), holding
+//! one node's key shares as EIP-2335 keystores, and talks to that node's
+//! validator API as if it were a beacon node.
+//!
+//! Per epoch: attester and proposer duties (current and next epoch),
+//! `prepare_beacon_proposer`, and partial beacon committee selection proofs
+//! exchanged for combined ones. Per slot: a proposal at slot start when one
+//! of its validators proposes (partial randao reveal, block production v3,
+//! partial block signature; SSZ on odd slots, JSON on even ones), and
+//! attestations at a third of the slot (attestation data, partial
+//! signatures, `SingleAttestation` from Electra or `Attestation` before).
+//!
+//! It checks what it is served (its share keys come back in duties, blocks
+//! are for the right slot and proposer, selections come back combined) and
+//! counts what it did; the simulated chain judges the outcome.
+
+use crate::server::now_ms;
+use dv_crypto::keystore::read_password_file;
+use dv_crypto::{Keystore, SecretKey};
+use dv_types::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+const SSZ: &str = "application/octet-stream";
+
+/// What the client did, for the test's and the operator's eyes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientCounts {
+    pub attestations_submitted: u64,
+    pub blocks_published: u64,
+    pub selections_combined: u64,
+    pub errors: u64,
+}
+
+pub struct ValidatorClient {
+    http: reqwest::Client,
+    base: String,
+    /// Share secret keys by share public key.
+    keys: HashMap<PublicKeyBytes, SecretKey>,
+    /// Validator index by share public key (as the middleware maps it).
+    indices: BTreeMap<PublicKeyBytes, u64>,
+    spec: ChainSpec,
+    genesis_validators_root: Root,
+    genesis_ms: u64,
+    pub counts: ClientCounts,
+}
+
+/// Loads every `keystore-*.json` in `dir` with its `.txt` password (the
+/// layout `dvnode create cluster` writes and validator clients import).
+pub fn load_share_keys(dir: &Path) -> Result<HashMap<PublicKeyBytes, SecretKey>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut keys = HashMap::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let is_keystore = path.extension().is_some_and(|e| e == "json")
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("keystore-"));
+        if !is_keystore {
+            continue;
+        }
+        let password =
+            read_password_file(&path.with_extension("txt")).map_err(|e| e.to_string())?;
+        let secret = Keystore::load(&path, &password).map_err(|e| e.to_string())?;
+        keys.insert(PublicKeyBytes(secret.public_key().to_bytes()), secret);
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: no keystore-*.json", dir.display()));
+    }
+    Ok(keys)
+}
+
+impl ValidatorClient {
+    /// Connects to `base` (the node's validator API) and looks its validators up.
+    pub async fn start(
+        base: &str,
+        keys: HashMap<PublicKeyBytes, SecretKey>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut client = Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            keys,
+            indices: BTreeMap::new(),
+            spec: ChainSpec::minimal(),
+            genesis_validators_root: Root::ZERO,
+            genesis_ms: 0,
+            counts: ClientCounts::default(),
+        };
+        let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
+        client.genesis_validators_root =
+            serde_json::from_value(genesis["data"]["genesis_validators_root"].clone())
+                .map_err(|e| format!("genesis: {e}"))?;
+        client.genesis_ms = genesis["data"]["genesis_time"]
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or("genesis: no genesis_time")?
+            * 1000;
+        let spec = client.get_json("/eth/v1/config/spec").await?;
+        client.spec = ChainSpec::from_beacon_node_json(&spec["data"]).map_err(|e| e.to_string())?;
+        client.get_json("/eth/v1/node/syncing").await?;
+        let ids: Vec<String> = client.keys.keys().map(|k| k.to_string()).collect();
+        let found = client
+            .post_json(
+                "/eth/v1/beacon/states/head/validators",
+                &json!({ "ids": ids }),
+                None,
+            )
+            .await?;
+        for v in found["data"].as_array().ok_or("validators: no data")? {
+            let pubkey: PublicKeyBytes = serde_json::from_value(v["validator"]["pubkey"].clone())
+                .map_err(|e| format!("validators: {e}"))?;
+            let index: u64 = v["index"]
+                .as_str()
+                .and_then(|i| i.parse().ok())
+                .ok_or("validators: no index")?;
+            if !client.keys.contains_key(&pubkey) {
+                return Err(format!(
+                    "validators: answered with {pubkey}, which is not one of this client's keys"
+                ));
+            }
+            client.indices.insert(pubkey, index);
+        }
+        if client.indices.len() != client.keys.len() {
+            return Err(format!(
+                "validators: {} of {} keys known to the beacon node",
+                client.indices.len(),
+                client.keys.len()
+            ));
+        }
+        Ok(client)
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        read_json(response, path).await
+    }
+
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        fork: Option<ForkName>,
+    ) -> Result<Value, String> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(fork) = fork {
+            request = request.header("Eth-Consensus-Version", fork.as_str());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        read_json(response, path).await
+    }
+
+    fn sign<T: tree_hash::TreeHash>(
+        &self,
+        share: &PublicKeyBytes,
+        kind: DomainKind,
+        epoch: Epoch,
+        object: &T,
+    ) -> SignatureBytes {
+        let domain = self.spec.domain(kind, epoch, self.genesis_validators_root);
+        let root = compute_signing_root(object, domain);
+        SignatureBytes(self.keys[share].sign(root.as_slice()).to_bytes())
+    }
+
+    pub fn current_slot(&self) -> Slot {
+        now_ms().saturating_sub(self.genesis_ms) / self.spec.slot_duration_ms.max(1)
+    }
+
+    fn slot_start_ms(&self, slot: Slot) -> u64 {
+        self.genesis_ms + slot * self.spec.slot_duration_ms
+    }
+
+    async fn sleep_until_ms(at: u64) {
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+    }
+
+    fn note<T>(&mut self, what: &str, slot: Slot, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.counts.errors += 1;
+                tracing::error!(slot, "validator client: {what}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs slots `first..=last`, each at its time. As a validator client's
+    /// services do: at slot start the proposal comes first (proposer duties
+    /// are fetched first thing in a new epoch), then the epoch's attester
+    /// duties, preparations and selections; attestations at a third of the slot.
+    pub async fn run_slots(&mut self, first: Slot, last: Slot) {
+        let mut attesters: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+        let mut proposers: BTreeMap<Slot, (PublicKeyBytes, u64)> = BTreeMap::new();
+        let mut polled = None;
+        for slot in first..=last {
+            Self::sleep_until_ms(self.slot_start_ms(slot)).await;
+            let epoch = self.spec.epoch_of_slot(slot);
+            let new_epoch = polled != Some(epoch);
+            if new_epoch {
+                let duties = self.proposer_duties(epoch).await;
+                if let Some(p) = self.note("proposer duties", slot, duties) {
+                    proposers = p;
+                }
+            }
+            if let Some((share, index)) = proposers.get(&slot).copied() {
+                let proposed = self.propose(slot, share, index).await;
+                if self.note("block proposal", slot, proposed).is_some() {
+                    self.counts.blocks_published += 1;
+                }
+            }
+            if new_epoch {
+                polled = Some(epoch);
+                let duties = self.attester_duties(epoch).await;
+                if let Some(a) = self.note("attester duties", slot, duties) {
+                    attesters = a;
+                }
+                let selections = self.selections(epoch, &attesters).await;
+                self.note("beacon committee selections", slot, selections);
+            }
+            let due = self.slot_start_ms(slot)
+                + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000;
+            Self::sleep_until_ms(due).await;
+            if let Some(duties) = attesters.get(&slot) {
+                let attested = self.attest(slot, duties).await;
+                if let Some(count) = self.note("attestations", slot, attested) {
+                    self.counts.attestations_submitted += count;
+                }
+            }
+        }
+    }
+
+    /// This client's proposals of `epoch`, by slot.
+    async fn proposer_duties(
+        &self,
+        epoch: Epoch,
+    ) -> Result<BTreeMap<Slot, (PublicKeyBytes, u64)>, String> {
+        let duties = self
+            .get_json(&format!("/eth/v1/validator/duties/proposer/{epoch}"))
+            .await?;
+        let mut proposers = BTreeMap::new();
+        for d in duties["data"]
+            .as_array()
+            .ok_or("proposer duties: no data")?
+        {
+            let pubkey: PublicKeyBytes =
+                serde_json::from_value(d["pubkey"].clone()).map_err(|e| e.to_string())?;
+            if self.keys.contains_key(&pubkey) {
+                proposers.insert(
+                    quoted(&d["slot"])?,
+                    (pubkey, quoted(&d["validator_index"])?),
+                );
+            }
+        }
+        Ok(proposers)
+    }
+
+    /// Attester duties of `epoch` and the next, by slot; proposer preparations.
+    async fn attester_duties(&self, epoch: Epoch) -> Result<BTreeMap<Slot, Vec<Value>>, String> {
+        let indices: Vec<String> = self.indices.values().map(u64::to_string).collect();
+        let mut attesters: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+        for e in [epoch, epoch + 1] {
+            let duties = self
+                .post_json(
+                    &format!("/eth/v1/validator/duties/attester/{e}"),
+                    &json!(indices),
+                    None,
+                )
+                .await?;
+            for d in duties["data"]
+                .as_array()
+                .ok_or("attester duties: no data")?
+            {
+                self.check_own_key(d)?;
+                let slot = quoted(&d["slot"])?;
+                attesters.entry(slot).or_default().push(d.clone());
+            }
+        }
+        let preparations: Vec<Value> = self
+            .indices
+            .values()
+            .map(|i| json!({"validator_index": i.to_string(), "fee_recipient": format!("0x{}", "00".repeat(20))}))
+            .collect();
+        self.post_json(
+            "/eth/v1/validator/prepare_beacon_proposer",
+            &json!(preparations),
+            None,
+        )
+        .await?;
+        Ok(attesters)
+    }
+
+    fn check_own_key(&self, duty: &Value) -> Result<PublicKeyBytes, String> {
+        let pubkey: PublicKeyBytes =
+            serde_json::from_value(duty["pubkey"].clone()).map_err(|e| e.to_string())?;
+        if self.keys.contains_key(&pubkey) {
+            Ok(pubkey)
+        } else {
+            Err(format!(
+                "a duty for {pubkey}, which is not one of this client's keys"
+            ))
+        }
+    }
+
+    /// Partial selection proofs for the epoch's attester duties, combined by the middleware.
+    async fn selections(
+        &mut self,
+        epoch: Epoch,
+        attesters: &BTreeMap<Slot, Vec<Value>>,
+    ) -> Result<(), String> {
+        let mut request = Vec::new();
+        for (slot, duties) in attesters
+            .range(self.spec.start_slot_of_epoch(epoch)..self.spec.start_slot_of_epoch(epoch + 1))
+        {
+            for d in duties {
+                let share = self.check_own_key(d)?;
+                let proof = self.sign(&share, DomainKind::SelectionProof, epoch, slot);
+                request.push(json!({"validator_index": d["validator_index"], "slot": slot.to_string(), "selection_proof": proof}));
+            }
+        }
+        if request.is_empty() {
+            return Ok(());
+        }
+        let answer = self
+            .post_json(
+                "/eth/v1/validator/beacon_committee_selections",
+                &json!(request),
+                None,
+            )
+            .await?;
+        let returned = answer["data"].as_array().ok_or("selections: no data")?;
+        let sent: Vec<&Value> = request.iter().map(|r| &r["selection_proof"]).collect();
+        if returned
+            .iter()
+            .any(|r| sent.contains(&&r["selection_proof"]))
+        {
+            return Err("a selection proof came back as the partial that was sent".into());
+        }
+        let combined = returned.len();
+        self.counts.selections_combined += combined as u64;
+        if combined != request.len() {
+            return Err(format!(
+                "{combined} of {} selection proofs came back combined",
+                request.len()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn propose(&self, slot: Slot, share: PublicKeyBytes, index: u64) -> Result<(), String> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let reveal = self.sign(&share, DomainKind::Randao, epoch, &epoch);
+        let ssz = slot % 2 == 1;
+        let path = format!(
+            "/eth/v3/validator/blocks/{slot}?randao_reveal={reveal}&graffiti=0x{}",
+            "00".repeat(32)
+        );
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Accept", if ssz { SSZ } else { "application/json" })
+            .send()
+            .await
+            .map_err(|e| format!("GET block: {e}"))?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let fork: ForkName = header("Eth-Consensus-Version")
+            .ok_or("block: no Eth-Consensus-Version header")?
+            .parse()?;
+        let blinded = header("Eth-Execution-Payload-Blinded").as_deref() == Some("true");
+        let content_type = header("content-type").unwrap_or_default();
+        let bytes = response.bytes().await.map_err(|e| format!("block: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "block: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        if ssz != content_type.starts_with(SSZ) {
+            return Err(format!(
+                "block: asked for {}, got {content_type}",
+                if ssz { "SSZ" } else { "JSON" }
+            ));
+        }
+        let (block_root, block_slot, proposer, message_ssz, message_json) = match (blinded, ssz) {
+            (false, true) => {
+                // BlockContents {block, kzg_proofs, blobs}: the block is the first part.
+                let start = u32_at(&bytes, 0)? as usize;
+                let end = u32_at(&bytes, 4)? as usize;
+                let block_bytes = bytes.get(start..end).ok_or("block contents: bad offsets")?;
+                let b = VersionedBlock::<Minimal>::from_ssz_bytes(fork, block_bytes)
+                    .map_err(|e| e.to_string())?;
+                (
+                    b.root(),
+                    b.slot(),
+                    b.proposer_index(),
+                    Some(block_bytes.to_vec()),
+                    None,
+                )
+            }
+            (true, true) => {
+                let b = VersionedBlindedBlock::<Minimal>::from_ssz_bytes(fork, &bytes)
+                    .map_err(|e| e.to_string())?;
+                (
+                    b.root(),
+                    b.slot(),
+                    b.proposer_index(),
+                    Some(bytes.to_vec()),
+                    None,
+                )
+            }
+            (false, false) => {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                let message = v["data"]["block"].clone();
+                let b = VersionedBlock::<Minimal>::from_json_value(fork, message.clone())
+                    .map_err(|e| e.to_string())?;
+                (b.root(), b.slot(), b.proposer_index(), None, Some(message))
+            }
+            (true, false) => {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                let message = v["data"].clone();
+                let b = VersionedBlindedBlock::<Minimal>::from_json_value(fork, message.clone())
+                    .map_err(|e| e.to_string())?;
+                (b.root(), b.slot(), b.proposer_index(), None, Some(message))
+            }
+        };
+        if block_slot != slot || proposer != index {
+            return Err(format!(
+                "block: for slot {block_slot} by {proposer}, asked slot {slot} by {index}"
+            ));
+        }
+        let signature = self.sign(&share, DomainKind::BeaconProposer, epoch, &block_root);
+        let path = if blinded {
+            "/eth/v2/beacon/blinded_blocks"
+        } else {
+            "/eth/v2/beacon/blocks"
+        };
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Eth-Consensus-Version", fork.as_str());
+        let request = match (message_ssz, message_json) {
+            (Some(message), _) => {
+                // SignedBeaconBlock: offset of the message, signature, message.
+                let mut signed = 100u32.to_le_bytes().to_vec();
+                signed.extend_from_slice(&signature.0);
+                signed.extend_from_slice(&message);
+                let body = if blinded {
+                    signed
+                } else {
+                    // SignedBlockContents {signed_block, kzg_proofs: [], blobs: []}.
+                    let mut contents = Vec::new();
+                    let end = (12 + signed.len()) as u32;
+                    for offset in [12u32, end, end] {
+                        contents.extend_from_slice(&offset.to_le_bytes());
+                    }
+                    contents.extend_from_slice(&signed);
+                    contents
+                };
+                request.header("content-type", SSZ).body(body)
+            }
+            (None, Some(message)) => {
+                let signed = json!({"message": message, "signature": signature});
+                let body = if blinded {
+                    signed
+                } else {
+                    json!({"signed_block": signed, "kzg_proofs": [], "blobs": []})
+                };
+                request.json(&body)
+            }
+            (None, None) => return Err("internal: no block".into()),
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("POST block: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!("POST block: HTTP {status}: {text}"));
+        }
+        Ok(())
+    }
+
+    async fn attest(&self, slot: Slot, duties: &[Value]) -> Result<u64, String> {
+        let fork = self.spec.fork_at_slot(slot);
+        let mut items = Vec::new();
+        let mut data_by_committee: HashMap<u64, AttestationData> = HashMap::new();
+        for d in duties {
+            let share = self.check_own_key(d)?;
+            let committee_index = quoted(&d["committee_index"])?;
+            let data = match data_by_committee.get(&committee_index) {
+                Some(data) => *data,
+                None => {
+                    let answer = self
+                        .get_json(&format!(
+                            "/eth/v1/validator/attestation_data?slot={slot}&committee_index={committee_index}"
+                        ))
+                        .await?;
+                    let data: AttestationData = serde_json::from_value(answer["data"].clone())
+                        .map_err(|e| e.to_string())?;
+                    if data.slot != slot {
+                        return Err(format!(
+                            "attestation data for slot {} when {slot} was asked",
+                            data.slot
+                        ));
+                    }
+                    data_by_committee.insert(committee_index, data);
+                    data
+                }
+            };
+            let signature = self.sign(&share, DomainKind::BeaconAttester, data.target.epoch, &data);
+            if fork.electra_enabled() {
+                items.push(json!(SingleAttestation {
+                    committee_index,
+                    attester_index: quoted(&d["validator_index"])?,
+                    data,
+                    signature,
+                }));
+            } else {
+                let length = quoted(&d["committee_length"])? as usize;
+                let position = quoted(&d["validator_committee_index"])? as usize;
+                let mut bits = vec![0u8; length / 8 + 1];
+                bits[position / 8] |= 1 << (position % 8);
+                bits[length / 8] |= 1 << (length % 8);
+                items.push(json!({"aggregation_bits": format!("0x{}", hex_encode(&bits)), "data": data, "signature": signature}));
+            }
+        }
+        let count = items.len() as u64;
+        self.post_json(
+            "/eth/v2/beacon/pool/attestations",
+            &json!(items),
+            Some(fork),
+        )
+        .await?;
+        Ok(count)
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
+    bytes
+        .get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| "SSZ shorter than its offsets".to_string())
+}
+
+fn quoted(v: &Value) -> Result<u64, String> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("expected a quoted integer, got {v}"))
+}
+
+async fn read_json(response: reqwest::Response, path: &str) -> Result<Value, String> {
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("{path}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{path}: HTTP {status}: {text}"));
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}

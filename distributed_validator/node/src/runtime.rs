@@ -280,6 +280,17 @@ impl Node {
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::metrics::serve(listener, metrics));
         }
+        // Know the validators' indices and duties before the first request.
+        let first_epoch = spec.epoch_of_slot(clock.current_slot());
+        if tokio::time::timeout(
+            Duration::from_millis(clock.slot_ms),
+            scheduler.poll(&beacon, first_epoch),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("first duty poll took longer than a slot");
+        }
         let (duties, middleware) = match attachment {
             Attachment::BuiltIn(duties) => (Some(duties), None),
             Attachment::Middleware(middleware, listener) => {

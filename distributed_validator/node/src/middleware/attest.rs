@@ -276,12 +276,18 @@ pub(super) async fn submit(
         let response = mw
             .forward_json(uri.path(), &headers, Value::Array(jsons))
             .await;
-        if !response.status().is_success() {
-            let status = response.status();
+        let status = response.status();
+        if !status.is_success() {
+            let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             failures.extend(positions.into_iter().map(|p| {
                 (
                     p,
-                    format!("beacon node answered {status} for validators outside the cluster"),
+                    format!(
+                        "validator outside the cluster; the beacon node answered {status}: {text}"
+                    ),
                 )
             }));
         }

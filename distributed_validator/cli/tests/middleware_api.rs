@@ -1,0 +1,230 @@
+//! The middleware's validator API, endpoint by endpoint, against one real
+//! `dvnode run --validator-api` process (node 0 of a 4-node cluster, alone,
+//! so nothing combines) and the simulated chain: key mapping both ways, and
+//! a clear 4xx/501 for every bad body, with the node still serving after.
+
+mod common;
+
+use common::{create_cluster, free_port, start_chain, Processes};
+use dv_crypto::interop_secret_key;
+use dv_integration::validator_client::load_share_keys;
+use dv_types::*;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &str, fork: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(fork) = fork {
+            request = request.header("Eth-Consensus-Version", fork);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn message(v: &Value) -> String {
+    format!("{} {}", v["message"], v["failures"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = create_cluster(tmp.path(), 4);
+    let (_state, url, _genesis) = start_chain(ForkName::Fulu, 1000, false).await;
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(tmp.path().join("node0.log")).unwrap();
+    let _node = Processes(vec![Command::new(env!("CARGO_BIN_EXE_dvnode"))
+        .args([
+            "run",
+            "--data-dir",
+            cluster.join("node0").to_str().unwrap(),
+            "--beacon-node",
+            &url,
+            "--validator-api",
+            &api_addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()]);
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://{api_addr}"),
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if api
+            .http
+            .get(format!("{}/eth/v1/node/syncing", api.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        up,
+        "{}",
+        std::fs::read_to_string(tmp.path().join("node0.log")).unwrap()
+    );
+
+    // One of node 0's share keys (of some validator), and a validator key.
+    let shares = load_share_keys(&cluster.join("node0/validator_keys")).unwrap();
+    let share0 = *shares.keys().next().unwrap();
+    let validator0 = PublicKeyBytes(interop_secret_key(0).public_key().to_bytes());
+    assert!(
+        !shares.contains_key(&validator0),
+        "shares are not validator keys"
+    );
+
+    // Key mapping: the client's share key in, the share key back out.
+    let (status, body) = api
+        .post(
+            "/eth/v1/beacon/states/head/validators",
+            &json!({"ids": [share0.to_string()]}).to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"][0]["validator"]["pubkey"],
+        json!(share0),
+        "{body}"
+    );
+    let index: u64 = body["data"][0]["index"].as_str().unwrap().parse().unwrap();
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/duties/attester/0",
+            &json!([index.to_string()]).to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["pubkey"], json!(share0), "{body}");
+    // In a query too; and a validator key in the answer comes back as this
+    // node's share of it (the client knows its validators by share keys).
+    let (status, body) = api
+        .get(&format!(
+            "/eth/v1/beacon/states/head/validators?id={share0},{validator0}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let returned: Vec<&Value> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["validator"]["pubkey"])
+        .collect();
+    assert_eq!(returned.len(), 2, "{body}");
+    assert!(
+        returned.contains(&&json!(share0)) && !returned.contains(&&json!(validator0)),
+        "{body}"
+    );
+
+    // Attestations: not JSON; data nobody decided.
+    let (status, body) = api
+        .post("/eth/v2/beacon/pool/attestations", "[{", Some("fulu"))
+        .await;
+    assert_eq!(status, 400);
+    assert!(message(&body).contains("JSON"), "{body}");
+    let stray = json!([{
+        "committee_index": "0",
+        "attester_index": index.to_string(),
+        "data": {"slot": "1", "index": "0", "beacon_block_root": Root::ZERO,
+                 "source": {"epoch": "0", "root": Root::ZERO}, "target": {"epoch": "0", "root": Root::ZERO}},
+        "signature": SignatureBytes::infinity(),
+    }]);
+    let (status, body) = api
+        .post(
+            "/eth/v2/beacon/pool/attestations",
+            &stray.to_string(),
+            Some("fulu"),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(message(&body).contains("decided"), "{body}");
+
+    // Selections: a signature that is not this node's partial.
+    let bad = json!([{"validator_index": index.to_string(), "slot": "9", "selection_proof": SignatureBytes::infinity()}]);
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/beacon_committee_selections",
+            &bad.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(message(&body).contains("signature"), "{body}");
+    let (status, _) = api
+        .post("/eth/v1/validator/beacon_committee_selections", "{}", None)
+        .await;
+    assert_eq!(status, 400);
+
+    // Blocks: garbage, and a randao reveal that is not a partial of ours.
+    let (status, body) = api
+        .post("/eth/v2/beacon/blocks", "{\"x\": 1}", Some("fulu"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api
+        .get(&format!(
+            "/eth/v3/validator/blocks/{}?randao_reveal={}",
+            index.max(1),
+            SignatureBytes::infinity()
+        ))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("randao_reveal"), "{body}");
+
+    // Exits: a bad partial.
+    let exit = json!({"message": {"epoch": "0", "validator_index": index.to_string()}, "signature": SignatureBytes::infinity()});
+    let (status, body) = api
+        .post(
+            "/eth/v1/beacon/pool/voluntary_exits",
+            &exit.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Duties the middleware does not combine yet: refused, never forwarded as partials.
+    for path in [
+        "/eth/v2/validator/aggregate_and_proofs",
+        "/eth/v1/beacon/pool/sync_committees",
+        "/eth/v1/validator/contribution_and_proofs",
+        "/eth/v1/validator/register_validator",
+    ] {
+        let (status, body) = api.post(path, "[]", Some("fulu")).await;
+        assert_eq!(status, 501, "{path}: {body}");
+        assert!(message(&body).contains("not supported"), "{body}");
+    }
+
+    // Still serving.
+    let (status, _) = api.get("/eth/v1/node/syncing").await;
+    assert_eq!(status, 200);
+}

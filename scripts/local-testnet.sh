@@ -6,12 +6,15 @@
 #
 # Usage: scripts/local-testnet.sh [--nodes 4] [--validators 16] [--epochs 3]
 #                                 [--kill K] [--slot-ms 2000] [--out testnet]
-#                                 [--beacon-node URL]
+#                                 [--beacon-node URL] [--mode builtin|middleware]
 # The nodes perform attester and proposer duties (Electra and later; the
 # simulated chain runs Fulu). With --beacon-node the nodes use that beacon
 # node instead of the simulator: its chain must have interop validators
 # 0..V (e.g. a local interop devnet); the figures then come from the nodes'
 # outcome lines, since only the simulator can judge what the chain received.
+# --mode middleware runs each node with --validator-api and a validator-client
+# simulator (holding that node's key shares) in front of it, instead of the
+# node's built-in validator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,7 @@ KILL=0
 SLOT_MS=2000
 OUT=testnet
 EXTERNAL_URL=
+MODE=builtin
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -31,10 +35,15 @@ while [ $# -gt 0 ]; do
         --slot-ms) SLOT_MS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --beacon-node) EXTERNAL_URL=$2; shift 2 ;;
+        --mode) MODE=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 SLOTS_PER_EPOCH=8
+case "$MODE" in
+    builtin|middleware) ;;
+    *) echo "--mode must be builtin or middleware" >&2; exit 2 ;;
+esac
 
 echo "building (release)..."
 cargo build --release -q -p dvnode -p dv_integration --bins
@@ -96,11 +105,25 @@ if [ -z "$EXTERNAL_URL" ]; then
 fi
 
 NODE_PIDS=()
+CLIENT_PIDS=()
 for i in $(seq 0 $((NODES - 1))); do
-    ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" 2> "$OUT/node$i.log" &
-    NODE_PIDS+=($!)
-    PIDS+=($!)
+    if [ "$MODE" = middleware ]; then
+        API=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print('127.0.0.1:%d' % s.getsockname()[1])")
+        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" --validator-api "$API" 2> "$OUT/node$i.log" &
+        NODE_PIDS+=($!)
+        PIDS+=($!)
+        # The validator client holds node i's key shares and takes the node for its beacon node.
+        ./target/release/validator-client-simulator --beacon-node "http://$API" --keys "$OUT/node$i/validator_keys" \
+            > "$OUT/client$i.out" 2> "$OUT/client$i.log" &
+        CLIENT_PIDS[$i]=$!
+        PIDS+=($!)
+    else
+        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" 2> "$OUT/node$i.log" &
+        NODE_PIDS+=($!)
+        PIDS+=($!)
+    fi
 done
+echo "mode: $MODE"
 
 EPOCH_MS=$((SLOTS_PER_EPOCH * SLOT_MS))
 RUN_MS=$((GENESIS_DELAY_MS + EPOCHS * EPOCH_MS + SLOT_MS))
@@ -111,7 +134,10 @@ while true; do
     ELAPSED=$((NOW - START))
     [ "$ELAPSED" -ge "$RUN_MS" ] && break
     if [ "$KILL" -gt 0 ] && [ "$KILLED" -eq 0 ] && [ "$ELAPSED" -ge $((RUN_MS / 2)) ]; then
-        for i in $(seq 0 $((KILL - 1))); do kill -9 "${NODE_PIDS[$i]}" 2>/dev/null || true; done
+        for i in $(seq 0 $((KILL - 1))); do
+            kill -9 "${NODE_PIDS[$i]}" 2>/dev/null || true
+            [ -n "${CLIENT_PIDS[$i]:-}" ] && kill -9 "${CLIENT_PIDS[$i]}" 2>/dev/null || true
+        done
         KILLED=1
         echo "killed $KILL node(s) at $((ELAPSED / 1000)) s"
     fi
@@ -125,7 +151,7 @@ while true; do
     sleep 4
 done
 
-for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${CLIENT_PIDS[@]:-}" "${NODE_PIDS[@]}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
 if [ -z "$EXTERNAL_URL" ]; then
     kill "$CHAIN_PID" 2>/dev/null || true
     wait "$CHAIN_PID" 2>/dev/null || true

@@ -67,7 +67,7 @@ async fn performs_a_proposal_and_an_attestation() {
         data,
         signature: sign(duty.validator_index, compute_signing_root(&data, domain)),
     };
-    node.submit_single_attestations(ForkName::Electra, std::slice::from_ref(&attestation))
+    node.submit_attestations(ForkName::Electra, std::slice::from_ref(&attestation))
         .await
         .unwrap();
 
@@ -78,7 +78,7 @@ async fn performs_a_proposal_and_an_attestation() {
         compute_signing_root(&data, domain),
     );
     let err = node
-        .submit_single_attestations(ForkName::Electra, &[forged])
+        .submit_attestations(ForkName::Electra, &[forged])
         .await
         .unwrap_err();
     assert!(err.is_request_refused());

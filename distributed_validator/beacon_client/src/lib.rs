@@ -290,24 +290,12 @@ impl BeaconNode {
         }
     }
 
-    pub async fn submit_single_attestations(
+    /// Attestations to the pool: `SingleAttestation`s from Electra,
+    /// single-committee `Attestation`s before; `fork` goes in the header.
+    pub async fn submit_attestations<T: serde::Serialize>(
         &self,
         fork: ForkName,
-        items: &[SingleAttestation],
-    ) -> Result<(), Error> {
-        self.post_versioned(
-            "/eth/v2/beacon/pool/attestations",
-            fork,
-            &serde_json::to_value(items).unwrap_or_default(),
-        )
-        .await
-    }
-
-    /// Pre-Electra attestations (one committee each, `data.index` its index).
-    pub async fn submit_attestations<P: Preset>(
-        &self,
-        fork: ForkName,
-        items: &[AttestationDeneb<P>],
+        items: &[T],
     ) -> Result<(), Error> {
         self.post_versioned(
             "/eth/v2/beacon/pool/attestations",

@@ -97,6 +97,34 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A duty ended well: its outcome line (latency from its slot's start,
+    /// `slot_start_ms` in unix ms) and its counters.
+    pub fn duty_ok(
+        &self,
+        slot: u64,
+        duty: &'static str,
+        slot_start_ms: u64,
+        what: &str,
+        count: usize,
+    ) {
+        let latency_ms = crate::scheduler::now_ms().saturating_sub(slot_start_ms);
+        self.outcome(duty, "ok");
+        self.duty_latency(duty, Duration::from_millis(latency_ms));
+        tracing::info!(slot, duty, count, latency_ms, "duty ok: {what}");
+    }
+
+    /// A duty failed: its outcome line and the count under `label`.
+    pub fn duty_failed(
+        &self,
+        slot: u64,
+        duty: &'static str,
+        label: &str,
+        reason: impl std::fmt::Display,
+    ) {
+        self.outcome(duty, label);
+        tracing::error!(slot, duty, "duty failed: {reason}");
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -52,8 +52,7 @@ impl DutyContext {
     }
 
     fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
-        self.metrics.outcome(duty, failure_label(e));
-        tracing::error!(slot, duty, "duty failed: {e}");
+        self.metrics.duty_failed(slot, duty, failure_label(e), e);
     }
 
     /// A stage timed into the stage metric.
@@ -64,15 +63,6 @@ impl DutyContext {
         out
     }
 
-    /// The duty ended well: outcome line and metrics, latency from `since_ms` (unix ms).
-    fn succeeded(&self, slot: Slot, duty: &'static str, since_ms: u64, what: &str, count: usize) {
-        let latency_ms = crate::scheduler::now_ms().saturating_sub(since_ms);
-        self.metrics.outcome(duty, "ok");
-        self.metrics
-            .duty_latency(duty, Duration::from_millis(latency_ms));
-        tracing::info!(slot, duty, count, latency_ms, "duty ok: {what}");
-    }
-
     /// Attester duty for `slot`: one decided `AttestationData` for the slot;
     /// submitted as `SingleAttestation`s from Electra, as single-bit
     /// `Attestation`s before.
@@ -81,31 +71,10 @@ impl DutyContext {
         tracing::info!(slot, duty = DUTY, count = duties.len(), "duty started");
         let fork = self.spec.fork_at_slot(slot);
         let due_ms = self.clock.attestation_due_ms(slot);
-        let own = match self
-            .timed(
-                DUTY,
-                Stage::Fetch,
-                self.beacon.first_success(|n| n.attestation_data(slot, 0)),
-            )
-            .await
-        {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(
-                    slot,
-                    duty = DUTY,
-                    "own attestation data unavailable (voting on peers' proposals is refused): {e}"
-                );
-                None
-            }
-        };
-        let attesters: Vec<Attester> = duties
-            .iter()
-            .map(|d| Attester {
-                validator: d.pubkey,
-                committee_index: d.committee_index,
-            })
-            .collect();
+        let own = self
+            .timed(DUTY, Stage::Fetch, own_attestation_data(&self.beacon, slot))
+            .await;
+        let attesters: Vec<Attester> = duties.iter().map(Attester::from).collect();
         let timing = DutyTiming {
             start: SlotClock::instant_at(due_ms),
             deadline: self.clock.slot_start(slot + 2),
@@ -150,7 +119,7 @@ impl DutyContext {
                 .collect();
             let submit = self
                 .beacon
-                .first_success(|n| n.submit_single_attestations(fork, &items));
+                .first_success(|n| n.submit_attestations(fork, &items));
             self.timed(DUTY, Stage::Submit, submit)
                 .await
                 .map(|()| items.len())
@@ -168,7 +137,7 @@ impl DutyContext {
                 .map(|()| items.len())
         };
         match submitted {
-            Ok(count) => self.succeeded(
+            Ok(count) => self.metrics.duty_ok(
                 slot,
                 DUTY,
                 self.clock.slot_start_ms(slot),
@@ -247,7 +216,9 @@ impl DutyContext {
             })
             .await;
         match published {
-            Ok(()) => self.succeeded(slot, DUTY, start_ms, "block published", 1),
+            Ok(()) => self
+                .metrics
+                .duty_ok(slot, DUTY, start_ms, "block published", 1),
             Err(e) => {
                 self.metrics.outcome(DUTY, "beacon_node_error");
                 tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
@@ -269,4 +240,21 @@ fn single_bit_attestation<P: Preset>(
         data: signed.data,
         signature: signed.signature,
     })
+}
+
+/// This node's beacon node's attestation data for `slot` (committee index 0):
+/// its consensus proposal and its chain-split guard. `None` (logged) if the
+/// beacon node does not answer; the node then refuses to vote for others' data.
+pub async fn own_attestation_data(beacon: &BeaconNodes, slot: Slot) -> Option<AttestationData> {
+    match beacon.first_success(|n| n.attestation_data(slot, 0)).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(
+                slot,
+                duty = "attester",
+                "own attestation data unavailable (voting on peers' proposals is refused): {e}"
+            );
+            None
+        }
+    }
 }

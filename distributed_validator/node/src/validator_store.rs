@@ -69,6 +69,15 @@ pub struct Attester {
     pub committee_index: u64,
 }
 
+impl From<&beacon_client::AttesterDuty> for Attester {
+    fn from(duty: &beacon_client::AttesterDuty) -> Self {
+        Self {
+            validator: duty.pubkey,
+            committee_index: duty.committee_index,
+        }
+    }
+}
+
 /// One validator's combined attestation signature and the data it signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignedAttestation {

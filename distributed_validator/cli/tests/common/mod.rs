@@ -92,3 +92,21 @@ pub fn tail(logs: &str) -> String {
     let lines: Vec<&str> = logs.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// The `node{i}.log` files of the `running` nodes in `dir`, one after another.
+pub fn node_logs(dir: &Path, running: &[usize]) -> String {
+    running
+        .iter()
+        .map(|i| std::fs::read_to_string(dir.join(format!("node{i}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Every one of epoch 1's eight attestations and eight blocks landed.
+pub const EPOCH_1_ALL_LANDED: dv_integration::chain::DutySummary =
+    dv_integration::chain::DutySummary {
+        attestations_ok: 8,
+        attestations_missed: 0,
+        proposals_ok: 8,
+        proposals_missed: 0,
+    };

@@ -76,29 +76,12 @@ impl Middleware {
             return AttestationData::from_ssz_bytes(&value)
                 .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")));
         }
-        let own = match self
-            .beacon
-            .first_success(|n| n.attestation_data(slot, 0))
-            .await
-        {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(
-                    slot,
-                    duty = "attester",
-                    "own attestation data unavailable (voting on peers' proposals is refused): {e}"
-                );
-                None
-            }
-        };
+        let own = crate::services::own_attestation_data(&self.beacon, slot).await;
         let attesters: Vec<Attester> = self
             .scheduler
             .attesters_at(slot)
             .iter()
-            .map(|d| Attester {
-                validator: d.pubkey,
-                committee_index: d.committee_index,
-            })
+            .map(Attester::from)
             .collect();
         let timing = DutyTiming {
             start: SlotClock::instant_at(self.clock.attestation_due_ms(slot)),
@@ -401,23 +384,18 @@ async fn combine_and_submit(mw: Arc<Middleware>, slot: Slot, root: Root, items: 
     let count = out.len();
     let fork = mw.store.spec().fork_at_slot(slot);
     match mw.submit_attestation_json(fork, out).await {
-        Ok(()) => {
-            let latency_ms =
-                crate::scheduler::now_ms().saturating_sub(mw.clock.slot_start_ms(slot));
-            mw.metrics.outcome(DUTY, "ok");
-            mw.metrics
-                .duty_latency(DUTY, Duration::from_millis(latency_ms));
-            tracing::info!(
-                slot,
-                duty = DUTY,
-                count,
-                latency_ms,
-                "duty ok: attestations submitted"
-            );
-        }
-        Err(e) => {
-            mw.metrics.outcome(DUTY, "beacon_node_error");
-            tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
-        }
+        Ok(()) => mw.metrics.duty_ok(
+            slot,
+            DUTY,
+            mw.clock.slot_start_ms(slot),
+            "attestations submitted",
+            count,
+        ),
+        Err(e) => mw.metrics.duty_failed(
+            slot,
+            DUTY,
+            "beacon_node_error",
+            format!("beacon node error: {e}"),
+        ),
     }
 }

@@ -17,7 +17,6 @@ use beacon_client::ProducedBlock;
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::time::Duration;
 
 const SSZ: &str = "application/octet-stream";
 
@@ -410,23 +409,22 @@ async fn publish_typed<P: Preset>(
     };
     match published {
         Ok(()) => {
-            let latency_ms =
-                crate::scheduler::now_ms().saturating_sub(mw.clock.slot_start_ms(slot));
-            mw.metrics.outcome(DUTY, "ok");
-            mw.metrics
-                .duty_latency(DUTY, Duration::from_millis(latency_ms));
-            tracing::info!(
+            mw.metrics.duty_ok(
                 slot,
-                duty = DUTY,
-                count = 1,
-                latency_ms,
-                "duty ok: block published"
+                DUTY,
+                mw.clock.slot_start_ms(slot),
+                "block published",
+                1,
             );
             Ok(StatusCode::OK.into_response())
         }
         Err(e) => {
-            mw.metrics.outcome(DUTY, "beacon_node_error");
-            tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+            mw.metrics.duty_failed(
+                slot,
+                DUTY,
+                "beacon_node_error",
+                format!("beacon node error: {e}"),
+            );
             let status = match &e {
                 beacon_client::Error::Status { status, .. } => {
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)

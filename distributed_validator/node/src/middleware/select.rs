@@ -107,26 +107,83 @@ fn parse_list<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 
-/// `POST /eth/v1/validator/beacon_committee_selections`.
-pub(super) async fn beacon_committee_selections(
-    State(mw): Shared,
-    body: Bytes,
+/// A selection request item: whose proof, for which slot, over what.
+trait Selection: Clone + Serialize + serde::de::DeserializeOwned {
+    const DUTY: DutyType;
+    fn validator_index(&self) -> u64;
+    fn slot(&self) -> Slot;
+    fn proof(&self) -> &SignatureBytes;
+    fn with_proof(&self, proof: SignatureBytes) -> Self;
+    /// What the proof signs.
+    fn signing_root(&self, mw: &Middleware) -> Root;
+}
+
+impl Selection for BeaconCommitteeSelection {
+    const DUTY: DutyType = DutyType::Selection;
+    fn validator_index(&self) -> u64 {
+        self.validator_index
+    }
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+    fn proof(&self) -> &SignatureBytes {
+        &self.selection_proof
+    }
+    fn with_proof(&self, selection_proof: SignatureBytes) -> Self {
+        Self {
+            selection_proof,
+            ..self.clone()
+        }
+    }
+    fn signing_root(&self, mw: &Middleware) -> Root {
+        let epoch = mw.store.spec().epoch_of_slot(self.slot);
+        mw.store
+            .signing_root(DomainKind::SelectionProof, epoch, &self.slot)
+    }
+}
+
+impl Selection for SyncCommitteeSelection {
+    const DUTY: DutyType = DutyType::SyncSelection;
+    fn validator_index(&self) -> u64 {
+        self.validator_index
+    }
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+    fn proof(&self) -> &SignatureBytes {
+        &self.selection_proof
+    }
+    fn with_proof(&self, selection_proof: SignatureBytes) -> Self {
+        Self {
+            selection_proof,
+            ..self.clone()
+        }
+    }
+    fn signing_root(&self, mw: &Middleware) -> Root {
+        let data = SyncAggregatorSelectionData {
+            slot: self.slot,
+            subcommittee_index: self.subcommittee_index,
+        };
+        let epoch = mw.store.spec().epoch_of_slot(self.slot);
+        mw.store
+            .signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &data)
+    }
+}
+
+/// Verifies every partial proof, exchanges them, answers the combined ones.
+async fn combine_selections<S: Selection>(
+    mw: &Middleware,
+    body: &[u8],
 ) -> Result<Response, ApiError> {
-    let selections: Vec<BeaconCommitteeSelection> =
-        parse_list(&body, "beacon committee selections")?;
-    let spec = mw.store.spec();
+    let selections: Vec<S> = parse_list(body, "selections")?;
     let mut failures = Vec::new();
     let mut pending = Vec::new();
     for (position, s) in selections.iter().enumerate() {
-        let root = mw.store.signing_root(
-            DomainKind::SelectionProof,
-            spec.epoch_of_slot(s.slot),
-            &s.slot,
-        );
-        match mw.check_partial(s.validator_index, root, &s.selection_proof) {
+        let root = s.signing_root(mw);
+        match mw.check_partial(s.validator_index(), root, s.proof()) {
             Ok(partial) => pending.push(Pending {
                 position,
-                duty: Duty::new(s.slot, DutyType::Selection),
+                duty: Duty::new(s.slot(), S::DUTY),
                 root,
                 partial,
             }),
@@ -137,14 +194,19 @@ pub(super) async fn beacon_committee_selections(
         return Err(ApiError::batch("selections", failures));
     }
     let combined = mw.combine_all(pending, mw.selection_deadline()).await;
-    let data: Vec<BeaconCommitteeSelection> = combined
+    let data: Vec<S> = combined
         .into_iter()
-        .map(|(position, proof)| BeaconCommitteeSelection {
-            selection_proof: proof,
-            ..selections[position].clone()
-        })
+        .map(|(position, proof)| selections[position].with_proof(proof))
         .collect();
     Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// `POST /eth/v1/validator/beacon_committee_selections`.
+pub(super) async fn beacon_committee_selections(
+    State(mw): Shared,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    combine_selections::<BeaconCommitteeSelection>(&mw, &body).await
 }
 
 /// `POST /eth/v1/validator/sync_committee_selections`.
@@ -152,42 +214,7 @@ pub(super) async fn sync_committee_selections(
     State(mw): Shared,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let selections: Vec<SyncCommitteeSelection> = parse_list(&body, "sync committee selections")?;
-    let spec = mw.store.spec();
-    let mut failures = Vec::new();
-    let mut pending = Vec::new();
-    for (position, s) in selections.iter().enumerate() {
-        let data = SyncAggregatorSelectionData {
-            slot: s.slot,
-            subcommittee_index: s.subcommittee_index,
-        };
-        let root = mw.store.signing_root(
-            DomainKind::SyncCommitteeSelectionProof,
-            spec.epoch_of_slot(s.slot),
-            &data,
-        );
-        match mw.check_partial(s.validator_index, root, &s.selection_proof) {
-            Ok(partial) => pending.push(Pending {
-                position,
-                duty: Duty::new(s.slot, DutyType::SyncSelection),
-                root,
-                partial,
-            }),
-            Err(e) => failures.push((position, e)),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::batch("selections", failures));
-    }
-    let combined = mw.combine_all(pending, mw.selection_deadline()).await;
-    let data: Vec<SyncCommitteeSelection> = combined
-        .into_iter()
-        .map(|(position, proof)| SyncCommitteeSelection {
-            selection_proof: proof,
-            ..selections[position].clone()
-        })
-        .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    combine_selections::<SyncCommitteeSelection>(&mw, &body).await
 }
 
 /// How long an exit waits for the other operators' partials.

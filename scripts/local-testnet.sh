@@ -213,6 +213,7 @@ p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else 0
 print()
 print("attestations landed / missed (slots 1..last): %d / %d" % (d["attestations_ok"], d["attestations_missed"]))
 print("block proposals landed / missed:              %d / %d" % (d["proposals_ok"], d["proposals_missed"]))
+print("aggregates accepted / refused by the chain:   %d / %d" % (r["aggregates_ok"], r["aggregates_rejected"]))
 print("invalid signatures received by the chain:     %d" % r["invalid_signatures"])
 print("slashable pairs received by the chain:        %d" % len(r["slashable"]))
 if r["rejections"]:

@@ -58,6 +58,8 @@ pub struct Report {
     pub proposals_ok: u64,
     pub proposals_rejected: u64,
     pub invalid_signatures: u64,
+    pub aggregates_ok: u64,
+    pub aggregates_rejected: u64,
     /// Every slashable pair received, described.
     pub slashable: Vec<String>,
     /// Arrival of each accepted attestation, in ms after its slot started.
@@ -83,6 +85,11 @@ pub struct Chain {
     attestations: HashMap<u64, Vec<AttestationRecord>>,
     landed_attestations: HashSet<(u64, Epoch)>,
     landed_proposals: HashSet<Slot>,
+    /// Accepted attestations by data root: the data and each signer's
+    /// position in the committee with its signature (what aggregates are made of).
+    pool: HashMap<Root, (AttestationData, BTreeMap<usize, SignatureBytes>)>,
+    /// Accepted aggregates: (slot, aggregator).
+    landed_aggregates: HashSet<(Slot, u64)>,
     pub report: Report,
     /// Builder mode: block production answers blinded blocks, which come
     /// back signed on the blinded endpoint and are unblinded from here.
@@ -141,6 +148,8 @@ impl Chain {
             attestations: HashMap::new(),
             landed_attestations: HashSet::new(),
             landed_proposals: HashSet::new(),
+            pool: HashMap::new(),
+            landed_aggregates: HashSet::new(),
             builder: false,
             produced: HashMap::new(),
             report: Report {
@@ -390,6 +399,13 @@ impl Chain {
         {
             return Err("source or target does not match the chain".into());
         }
+        let position = duty.validator_committee_index as usize;
+        self.pool
+            .entry(data.tree_hash_root())
+            .or_insert_with(|| (*data, BTreeMap::new()))
+            .1
+            .entry(position)
+            .or_insert(*signature);
         if self.landed_attestations.insert((validator, epoch)) {
             self.report.attestations_ok += 1;
             let delay = now_ms.saturating_sub(self.slot_start_ms(data.slot));
@@ -691,6 +707,172 @@ impl Chain {
             current_duty_dependent_root: self.block_root_at((epoch * spe).saturating_sub(1)),
             execution_optimistic: false,
         }))
+    }
+
+    /// Whether `selection_proof` makes its signer an aggregator of a
+    /// committee of `committee_len` (the consensus specs' `is_aggregator`).
+    pub fn is_aggregator(&self, committee_len: usize, selection_proof: &SignatureBytes) -> bool {
+        let modulo = (committee_len as u64 / self.spec.target_aggregators_per_committee).max(1);
+        let hash = Sha256::digest(selection_proof.0);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        u64::from_le_bytes(first) % modulo == 0
+    }
+
+    /// `GET /eth/v2/validator/aggregate_attestation`: the aggregate of what
+    /// was received for `data_root` (one committee per slot here).
+    pub fn aggregate_attestation(
+        &self,
+        data_root: Root,
+        slot: Slot,
+        committee_index: u64,
+    ) -> Result<AttestationElectra<P>, ApiError> {
+        if !self.fork.electra_enabled() {
+            return Err(ApiError::bad_request(
+                "aggregation is simulated from Electra on",
+            ));
+        }
+        let (data, received) = self.pool.get(&data_root).ok_or_else(|| ApiError {
+            code: 404,
+            message: format!("no attestations for data root {data_root}"),
+            failures: Vec::new(),
+        })?;
+        if data.slot != slot || committee_index != 0 {
+            return Err(ApiError::bad_request(format!(
+                "no committee {committee_index} attestations with that root at slot {slot}"
+            )));
+        }
+        let committee = self.committee_at(slot);
+        let mut bits = ssz_types::BitList::with_capacity(committee.len())
+            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        let mut signatures = Vec::new();
+        for (position, signature) in received {
+            bits.set(*position, true)
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+            // Verified when it arrived.
+            if let Ok(sig) = Signature::from_bytes(&signature.0) {
+                signatures.push(sig);
+            }
+        }
+        let aggregate = Signature::aggregate(&signatures)
+            .ok_or_else(|| ApiError::bad_request("nothing to aggregate"))?;
+        let mut committee_bits = ssz_types::BitVector::new();
+        committee_bits
+            .set(committee_index as usize, true)
+            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        Ok(AttestationElectra {
+            aggregation_bits: bits,
+            data: *data,
+            signature: SignatureBytes(aggregate.to_bytes()),
+            committee_bits,
+        })
+    }
+
+    /// `POST /eth/v2/validator/aggregate_and_proofs` (Electra on): the
+    /// aggregator is in the committee and selected, the aggregate's
+    /// signature is its attesters', and the aggregator signed the whole.
+    pub fn submit_aggregates(
+        &mut self,
+        items: &[SignedAggregateAndProofElectra<P>],
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.check_aggregate(item) {
+                Ok(()) => self.report.aggregates_ok += 1,
+                Err(e) => {
+                    self.report.aggregates_rejected += 1;
+                    let key = e.split(':').next().unwrap_or(&e).to_string();
+                    self.reject(&key);
+                    failures.push((i, e));
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError {
+            code: 400,
+            message: "some aggregates failed validation".into(),
+            failures,
+        })
+    }
+
+    fn check_aggregate(&mut self, item: &SignedAggregateAndProofElectra<P>) -> Result<(), String> {
+        let message = &item.message;
+        let aggregator = message.aggregator_index;
+        let data = message.aggregate.data;
+        let committee = self.committee_at(data.slot);
+        if !committee.contains(&aggregator) {
+            return Err(format!("aggregator not in committee: {aggregator}"));
+        }
+        let epoch = self.spec.epoch_of_slot(data.slot);
+        let gvr = self.genesis_validators_root;
+        let selection_domain = self.spec.domain(DomainKind::SelectionProof, epoch, gvr);
+        self.verify(
+            aggregator,
+            compute_signing_root(&data.slot, selection_domain),
+            &message.selection_proof,
+        )?;
+        if !self.is_aggregator(committee.len(), &message.selection_proof) {
+            return Err(format!("not an aggregator: {aggregator}"));
+        }
+        let attesters: Vec<PublicKey> = (0..message.aggregate.aggregation_bits.len())
+            .filter(|b| message.aggregate.aggregation_bits.get(*b).unwrap_or(false))
+            .filter_map(|b| {
+                committee
+                    .get(b)
+                    .and_then(|v| self.keys.get(*v as usize))
+                    .copied()
+            })
+            .collect();
+        let attester_domain = self
+            .spec
+            .domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
+        let root = compute_signing_root(&data, attester_domain);
+        let aggregate_ok = !attesters.is_empty()
+            && Signature::from_bytes(&message.aggregate.signature.0)
+                .is_ok_and(|sig| sig.fast_aggregate_verify(root.as_slice(), &attesters));
+        if !aggregate_ok {
+            self.report.invalid_signatures += 1;
+            return Err("invalid aggregate signature".into());
+        }
+        let domain = self.spec.domain(DomainKind::AggregateAndProof, epoch, gvr);
+        self.verify(
+            aggregator,
+            compute_signing_root(message, domain),
+            &item.signature,
+        )?;
+        self.landed_aggregates.insert((data.slot, aggregator));
+        Ok(())
+    }
+
+    /// Aggregation duties of slots `first..=last`: (landed, missed). An
+    /// aggregator is whoever the selection proof (made here with the
+    /// validator's interop key) selects.
+    pub fn aggregation_summary(&self, first: Slot, last: Slot) -> (u64, u64) {
+        let (mut landed, mut missed) = (0, 0);
+        for slot in first..=last {
+            let committee = self.committee_at(slot);
+            let epoch = self.spec.epoch_of_slot(slot);
+            let domain = self.spec.domain(
+                DomainKind::SelectionProof,
+                epoch,
+                self.genesis_validators_root,
+            );
+            let root = compute_signing_root(&slot, domain);
+            for v in &committee {
+                let proof = SignatureBytes(interop_secret_key(*v).sign(root.as_slice()).to_bytes());
+                if !self.is_aggregator(committee.len(), &proof) {
+                    continue;
+                }
+                if self.landed_aggregates.contains(&(slot, *v)) {
+                    landed += 1;
+                } else {
+                    missed += 1;
+                }
+            }
+        }
+        (landed, missed)
     }
 
     /// Duties of slots `first..=last` that landed and that were missed.

@@ -115,6 +115,14 @@ pub fn router(state: Shared) -> Router {
             post(submit_attestations),
         )
         .route("/eth/v2/beacon/blocks", post(publish_block))
+        .route(
+            "/eth/v2/validator/aggregate_attestation",
+            get(aggregate_attestation),
+        )
+        .route(
+            "/eth/v2/validator/aggregate_and_proofs",
+            post(submit_aggregates),
+        )
         .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
@@ -395,6 +403,46 @@ async fn submit_attestations(
         let items: Vec<AttestationDeneb<P>> = from_json(body, "Attestation list")?;
         chain.submit_deneb_attestations(&items, now_ms())?;
     }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn aggregate_attestation(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let field = |name: &str| {
+        query
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+    };
+    let root: Root = parse(field("attestation_data_root")?, "attestation_data_root")?;
+    let slot: Slot = parse(field("slot")?, "slot")?;
+    let committee_index: u64 = parse(field("committee_index")?, "committee_index")?;
+    let chain = s.chain();
+    let aggregate = chain.aggregate_attestation(root, slot, committee_index)?;
+    let fork = chain.fork;
+    let mut response = Json(json!({"version": fork, "data": aggregate})).into_response();
+    if let Ok(v) = fork.as_str().parse() {
+        response.headers_mut().insert("Eth-Consensus-Version", v);
+    }
+    Ok(response)
+}
+
+async fn submit_aggregates(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    let fork = consensus_version(&headers)?;
+    if !fork.electra_enabled() {
+        return Err(ApiError::bad_request(
+            "aggregation is simulated from Electra on",
+        ));
+    }
+    let items: Vec<SignedAggregateAndProofElectra<P>> =
+        from_json(body, "SignedAggregateAndProof list")?;
+    s.chain().submit_aggregates(&items)?;
     Ok(StatusCode::OK.into_response())
 }
 

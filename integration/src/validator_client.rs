@@ -19,6 +19,7 @@
 use crate::server::now_ms;
 use dv_crypto::keystore::read_password_file;
 use dv_crypto::{Keystore, SecretKey};
+use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,7 @@ pub struct ClientCounts {
     pub attestations_submitted: u64,
     pub blocks_published: u64,
     pub selections_combined: u64,
+    pub aggregates_published: u64,
     pub errors: u64,
 }
 
@@ -46,6 +48,8 @@ pub struct ValidatorClient {
     spec: ChainSpec,
     genesis_validators_root: Root,
     genesis_ms: u64,
+    /// Combined selection proofs the middleware answered, by (slot, validator index).
+    selection_proofs: HashMap<(Slot, u64), SignatureBytes>,
     pub counts: ClientCounts,
 }
 
@@ -93,6 +97,7 @@ impl ValidatorClient {
             spec: ChainSpec::minimal(),
             genesis_validators_root: Root::ZERO,
             genesis_ms: 0,
+            selection_proofs: HashMap::new(),
             counts: ClientCounts::default(),
         };
         let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
@@ -237,11 +242,20 @@ impl ValidatorClient {
             let due = self.slot_start_ms(slot)
                 + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000;
             Self::sleep_until_ms(due).await;
-            if let Some(duties) = attesters.get(&slot) {
-                let attested = self.attest(slot, duties).await;
-                if let Some(count) = self.note("attestations", slot, attested) {
-                    self.counts.attestations_submitted += count;
-                }
+            let Some(duties) = attesters.get(&slot) else {
+                continue;
+            };
+            let attested = self.attest(slot, duties).await;
+            let Some((count, data_by_committee)) = self.note("attestations", slot, attested) else {
+                continue;
+            };
+            self.counts.attestations_submitted += count;
+            let aggregate_due = self.slot_start_ms(slot)
+                + self.spec.slot_duration_ms * self.spec.aggregate_due_bps / 10_000;
+            Self::sleep_until_ms(aggregate_due).await;
+            let aggregated = self.aggregate(slot, duties, &data_by_committee).await;
+            if let Some(count) = self.note("aggregates", slot, aggregated) {
+                self.counts.aggregates_published += count;
             }
         }
     }
@@ -351,6 +365,12 @@ impl ValidatorClient {
             .any(|r| sent.contains(&&r["selection_proof"]))
         {
             return Err("a selection proof came back as the partial that was sent".into());
+        }
+        for r in returned {
+            let proof: SignatureBytes =
+                serde_json::from_value(r["selection_proof"].clone()).map_err(|e| e.to_string())?;
+            self.selection_proofs
+                .insert((quoted(&r["slot"])?, quoted(&r["validator_index"])?), proof);
         }
         let combined = returned.len();
         self.counts.selections_combined += combined as u64;
@@ -504,7 +524,72 @@ impl ValidatorClient {
         Ok(())
     }
 
-    async fn attest(&self, slot: Slot, duties: &[Value]) -> Result<u64, String> {
+    /// For each of the slot's duties whose combined selection proof selects
+    /// it: the aggregate (as the middleware decided it), a partial signature
+    /// over the `AggregateAndProof`, submitted. Electra on.
+    async fn aggregate(
+        &self,
+        slot: Slot,
+        duties: &[Value],
+        data_by_committee: &HashMap<u64, AttestationData>,
+    ) -> Result<u64, String> {
+        let fork = self.spec.fork_at_slot(slot);
+        if !fork.electra_enabled() {
+            return Ok(0);
+        }
+        let epoch = self.spec.epoch_of_slot(slot);
+        let mut items = Vec::new();
+        for d in duties {
+            let share = self.check_own_key(d)?;
+            let index = quoted(&d["validator_index"])?;
+            let committee_index = quoted(&d["committee_index"])?;
+            let Some(proof) = self.selection_proofs.get(&(slot, index)) else {
+                continue;
+            };
+            if !is_aggregator(&self.spec, quoted(&d["committee_length"])?, proof) {
+                continue;
+            }
+            let data = data_by_committee
+                .get(&committee_index)
+                .ok_or("aggregate: no attestation data for the committee")?;
+            let answer = self
+                .get_json(&format!(
+                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={}&slot={slot}&committee_index={committee_index}",
+                    data.tree_hash_root()
+                ))
+                .await?;
+            let aggregate: AttestationElectra<Minimal> =
+                serde_json::from_value(answer["data"].clone())
+                    .map_err(|e| format!("aggregate: {e}"))?;
+            if aggregate.data != *data {
+                return Err("aggregate: of other data than this client attested to".into());
+            }
+            let message = AggregateAndProofElectra {
+                aggregator_index: index,
+                aggregate,
+                selection_proof: *proof,
+            };
+            let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
+            items.push(json!(SignedAggregateAndProofElectra { message, signature }));
+        }
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let count = items.len() as u64;
+        self.post_json(
+            "/eth/v2/validator/aggregate_and_proofs",
+            &json!(items),
+            Some(fork),
+        )
+        .await?;
+        Ok(count)
+    }
+
+    async fn attest(
+        &self,
+        slot: Slot,
+        duties: &[Value],
+    ) -> Result<(u64, HashMap<u64, AttestationData>), String> {
         let fork = self.spec.fork_at_slot(slot);
         let mut items = Vec::new();
         let mut data_by_committee: HashMap<u64, AttestationData> = HashMap::new();
@@ -555,7 +640,7 @@ impl ValidatorClient {
             Some(fork),
         )
         .await?;
-        Ok(count)
+        Ok((count, data_by_committee))
     }
 }
 
@@ -586,4 +671,14 @@ async fn read_json(response: reqwest::Response, path: &str) -> Result<Value, Str
         return Ok(Value::Null);
     }
     serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The consensus specs' `is_aggregator` for a committee of `committee_len`.
+fn is_aggregator(spec: &ChainSpec, committee_len: u64, selection_proof: &SignatureBytes) -> bool {
+    use sha2::{Digest, Sha256};
+    let modulo = (committee_len / spec.target_aggregators_per_committee).max(1);
+    let hash = Sha256::digest(selection_proof.0);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(first) % modulo == 0
 }

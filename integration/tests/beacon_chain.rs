@@ -4,6 +4,7 @@
 
 use dv_crypto::interop_secret_key;
 use dv_integration::{router, AppState, Chain};
+use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use serde_json::{json, Value};
 use ssz_types::BitList;
@@ -415,4 +416,69 @@ fn builder_mode_unblinds_only_blocks_it_produced() {
         .unwrap();
     assert_eq!(chain.report.proposals_ok, 1);
     assert_eq!(chain.report.proposals_rejected, 1);
+}
+
+#[test]
+fn aggregates_are_built_from_what_arrived_and_judged_strictly() {
+    let now = dv_integration::server::now_ms();
+    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    let slot = chain.current_slot(now);
+    let gvr = chain.genesis_validators_root;
+    let epoch = chain.spec.epoch_of_slot(slot);
+    let sign = |validator: u64, root: Root| {
+        SignatureBytes(
+            interop_secret_key(validator)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    };
+    // 16 validators, 8 slots: the committee of `slot` is {slot % 8, slot % 8 + 8}.
+    let committee = [slot % 8, slot % 8 + 8];
+    let data = chain.attestation_data(slot, 0, now).unwrap();
+    let attester_domain = chain.spec.domain(DomainKind::BeaconAttester, epoch, gvr);
+    let singles: Vec<SingleAttestation> = committee
+        .iter()
+        .map(|v| SingleAttestation {
+            committee_index: 0,
+            attester_index: *v,
+            data,
+            signature: sign(*v, compute_signing_root(&data, attester_domain)),
+        })
+        .collect();
+    chain.submit_single_attestations(&singles, now).unwrap();
+    let aggregate = chain
+        .aggregate_attestation(data.tree_hash_root(), slot, 0)
+        .unwrap();
+    assert_eq!(aggregate.aggregation_bits.num_set_bits(), 2);
+
+    let aggregator = committee[0];
+    let selection_domain = chain.spec.domain(DomainKind::SelectionProof, epoch, gvr);
+    let selection_proof = sign(aggregator, compute_signing_root(&slot, selection_domain));
+    let domain = chain.spec.domain(DomainKind::AggregateAndProof, epoch, gvr);
+    let signed = |message: AggregateAndProofElectra<Minimal>, signer: u64| {
+        let signature = sign(signer, compute_signing_root(&message, domain));
+        SignedAggregateAndProofElectra { message, signature }
+    };
+    let honest = AggregateAndProofElectra {
+        aggregator_index: aggregator,
+        aggregate: aggregate.clone(),
+        selection_proof,
+    };
+    // Signed by someone else; an aggregate signature that is one attester's only.
+    let wrong_signer = signed(honest.clone(), committee[1]);
+    let mut short = honest.clone();
+    short.aggregate.signature = singles[0].signature;
+    let short = signed(short, aggregator);
+    let refused = chain.submit_aggregates(&[wrong_signer, short]).unwrap_err();
+    assert_eq!(refused.failures.len(), 2, "{:?}", refused.failures);
+    assert!(refused.failures[1]
+        .1
+        .contains("invalid aggregate signature"));
+    chain
+        .submit_aggregates(&[signed(honest, aggregator)])
+        .unwrap();
+    assert_eq!(
+        (chain.report.aggregates_ok, chain.report.aggregates_rejected),
+        (1, 2)
+    );
 }

@@ -254,6 +254,19 @@ impl BeaconNode {
         .await
     }
 
+    /// The aggregate of the attestations the node saw for `data_root` (Electra on).
+    pub async fn aggregate_attestation<P: Preset>(
+        &self,
+        data_root: Root,
+        slot: Slot,
+        committee_index: u64,
+    ) -> Result<AttestationElectra<P>, Error> {
+        self.get_data(&format!(
+            "/eth/v2/validator/aggregate_attestation?attestation_data_root={data_root}&slot={slot}&committee_index={committee_index}"
+        ))
+        .await
+    }
+
     /// Block production v3 (JSON): the fork and blindedness come from the response.
     pub async fn produce_block<P: Preset>(
         &self,

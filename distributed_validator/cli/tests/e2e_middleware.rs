@@ -20,6 +20,8 @@ const SLOT_MS: u64 = 1000;
 
 struct Outcome {
     summary: DutySummary,
+    /// Epoch 1's aggregation duties: (landed, missed).
+    aggregates: (u64, u64),
     invalid_signatures: u64,
     slashable: Vec<String>,
     clients: Vec<ClientCounts>,
@@ -87,6 +89,7 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
     let chain = state.chain();
     Outcome {
         summary: chain.duty_summary(8, 15),
+        aggregates: chain.aggregation_summary(8, 15),
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         clients,
@@ -111,13 +114,24 @@ fn assert_every_duty_landed(o: &Outcome) {
         o.clients,
         tail(&o.logs)
     );
+    assert_eq!(
+        o.aggregates,
+        (8, 0),
+        "aggregates landed, missed\n{}",
+        tail(&o.logs)
+    );
     for c in &o.clients {
         assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
         // Each client holds a share of all 8 validators: 16 slots of 1
         // attestation each, and 16 blocks (every slot's proposer is one of them).
+        // With one validator per committee each is its slot's aggregator.
         assert_eq!(
-            (c.attestations_submitted, c.blocks_published),
-            (16, 16),
+            (
+                c.attestations_submitted,
+                c.blocks_published,
+                c.aggregates_published
+            ),
+            (16, 16, 16),
             "{:?}",
             o.clients
         );

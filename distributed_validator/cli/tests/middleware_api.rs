@@ -213,8 +213,18 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     assert_eq!(status, 400, "{body}");
 
     // Duties the middleware does not combine yet: refused, never forwarded as partials.
+    // Aggregates: not an aggregate.
+    let (status, body) = api
+        .post(
+            "/eth/v2/validator/aggregate_and_proofs",
+            "[{\"x\": 1}]",
+            Some("fulu"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("SignedAggregateAndProof"), "{body}");
+
     for path in [
-        "/eth/v2/validator/aggregate_and_proofs",
         "/eth/v1/beacon/pool/sync_committees",
         "/eth/v1/validator/contribution_and_proofs",
         "/eth/v1/validator/register_validator",

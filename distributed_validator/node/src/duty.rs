@@ -13,7 +13,16 @@ pub enum DutyType {
     SyncSelection,
     /// Voluntary exits (the slot is the exit epoch's first slot).
     Exit,
+    /// Attestation aggregation for one committee of the slot (each
+    /// committee's aggregate is its own decision).
+    Aggregator {
+        committee: u64,
+    },
 }
+
+/// Committee indices fit in 24 bits of the code (at most 64 committees per slot).
+const AGGREGATOR_CODE: u32 = 6;
+const MAX_COMMITTEE: u64 = (1 << 24) - 1;
 
 const ALL: [DutyType; 6] = [
     DutyType::Attester,
@@ -34,11 +43,19 @@ impl DutyType {
             DutyType::Selection => 3,
             DutyType::SyncSelection => 4,
             DutyType::Exit => 5,
+            DutyType::Aggregator { committee } => {
+                AGGREGATOR_CODE | ((committee.min(MAX_COMMITTEE) as u32) << 8)
+            }
         }
     }
 
     /// The duty type a peer's message names; `None` for a code this version does not know.
     pub fn from_code(code: u32) -> Option<Self> {
+        if code & 0xff == AGGREGATOR_CODE {
+            return Some(DutyType::Aggregator {
+                committee: u64::from(code >> 8),
+            });
+        }
         ALL.into_iter().find(|kind| kind.code() == code)
     }
 
@@ -51,6 +68,7 @@ impl DutyType {
             DutyType::Selection => "selection",
             DutyType::SyncSelection => "sync_selection",
             DutyType::Exit => "exit",
+            DutyType::Aggregator { .. } => "aggregator",
         }
     }
 }
@@ -80,10 +98,12 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_are_refused() {
-        for kind in ALL {
+        let aggregators = [0, 1, 63].map(|committee| DutyType::Aggregator { committee });
+        for kind in ALL.into_iter().chain(aggregators) {
             assert_eq!(DutyType::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(DutyType::from_code(6), None);
+        assert_eq!(DutyType::from_code(7), None);
+        assert_eq!(DutyType::from_code(7 | (3 << 8)), None);
         assert_eq!(Duty::new(9, DutyType::Randao).to_string(), "9/randao");
     }
 }

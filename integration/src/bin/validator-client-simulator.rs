@@ -65,8 +65,8 @@ async fn main() -> std::process::ExitCode {
     }
     let c = &client.counts;
     println!(
-        "validator client: attestations_submitted={} blocks_published={} selections_combined={} errors={}",
-        c.attestations_submitted, c.blocks_published, c.selections_combined, c.errors
+        "validator client: attestations_submitted={} blocks_published={} selections_combined={} aggregates_published={} errors={}",
+        c.attestations_submitted, c.blocks_published, c.selections_combined, c.aggregates_published, c.errors
     );
     std::process::ExitCode::SUCCESS
 }

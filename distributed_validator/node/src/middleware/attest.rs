@@ -3,7 +3,7 @@
 //! data, this node's share, this node's slashing database), exchanged,
 //! combined and submitted.
 
-use super::{ApiError, Middleware, Shared};
+use super::{ApiError, Middleware, Shared, ToCombine};
 use crate::decided::{approve_attestations, ToSign};
 use crate::duty::{Duty, DutyType};
 use crate::parsig::Partial;
@@ -91,40 +91,6 @@ impl Middleware {
         self.store
             .decide_attestation(slot, own, &attesters, timing)
             .await
-    }
-
-    /// Posts `items` to the beacon node's v2 pool with the fork header.
-    pub(super) async fn submit_attestation_json(
-        &self,
-        fork: ForkName,
-        items: Vec<Value>,
-    ) -> Result<(), String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            "application/json".parse().map_err(|_| "header")?,
-        );
-        headers.insert(
-            "Eth-Consensus-Version",
-            fork.as_str().parse().map_err(|_| "header")?,
-        );
-        let body = Bytes::from(serde_json::to_vec(&items).unwrap_or_default());
-        let response = self
-            .upstream
-            .send(
-                axum::http::Method::POST,
-                "/eth/v2/beacon/pool/attestations",
-                &headers,
-                body,
-            )
-            .await
-            .map_err(|e| e.message)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = response.text().await.unwrap_or_default();
-        Err(format!("beacon node: HTTP {status}: {text}"))
     }
 }
 
@@ -343,59 +309,19 @@ async fn resolve(
 /// Exchanges the partials of one signing root, then submits the combined
 /// attestations in the client's own shape.
 async fn combine_and_submit(mw: Arc<Middleware>, slot: Slot, root: Root, items: Vec<Item>) {
-    const DUTY: &str = "attester";
-    let validators: Vec<PublicKeyBytes> = items.iter().map(|i| i.to_sign.validator).collect();
-    let partials: Vec<Partial> = items.iter().map(|i| i.partial).collect();
-    let deadline = mw.clock.slot_start(slot + 2);
-    let duty = Duty::new(slot, DutyType::Attester);
-    let combined = match mw
-        .store
-        .exchange_partials(duty, root, partials, &validators, deadline)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            mw.metrics.outcome(DUTY, "internal_error");
-            tracing::error!(slot, duty = DUTY, "duty failed: {e}");
-            return;
-        }
-    };
-    if combined.len() < validators.len() {
-        mw.metrics.outcome(DUTY, "insufficient_partials");
-        tracing::error!(
-            slot,
-            duty = DUTY,
-            "duty failed: insufficient partial signatures: {} of {} signatures combined",
-            combined.len(),
-            validators.len()
-        );
-    }
-    let out: Vec<Value> = items
+    let items = items
         .into_iter()
-        .filter_map(|mut i| {
-            let signature = combined.get(&i.to_sign.validator)?;
-            i.json["signature"] = json!(signature);
-            Some(i.json)
+        .map(|i| ToCombine {
+            partial: i.partial,
+            json: i.json,
         })
         .collect();
-    if out.is_empty() {
-        return;
-    }
-    let count = out.len();
-    let fork = mw.store.spec().fork_at_slot(slot);
-    match mw.submit_attestation_json(fork, out).await {
-        Ok(()) => mw.metrics.duty_ok(
-            slot,
-            DUTY,
-            mw.clock.slot_start_ms(slot),
-            "attestations submitted",
-            count,
-        ),
-        Err(e) => mw.metrics.duty_failed(
-            slot,
-            DUTY,
-            "beacon_node_error",
-            format!("beacon node error: {e}"),
-        ),
-    }
+    mw.combine_and_post(
+        Duty::new(slot, DutyType::Attester),
+        root,
+        items,
+        "/eth/v2/beacon/pool/attestations",
+        "attestations submitted",
+    )
+    .await
 }

@@ -10,25 +10,27 @@
 //! middleware does not handle is forwarded unchanged, apart from the share ↔
 //! validator key mapping ([`identity`]).
 
+mod aggregate;
 mod attest;
 pub mod identity;
 mod propose;
 mod proxy;
 mod select;
 
+use crate::duty::Duty;
 use crate::metrics::Metrics;
 use crate::parsig::{Partial, ValidatorKeys};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::DvValidatorStore;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
 use dv_crypto::PartialSignature;
-use dv_types::{PublicKeyBytes, Root, SignatureBytes};
+use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
 use identity::Identity;
 use proxy::Upstream;
 use serde_json::json;
@@ -205,6 +207,107 @@ impl Middleware {
     }
 }
 
+/// A signed message of the client waiting for the peers' partials: its JSON
+/// gets the combined signature of the partial's validator.
+pub(super) struct ToCombine {
+    pub partial: Partial,
+    pub json: serde_json::Value,
+}
+
+impl Middleware {
+    /// Posts a JSON list to the beacon node with the fork header.
+    async fn post_versioned(
+        &self,
+        path: &str,
+        fork: ForkName,
+        items: Vec<serde_json::Value>,
+    ) -> Result<(), String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "Eth-Consensus-Version",
+            HeaderValue::from_str(fork.as_str()).map_err(|e| e.to_string())?,
+        );
+        let body = Bytes::from(serde_json::to_vec(&items).unwrap_or_default());
+        let response = self
+            .upstream
+            .send(axum::http::Method::POST, path, &headers, body)
+            .await
+            .map_err(|e| e.message)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(format!("beacon node: HTTP {status}: {text}"))
+    }
+
+    /// Exchanges the client's partials over `root` for `duty`, puts the
+    /// combined signatures into the client's messages and posts those to
+    /// `path`; one outcome line.
+    pub(super) async fn combine_and_post(
+        self: Arc<Self>,
+        duty: Duty,
+        root: Root,
+        items: Vec<ToCombine>,
+        path: &'static str,
+        what: &'static str,
+    ) {
+        let name = duty.kind.name();
+        let slot = duty.slot;
+        let validators: Vec<PublicKeyBytes> = items.iter().map(|i| i.partial.validator).collect();
+        let partials: Vec<Partial> = items.iter().map(|i| i.partial).collect();
+        let deadline = self.clock.slot_start(slot + 2);
+        let combined = match self
+            .store
+            .exchange_partials(duty, root, partials, &validators, deadline)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return self.metrics.duty_failed(slot, name, "internal_error", e),
+        };
+        if combined.len() < validators.len() {
+            self.metrics.duty_failed(
+                slot,
+                name,
+                "insufficient_partials",
+                format!(
+                    "insufficient partial signatures: {} of {} signatures combined",
+                    combined.len(),
+                    validators.len()
+                ),
+            );
+        }
+        let out: Vec<serde_json::Value> = items
+            .into_iter()
+            .filter_map(|mut i| {
+                let signature = combined.get(&i.partial.validator)?;
+                i.json["signature"] = json!(signature);
+                Some(i.json)
+            })
+            .collect();
+        if out.is_empty() {
+            return;
+        }
+        let count = out.len();
+        let fork = self.store.spec().fork_at_slot(slot);
+        match self.post_versioned(path, fork, out).await {
+            Ok(()) => self
+                .metrics
+                .duty_ok(slot, name, self.clock.slot_start_ms(slot), what, count),
+            Err(e) => self.metrics.duty_failed(
+                slot,
+                name,
+                "beacon_node_error",
+                format!("beacon node error: {e}"),
+            ),
+        }
+    }
+}
+
 type Shared = State<Arc<Middleware>>;
 
 async fn forward(State(mw): Shared, request: Request) -> Response {
@@ -217,7 +320,7 @@ async fn not_supported_yet(request: Request) -> Response {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
-            "{} is not supported by the dvnode middleware yet (aggregation, sync committee and builder registration duties come later)",
+            "{} is not supported by the dvnode middleware yet (sync committee and builder registration duties come later)",
             request.uri().path()
         ),
     )
@@ -257,11 +360,15 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         )
         .route(
             "/eth/v1/validator/aggregate_and_proofs",
-            post(not_supported_yet),
+            post(aggregate::submit),
         )
         .route(
             "/eth/v2/validator/aggregate_and_proofs",
-            post(not_supported_yet),
+            post(aggregate::submit),
+        )
+        .route(
+            "/eth/v2/validator/aggregate_attestation",
+            get(aggregate::aggregate_attestation),
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",

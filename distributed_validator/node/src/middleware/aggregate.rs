@@ -1,0 +1,265 @@
+//! Attestation aggregation through the middleware (Electra on). Nodes'
+//! beacon nodes can hold different aggregates for one committee, and every
+//! aggregator of the cluster must sign the same one, so each committee's
+//! aggregate is agreed on (one consensus instance per slot and committee).
+//! The client's partially signed `AggregateAndProof` must carry that
+//! aggregate and the validator's (combined) selection proof; it is checked,
+//! exchanged, combined and submitted.
+
+use super::attest::{consensus_version, parse_u64};
+use super::{ApiError, Middleware, Shared, ToCombine};
+use crate::duty::{Duty, DutyType};
+use crate::scheduler::SlotClock;
+use crate::workflow::ConsensusRequest;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dv_types::ssz::{Decode, Encode};
+use dv_types::tree_hash::TreeHash;
+use dv_types::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn not_before_electra(fork: ForkName) -> Result<(), ApiError> {
+    if fork.electra_enabled() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "aggregation before Electra ({fork}) is not supported by the dvnode middleware"
+            ),
+        ))
+    }
+}
+
+/// The committee an Electra aggregate is for: its single committee bit.
+fn committee_of<P: Preset>(aggregate: &AttestationElectra<P>) -> Result<u64, String> {
+    let set: Vec<usize> = (0..aggregate.committee_bits.len())
+        .filter(|i| aggregate.committee_bits.get(*i).unwrap_or(false))
+        .collect();
+    match set[..] {
+        [one] => Ok(one as u64),
+        _ => Err(format!(
+            "an aggregate has one committee bit set, this one {}",
+            set.len()
+        )),
+    }
+}
+
+/// `GET /eth/v2/validator/aggregate_attestation`: the committee's decided aggregate.
+pub(super) async fn aggregate_attestation(
+    State(mw): Shared,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let slot = parse_u64(&query, "slot")?;
+    let committee = parse_u64(&query, "committee_index")?;
+    let root: Root = query
+        .get("attestation_data_root")
+        .ok_or_else(|| ApiError::bad_request("missing attestation_data_root"))?
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("attestation_data_root: {e}")))?;
+    let fork = mw.store.spec().fork_at_slot(slot);
+    not_before_electra(fork)?;
+    let aggregate = if mw.minimal {
+        decide_aggregate::<Minimal>(&mw, root, slot, committee).await?
+    } else {
+        decide_aggregate::<Mainnet>(&mw, root, slot, committee).await?
+    };
+    let mut response = Json(json!({"version": fork, "data": aggregate})).into_response();
+    if let Ok(v) = HeaderValue::from_str(fork.as_str()) {
+        response.headers_mut().insert("Eth-Consensus-Version", v);
+    }
+    Ok(response)
+}
+
+async fn decide_aggregate<P: Preset>(
+    mw: &Middleware,
+    root: Root,
+    slot: Slot,
+    committee: u64,
+) -> Result<Value, ApiError> {
+    let duty = Duty::new(slot, DutyType::Aggregator { committee });
+    let decided = match mw.store.workflow().decided(duty).await {
+        Some(value) => value,
+        None => {
+            let own = own_aggregate::<P>(mw, root, slot, committee).await;
+            // Valid: an aggregate of this committee's attestations to the data the client asked about.
+            let is_valid = Box::new(move |value: &[u8]| {
+                AttestationElectra::<P>::from_ssz_bytes(value).is_ok_and(|a| {
+                    a.data.slot == slot
+                        && a.data.tree_hash_root() == root
+                        && committee_of(&a) == Ok(committee)
+                        && a.aggregation_bits.num_set_bits() > 0
+                })
+            });
+            let start = SlotClock::instant_at(
+                mw.clock.slot_start_ms(slot)
+                    + mw.clock.slot_ms * mw.store.spec().aggregate_due_bps / 10_000,
+            );
+            mw.store
+                .workflow()
+                .decide(ConsensusRequest {
+                    duty,
+                    proposal: own,
+                    is_valid,
+                    start,
+                    timing: mw.rounds(),
+                    deadline: mw.clock.slot_start(slot + 2),
+                })
+                .await
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        }
+    };
+    let aggregate = AttestationElectra::<P>::from_ssz_bytes(&decided).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("decided aggregate: {e:?}"),
+        )
+    })?;
+    if aggregate.data.tree_hash_root() != root {
+        return Err(ApiError::bad_request(format!(
+            "the cluster decided an aggregate of other data for committee {committee} at slot {slot}"
+        )));
+    }
+    Ok(json!(aggregate))
+}
+
+/// This node's beacon node's aggregate. The slot's attestations may still be
+/// on their way (a consensus round change delays them past the aggregation
+/// time), so a missing aggregate is asked for again until 5/6 of the slot.
+async fn own_aggregate<P: Preset>(
+    mw: &Middleware,
+    root: Root,
+    slot: Slot,
+    committee: u64,
+) -> Option<Vec<u8>> {
+    let give_up = SlotClock::instant_at(mw.clock.slot_start_ms(slot) + mw.clock.slot_ms * 5 / 6);
+    loop {
+        match mw
+            .beacon
+            .first_success(|n| n.aggregate_attestation::<P>(root, slot, committee))
+            .await
+        {
+            Ok(a) => return Some(a.as_ssz_bytes()),
+            Err(e) if tokio::time::Instant::now() >= give_up => {
+                tracing::warn!(slot, duty = "aggregator", "own aggregate unavailable: {e}");
+                return None;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// `POST /eth/v1|v2/validator/aggregate_and_proofs` with the client's partials.
+pub(super) async fn submit(
+    State(mw): Shared,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let items: Vec<Value> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("aggregates: not a JSON list: {e}")))?;
+    let fork = match consensus_version(&headers)? {
+        Some(f) => f,
+        None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),
+    };
+    not_before_electra(fork)?;
+    let mut failures = Vec::new();
+    let mut outsiders = Vec::new();
+    let mut accepted: HashMap<(Duty, Root), Vec<ToCombine>> = HashMap::new();
+    for (position, json) in items.into_iter().enumerate() {
+        let checked = if mw.minimal {
+            check::<Minimal>(&mw, &json).await
+        } else {
+            check::<Mainnet>(&mw, &json).await
+        };
+        match checked {
+            Ok(Some((duty, root, partial))) => accepted
+                .entry((duty, root))
+                .or_default()
+                .push(ToCombine { partial, json }),
+            Ok(None) => outsiders.push(json),
+            Err(e) => failures.push((position, e)),
+        }
+    }
+    for ((duty, root), items) in accepted {
+        tokio::spawn(Arc::clone(&mw).combine_and_post(
+            duty,
+            root,
+            items,
+            "/eth/v2/validator/aggregate_and_proofs",
+            "aggregates submitted",
+        ));
+    }
+    if !outsiders.is_empty() {
+        let response = mw
+            .forward_json(uri.path(), &headers, Value::Array(outsiders))
+            .await;
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+    }
+    if failures.is_empty() {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::batch("aggregates", failures))
+    }
+}
+
+/// Checks one signed aggregate of the client; `None` if the aggregator is
+/// not the cluster's.
+async fn check<P: Preset>(
+    mw: &Middleware,
+    json: &Value,
+) -> Result<Option<(Duty, Root, crate::parsig::Partial)>, String> {
+    let signed: SignedAggregateAndProofElectra<P> = serde_json::from_value(json.clone())
+        .map_err(|e| format!("not a SignedAggregateAndProof: {e}"))?;
+    let message = &signed.message;
+    let Some(validator) = mw.scheduler.validator_by_index(message.aggregator_index) else {
+        return Ok(None);
+    };
+    let slot = message.aggregate.data.slot;
+    let committee = committee_of(&message.aggregate)?;
+    let duty = Duty::new(slot, DutyType::Aggregator { committee });
+    let decided = mw.store.workflow().decided(duty).await.ok_or_else(|| {
+        format!("the cluster decided no aggregate for committee {committee} at slot {slot}")
+    })?;
+    if decided != message.aggregate.as_ssz_bytes().into() {
+        return Err(format!(
+            "not the aggregate the cluster decided for committee {committee} at slot {slot}"
+        ));
+    }
+    // The selection proof must be the validator's own (the combined one),
+    // and must select it: the beacon node would refuse anything else.
+    let epoch = mw.store.spec().epoch_of_slot(slot);
+    let selection_root = mw
+        .store
+        .signing_root(DomainKind::SelectionProof, epoch, &slot);
+    let keys = mw.keys.get(&validator).ok_or("internal: no keys")?;
+    let proof_ok = dv_crypto::Signature::from_bytes(&message.selection_proof.0)
+        .is_ok_and(|sig| keys.key.verify(selection_root.as_slice(), &sig));
+    if !proof_ok {
+        return Err("the selection proof is not the validator's combined selection proof".into());
+    }
+    let committee_len = message.aggregate.aggregation_bits.len() as u64;
+    let modulo = (committee_len / mw.store.spec().target_aggregators_per_committee).max(1);
+    let hash = Sha256::digest(message.selection_proof.0);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    if u64::from_le_bytes(first) % modulo != 0 {
+        return Err(format!(
+            "validator {} is not an aggregator at slot {slot}",
+            message.aggregator_index
+        ));
+    }
+    let root = mw
+        .store
+        .signing_root(DomainKind::AggregateAndProof, epoch, message);
+    let partial = mw.verify_partial(&validator, root, &signed.signature)?;
+    Ok(Some((duty, root, partial)))
+}

@@ -94,8 +94,8 @@ pub struct Chain {
     /// Builder mode: block production answers blinded blocks, which come
     /// back signed on the blinded endpoint and are unblinded from here.
     pub builder: bool,
-    /// Full blocks this chain produced in builder mode, by block root.
-    produced: HashMap<Root, VersionedBlock<P>>,
+    /// Full blocks this chain produced (with their blobs), by block root.
+    produced: HashMap<Root, (VersionedBlock<P>, BlockBlobs)>,
 }
 
 /// A new head, for the event stream.
@@ -534,11 +534,14 @@ impl Chain {
             sync_committee_bits: Default::default(),
             sync_committee_signature: SignatureBytes::infinity(),
         };
+        let (commitment, blobs) = blob_for(slot, self.fork);
         let fields = BodyFields {
             randao_reveal,
             graffiti,
             sync_aggregate,
             execution_payload: payload,
+            blob_kzg_commitments: ssz_types::VariableList::new(vec![commitment])
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?,
         };
         let state_root = state_root_for(head_root, slot);
         fn assemble<B: BlockBody>(
@@ -584,11 +587,9 @@ impl Chain {
                 )))
             }
         };
-        if self.builder {
-            let keep_from = slot.saturating_sub(self.spec.slots_per_epoch);
-            self.produced.retain(|_, b| b.slot() >= keep_from);
-            self.produced.insert(block.root(), block.clone());
-        }
+        let keep_from = slot.saturating_sub(self.spec.slots_per_epoch);
+        self.produced.retain(|_, (b, _)| b.slot() >= keep_from);
+        self.produced.insert(block.root(), (block.clone(), blobs));
         Ok(block)
     }
 
@@ -601,7 +602,7 @@ impl Chain {
         signature: &SignatureBytes,
         now_ms: u64,
     ) -> Result<Option<HeadEvent>, ApiError> {
-        let Some(full) = self.produced.get(&block.root()).cloned() else {
+        let Some((full, blobs)) = self.produced.get(&block.root()).cloned() else {
             self.report.proposals_rejected += 1;
             self.reject("unknown blinded block");
             return Err(ApiError::bad_request(format!(
@@ -609,17 +610,18 @@ impl Chain {
                 block.root()
             )));
         };
-        self.publish_block(&full, signature, now_ms)
+        self.publish_block(&full, &blobs, signature, now_ms)
     }
 
     /// `POST /eth/v2/beacon/blocks`: verify, flag slashable proposals, extend the chain.
     pub fn publish_block(
         &mut self,
         block: &VersionedBlock<P>,
+        blobs: &BlockBlobs,
         signature: &SignatureBytes,
         now_ms: u64,
     ) -> Result<Option<HeadEvent>, ApiError> {
-        let result = self.check_block(block, signature, now_ms);
+        let result = self.check_block(block, blobs, signature, now_ms);
         match &result {
             Ok(_) => self.report.proposals_ok += 1,
             Err(e) => {
@@ -636,9 +638,35 @@ impl Chain {
         result
     }
 
+    /// The blobs the block commits to must come with it (a beacon node could
+    /// not make them available otherwise): here, those it was produced with.
+    fn check_blobs(&self, block: &VersionedBlock<P>, blobs: &BlockBlobs) -> Result<(), ApiError> {
+        if block.blob_commitment_count() == 0 {
+            return Ok(());
+        }
+        match self.produced.get(&block.root()) {
+            Some((_, produced)) if produced == blobs => Ok(()),
+            Some(_) => Err(ApiError::bad_request(
+                "blobs missing: the block's blobs and proofs did not come with it",
+            )),
+            None => Err(ApiError::bad_request(
+                "unknown blobs: the block commits to blobs this chain did not produce",
+            )),
+        }
+    }
+
+    /// The blobs a produced block came with.
+    pub fn blobs_of(&self, root: &Root) -> BlockBlobs {
+        self.produced
+            .get(root)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+
     fn check_block(
         &mut self,
         block: &VersionedBlock<P>,
+        blobs: &BlockBlobs,
         signature: &SignatureBytes,
         now_ms: u64,
     ) -> Result<Option<HeadEvent>, ApiError> {
@@ -683,6 +711,7 @@ impl Chain {
                 "slot already has a block: {slot}"
             )));
         }
+        self.check_blobs(block, blobs)?;
         let header = block.header();
         if !self.known_roots.contains(&header.parent_root) {
             return Err(ApiError::bad_request(format!(
@@ -923,6 +952,42 @@ struct BodyFields {
     graffiti: Graffiti,
     sync_aggregate: SyncAggregate<P>,
     execution_payload: ExecutionPayload<P>,
+    blob_kzg_commitments:
+        ssz_types::VariableList<KzgCommitment, <P as Preset>::MaxBlobCommitmentsPerBlock>,
+}
+
+/// A produced block's blobs and proofs, as the Beacon API carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BlockBlobs {
+    pub kzg_proofs: Vec<String>,
+    pub blobs: Vec<String>,
+}
+
+/// Bytes of a blob.
+const BLOB_BYTES: usize = 131_072;
+
+/// One blob per block with stand-in commitment and proofs (the simulator does
+/// not do KZG; what it checks is that a published block comes with exactly
+/// the blobs it was produced with, as a beacon node needs them).
+fn blob_for(slot: Slot, fork: ForkName) -> (KzgCommitment, BlockBlobs) {
+    let seed: [u8; 32] = Sha256::digest(slot.to_le_bytes()).into();
+    let mut commitment = [0u8; 48];
+    commitment[..32].copy_from_slice(&seed);
+    let mut blob = vec![0u8; BLOB_BYTES];
+    blob[..32].copy_from_slice(&seed);
+    let proofs = if fork >= ForkName::Fulu { 128 } else { 1 };
+    let proof = format!("0x{}", "c0".repeat(48));
+    (
+        KzgCommitment(commitment),
+        BlockBlobs {
+            kzg_proofs: vec![proof; proofs],
+            blobs: vec![format!("0x{}", hex_string(&blob))],
+        },
+    )
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 trait IntoBody<B> {
@@ -943,7 +1008,7 @@ impl IntoBody<BeaconBlockBodyDeneb<P>> for BodyFields {
             sync_aggregate: self.sync_aggregate,
             execution_payload: self.execution_payload,
             bls_to_execution_changes: Default::default(),
-            blob_kzg_commitments: Default::default(),
+            blob_kzg_commitments: self.blob_kzg_commitments,
         }
     }
 }
@@ -962,7 +1027,7 @@ impl IntoBody<BeaconBlockBodyElectra<P>> for BodyFields {
             sync_aggregate: self.sync_aggregate,
             execution_payload: self.execution_payload,
             bls_to_execution_changes: Default::default(),
-            blob_kzg_commitments: Default::default(),
+            blob_kzg_commitments: self.blob_kzg_commitments,
             execution_requests: ExecutionRequests {
                 deposits: Default::default(),
                 withdrawals: Default::default(),

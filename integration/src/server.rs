@@ -2,7 +2,7 @@
 //! Shapes follow `../shared/beacon-api-spec`; errors are `{code, message}`
 //! (with `failures` for batch submissions) as a beacon node sends them.
 
-use crate::chain::{ApiError, Chain, HeadEvent, P};
+use crate::chain::{ApiError, BlockBlobs, Chain, HeadEvent, P};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -351,12 +351,13 @@ async fn produce_block(
     let mut chain = s.chain();
     let block = chain.produce_block(slot, randao, graffiti, now_ms())?;
     let blinded = chain.builder;
+    let blobs = chain.blobs_of(&block.root());
     drop(chain);
     let fork = block.fork_name();
     let data = if blinded {
         block.to_blinded().to_json_value()
     } else {
-        json!({"block": block.to_json_value(), "kzg_proofs": [], "blobs": []})
+        json!({"block": block.to_json_value(), "kzg_proofs": blobs.kzg_proofs, "blobs": blobs.blobs})
     };
     let body = json!({
         "version": fork,
@@ -475,7 +476,13 @@ async fn publish_block(
     let signature: SignatureBytes = from_json(signed["signature"].take(), "block signature")?;
     let block = VersionedBlock::<P>::from_json_value(fork, signed["message"].take())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let head = s.chain().publish_block(&block, &signature, now_ms())?;
+    let blobs = BlockBlobs {
+        kzg_proofs: from_json(body["kzg_proofs"].take(), "kzg_proofs")?,
+        blobs: from_json(body["blobs"].take(), "blobs")?,
+    };
+    let head = s
+        .chain()
+        .publish_block(&block, &blobs, &signature, now_ms())?;
     if let Some(event) = head {
         let _ = s.heads.send(event);
     }

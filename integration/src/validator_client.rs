@@ -424,12 +424,27 @@ impl ValidatorClient {
                 if ssz { "SSZ" } else { "JSON" }
             ));
         }
+        // What comes back with the signed block: the SSZ of the proofs and
+        // blobs lists, or their JSON (a full block's contents, as received).
+        let mut ssz_blobs: (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        let mut json_blobs = (json!([]), json!([]));
         let (block_root, block_slot, proposer, message_ssz, message_json) = match (blinded, ssz) {
             (false, true) => {
                 // BlockContents {block, kzg_proofs, blobs}: the block is the first part.
                 let start = u32_at(&bytes, 0)? as usize;
                 let end = u32_at(&bytes, 4)? as usize;
+                let blobs_at = u32_at(&bytes, 8)? as usize;
                 let block_bytes = bytes.get(start..end).ok_or("block contents: bad offsets")?;
+                ssz_blobs = (
+                    bytes
+                        .get(end..blobs_at)
+                        .ok_or("block contents: bad offsets")?
+                        .to_vec(),
+                    bytes
+                        .get(blobs_at..)
+                        .ok_or("block contents: bad offsets")?
+                        .to_vec(),
+                );
                 let b = VersionedBlock::<Minimal>::from_ssz_bytes(fork, block_bytes)
                     .map_err(|e| e.to_string())?;
                 (
@@ -454,6 +469,7 @@ impl ValidatorClient {
             (false, false) => {
                 let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 let message = v["data"]["block"].clone();
+                json_blobs = (v["data"]["kzg_proofs"].clone(), v["data"]["blobs"].clone());
                 let b = VersionedBlock::<Minimal>::from_json_value(fork, message.clone())
                     .map_err(|e| e.to_string())?;
                 (b.root(), b.slot(), b.proposer_index(), None, Some(message))
@@ -490,13 +506,16 @@ impl ValidatorClient {
                 let body = if blinded {
                     signed
                 } else {
-                    // SignedBlockContents {signed_block, kzg_proofs: [], blobs: []}.
+                    // SignedBlockContents {signed_block, kzg_proofs, blobs}.
                     let mut contents = Vec::new();
-                    let end = (12 + signed.len()) as u32;
-                    for offset in [12u32, end, end] {
+                    let proofs_at = (12 + signed.len()) as u32;
+                    let blobs_at = proofs_at + ssz_blobs.0.len() as u32;
+                    for offset in [12u32, proofs_at, blobs_at] {
                         contents.extend_from_slice(&offset.to_le_bytes());
                     }
                     contents.extend_from_slice(&signed);
+                    contents.extend_from_slice(&ssz_blobs.0);
+                    contents.extend_from_slice(&ssz_blobs.1);
                     contents
                 };
                 request.header("content-type", SSZ).body(body)
@@ -506,7 +525,7 @@ impl ValidatorClient {
                 let body = if blinded {
                     signed
                 } else {
-                    json!({"signed_block": signed, "kzg_proofs": [], "blobs": []})
+                    json!({"signed_block": signed, "kzg_proofs": json_blobs.0, "blobs": json_blobs.1})
                 };
                 request.json(&body)
             }

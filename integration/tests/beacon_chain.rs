@@ -226,7 +226,29 @@ async fn electra_attestations_and_blocks_are_judged_strictly() {
         proposer,
         compute_signing_root(&block.root(), proposer_domain),
     );
-    let contents = |message: Value, signature: SignatureBytes| json!({"signed_block": {"message": message, "signature": signature}, "kzg_proofs": [], "blobs": []});
+    let (proofs, blobs) = (
+        produced["data"]["kzg_proofs"].clone(),
+        produced["data"]["blobs"].clone(),
+    );
+    assert_eq!(
+        (
+            proofs.as_array().unwrap().len(),
+            blobs.as_array().unwrap().len()
+        ),
+        (128, 1),
+        "a Fulu block's contents carry a proof per cell"
+    );
+    let contents = |message: Value, signature: SignatureBytes| json!({"signed_block": {"message": message, "signature": signature}, "kzg_proofs": proofs, "blobs": blobs});
+    // Without its blobs the block cannot be made available: refused.
+    let bare = json!({"signed_block": {"message": block_json, "signature": signature}, "kzg_proofs": [], "blobs": []});
+    let (status, body) = node
+        .post("/eth/v2/beacon/blocks", ForkName::Fulu, bare)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("blobs missing"),
+        "{body}"
+    );
     let (status, body) = node
         .post(
             "/eth/v2/beacon/blocks",

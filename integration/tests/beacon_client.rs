@@ -99,7 +99,7 @@ async fn performs_a_proposal_and_an_attestation() {
         proposer,
         compute_signing_root(&epoch, spec.domain(DomainKind::Randao, epoch, gvr)),
     );
-    let ProducedBlock::Full(block) = node
+    let ProducedBlock::Full(block, blobs) = node
         .produce_block::<Minimal>(slot, &randao, &Graffiti::ZERO)
         .await
         .unwrap()
@@ -110,6 +110,7 @@ async fn performs_a_proposal_and_an_attestation() {
     let domain = spec.domain(DomainKind::BeaconProposer, epoch, gvr);
     node.publish_block(
         &block,
+        &blobs,
         &sign(proposer, compute_signing_root(&block.root(), domain)),
     )
     .await

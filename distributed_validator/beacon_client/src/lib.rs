@@ -7,7 +7,7 @@
 
 use dv_types::*;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -89,11 +89,78 @@ pub struct Duties<T> {
     pub duties: Vec<T>,
 }
 
-/// A block from `/eth/v3/validator/blocks/{slot}`, full or blinded.
+/// A block from `/eth/v3/validator/blocks/{slot}`: full (with the blobs it
+/// commits to, which are published with it) or blinded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProducedBlock<P: Preset> {
-    Full(VersionedBlock<P>),
+    Full(VersionedBlock<P>, BlobsBundle),
     Blinded(VersionedBlindedBlock<P>),
+}
+
+/// Bytes of a blob and of a KZG proof.
+const BLOB_BYTES: usize = 131_072;
+const KZG_PROOF_BYTES: usize = 48;
+/// From Fulu a block's contents carry a proof per cell of the extended blob.
+const CELLS_PER_EXT_BLOB: usize = 128;
+
+/// The blobs of a full block and their KZG proofs, as `0x`-hex strings the
+/// way the Beacon API carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobsBundle {
+    pub kzg_proofs: Vec<String>,
+    pub blobs: Vec<String>,
+}
+
+fn hex_of_len(text: &str, bytes: usize) -> Result<Vec<u8>, String> {
+    let digits = text.strip_prefix("0x").ok_or("hex without 0x")?;
+    if digits.len() != 2 * bytes {
+        return Err(format!(
+            "{} hex digits, expected {}",
+            digits.len(),
+            2 * bytes
+        ));
+    }
+    hex::decode(digits).map_err(|e| e.to_string())
+}
+
+impl BlobsBundle {
+    /// Whether this bundle fits a `fork` block committing to `commitments` blobs.
+    pub fn check(&self, fork: ForkName, commitments: usize) -> Result<(), String> {
+        let proofs_per_blob = if fork >= ForkName::Fulu {
+            CELLS_PER_EXT_BLOB
+        } else {
+            1
+        };
+        if self.blobs.len() != commitments || self.kzg_proofs.len() != commitments * proofs_per_blob
+        {
+            return Err(format!(
+                "{} blobs and {} proofs for {commitments} commitments ({fork})",
+                self.blobs.len(),
+                self.kzg_proofs.len()
+            ));
+        }
+        self.proofs_ssz()?;
+        self.blobs_ssz()?;
+        Ok(())
+    }
+
+    /// The proofs as SSZ (a list of fixed-size items: their bytes in a row).
+    pub fn proofs_ssz(&self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(self.kzg_proofs.len() * KZG_PROOF_BYTES);
+        for p in &self.kzg_proofs {
+            out.extend(hex_of_len(p, KZG_PROOF_BYTES).map_err(|e| format!("KZG proof: {e}"))?);
+        }
+        Ok(out)
+    }
+
+    /// The blobs as SSZ.
+    pub fn blobs_ssz(&self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(self.blobs.len() * BLOB_BYTES);
+        for b in &self.blobs {
+            out.extend(hex_of_len(b, BLOB_BYTES).map_err(|e| format!("blob: {e}"))?);
+        }
+        Ok(out)
+    }
 }
 
 /// One beacon node.
@@ -296,10 +363,18 @@ impl BeaconNode {
                 .map_err(|e| decode(e.to_string()))
         } else {
             // From Deneb, full blocks come as BlockContents {block, kzg_proofs, blobs}.
-            let block = data["block"].take();
-            VersionedBlock::from_json_value(fork, block)
-                .map(ProducedBlock::Full)
-                .map_err(|e| decode(e.to_string()))
+            let block = VersionedBlock::from_json_value(fork, data["block"].take())
+                .map_err(|e| decode(e.to_string()))?;
+            let blobs = BlobsBundle {
+                kzg_proofs: serde_json::from_value(data["kzg_proofs"].take())
+                    .map_err(|e| decode(format!("kzg_proofs: {e}")))?,
+                blobs: serde_json::from_value(data["blobs"].take())
+                    .map_err(|e| decode(format!("blobs: {e}")))?,
+            };
+            blobs
+                .check(fork, block.blob_commitment_count())
+                .map_err(decode)?;
+            Ok(ProducedBlock::Full(block, blobs))
         }
     }
 
@@ -328,16 +403,17 @@ impl BeaconNode {
         .map(|_| ())
     }
 
-    /// Publishes a signed full block (as Deneb+ `SignedBlockContents` without blobs).
+    /// Publishes a signed full block as Deneb+ `SignedBlockContents`, with its blobs.
     pub async fn publish_block<P: Preset>(
         &self,
         block: &VersionedBlock<P>,
+        blobs: &BlobsBundle,
         signature: &SignatureBytes,
     ) -> Result<(), Error> {
         let body = serde_json::json!({
             "signed_block": {"message": block.to_json_value(), "signature": signature},
-            "kzg_proofs": [],
-            "blobs": [],
+            "kzg_proofs": blobs.kzg_proofs,
+            "blobs": blobs.blobs,
         });
         self.post_versioned("/eth/v2/beacon/blocks", block.fork_name(), &body)
             .await

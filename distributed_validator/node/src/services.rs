@@ -202,9 +202,9 @@ impl DutyContext {
         let published = self
             .timed(DUTY, Stage::Submit, async {
                 match &signed.block {
-                    ProducedBlock::Full(b) => {
+                    ProducedBlock::Full(b, blobs) => {
                         self.beacon
-                            .first_success(|n| n.publish_block(b, &signed.signature))
+                            .first_success(|n| n.publish_block(b, blobs, &signed.signature))
                             .await
                     }
                     ProducedBlock::Blinded(b) => {

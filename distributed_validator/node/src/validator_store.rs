@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, Stage};
 use crate::parsig::Partial;
 use crate::signer::Signer;
 use crate::workflow::{ConsensusRequest, Workflow, WorkflowError};
-use beacon_client::ProducedBlock;
+use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_types::ssz::{Decode, Encode};
 use dv_types::*;
 use futures::future::join_all;
@@ -124,9 +124,13 @@ pub struct DvValidatorStore {
 }
 
 /// Block values in consensus: `[blinded][fork name length][fork name][SSZ]`.
+/// Blobs are not part of the value: the block's KZG commitments bind them,
+/// and carrying hundreds of kilobytes per consensus message would not fit a
+/// slot. A node attaches the blobs its own beacon node produced when the
+/// decided block is that block.
 fn encode_block<P: Preset>(block: &ProducedBlock<P>) -> Vec<u8> {
     let (blinded, fork, ssz) = match block {
-        ProducedBlock::Full(b) => (0u8, b.fork_name(), b.as_ssz_bytes()),
+        ProducedBlock::Full(b, _) => (0u8, b.fork_name(), b.as_ssz_bytes()),
         ProducedBlock::Blinded(b) => (1u8, b.fork_name(), b.as_ssz_bytes()),
     };
     let name = fork.as_str().as_bytes();
@@ -138,6 +142,7 @@ fn encode_block<P: Preset>(block: &ProducedBlock<P>) -> Vec<u8> {
     out
 }
 
+/// A decided block value (a full block comes without its blobs).
 pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String> {
     let [blinded, len, rest @ ..] = bytes else {
         return Err("block value shorter than its header".into());
@@ -151,7 +156,7 @@ pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String>
     let ssz = &rest[len..];
     match blinded {
         0 => VersionedBlock::from_ssz_bytes(fork, ssz)
-            .map(ProducedBlock::Full)
+            .map(|b| ProducedBlock::Full(b, BlobsBundle::default()))
             .map_err(|e| e.to_string()),
         1 => VersionedBlindedBlock::from_ssz_bytes(fork, ssz)
             .map(ProducedBlock::Blinded)
@@ -160,12 +165,27 @@ pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String>
     }
 }
 
+/// The decided block with the blobs of `own` attached if it is the same block.
+fn with_own_blobs<P: Preset>(
+    decided: ProducedBlock<P>,
+    own: Option<&ProducedBlock<P>>,
+) -> ProducedBlock<P> {
+    match (decided, own) {
+        (ProducedBlock::Full(block, _), Some(ProducedBlock::Full(mine, blobs)))
+            if mine.root() == block.root() =>
+        {
+            ProducedBlock::Full(block, blobs.clone())
+        }
+        (decided, _) => decided,
+    }
+}
+
 /// The fields of a produced block the validity predicate looks at.
 pub fn block_summary<P: Preset>(
     block: &ProducedBlock<P>,
 ) -> (ForkName, Slot, u64, SignatureBytes, Root) {
     match block {
-        ProducedBlock::Full(b) => (
+        ProducedBlock::Full(b, _) => (
             b.fork_name(),
             b.slot(),
             b.proposer_index(),
@@ -544,7 +564,8 @@ impl DvValidatorStore {
                 deadline: timing.deadline,
             })
             .await?;
-        decode_block::<P>(&value).map_err(SignError::BadDecidedValue)
+        let decided = decode_block::<P>(&value).map_err(SignError::BadDecidedValue)?;
+        Ok(with_own_blobs(decided, own.as_ref()))
     }
 
     /// What signing `block` signs.
@@ -641,7 +662,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_values_round_trip_and_garbage_is_refused() {
+    fn block_values_round_trip_without_blobs_and_garbage_is_refused() {
         // A real block: Lodestar's Deneb head block from the captured Beacon API traffic.
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/beacon-api-samples/lodestar-deneb/block_head.json");
@@ -652,9 +673,25 @@ mod tests {
             json["data"]["message"].clone(),
         )
         .unwrap();
-        let produced = ProducedBlock::Full(block.clone());
+        let blobs = BlobsBundle {
+            kzg_proofs: vec![format!("0x{}", "00".repeat(48))],
+            blobs: vec![format!("0x{}", "00".repeat(131_072))],
+        };
+        let produced = ProducedBlock::Full(block.clone(), blobs.clone());
         let bytes = encode_block(&produced);
-        assert_eq!(decode_block::<Minimal>(&bytes).unwrap(), produced);
+        let decided = decode_block::<Minimal>(&bytes).unwrap();
+        assert_eq!(
+            decided,
+            ProducedBlock::Full(block.clone(), BlobsBundle::default())
+        );
+        // This node's blobs go back on only if the decided block is its own.
+        assert_eq!(with_own_blobs(decided.clone(), Some(&produced)), produced);
+        let mut other = block.clone();
+        if let VersionedBlock::Deneb(b) = &mut other {
+            b.state_root = Root::repeat_byte(1);
+        }
+        let others = ProducedBlock::Full(other, blobs);
+        assert_eq!(with_own_blobs(decided.clone(), Some(&others)), decided);
         let blinded = ProducedBlock::<Minimal>::Blinded(block.to_blinded());
         assert_eq!(
             decode_block::<Minimal>(&encode_block(&blinded)).unwrap(),

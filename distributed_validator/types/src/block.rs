@@ -216,6 +216,14 @@ macro_rules! versioned_block {
                 }
             }
 
+            /// How many blobs the block commits to.
+            pub fn blob_commitment_count(&self) -> usize {
+                match self {
+                    Self::Deneb(b) => b.body.blob_kzg_commitments.len(),
+                    Self::Electra(b) | Self::Fulu(b) => b.body.blob_kzg_commitments.len(),
+                }
+            }
+
             /// The block root, which is what the proposer signs (with its domain).
             pub fn root(&self) -> Root {
                 match self {

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use beacon_client::ProducedBlock;
+use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -86,22 +86,32 @@ fn split_signed_block(bytes: &[u8]) -> Result<(&[u8], SignatureBytes), String> {
     Ok((&bytes[start..], SignatureBytes(signature)))
 }
 
-fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Response {
+fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Result<Response, ApiError> {
     let (fork, blinded) = match block {
-        ProducedBlock::Full(b) => (b.fork_name(), false),
+        ProducedBlock::Full(b, _) => (b.fork_name(), false),
         ProducedBlock::Blinded(b) => (b.fork_name(), true),
+    };
+    let internal = |e: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("decided block: {e}"),
+        )
     };
     let body = match (block, ssz) {
         // From Deneb a full block comes as BlockContents {block, kzg_proofs, blobs}.
-        (ProducedBlock::Full(b), true) => Body::from(ssz_container(&[&b.as_ssz_bytes(), &[], &[]])),
+        (ProducedBlock::Full(b, blobs), true) => Body::from(ssz_container(&[
+            &b.as_ssz_bytes(),
+            &blobs.proofs_ssz().map_err(internal)?,
+            &blobs.blobs_ssz().map_err(internal)?,
+        ])),
         (ProducedBlock::Blinded(b), true) => Body::from(b.as_ssz_bytes()),
-        (ProducedBlock::Full(b), false) => Body::from(
+        (ProducedBlock::Full(b, blobs), false) => Body::from(
             json!({
                 "version": fork,
                 "execution_payload_blinded": false,
                 "execution_payload_value": "0",
                 "consensus_block_value": "0",
-                "data": {"block": b.to_json_value(), "kzg_proofs": [], "blobs": []},
+                "data": {"block": b.to_json_value(), "kzg_proofs": blobs.kzg_proofs, "blobs": blobs.blobs},
             })
             .to_string(),
         ),
@@ -131,7 +141,7 @@ fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Response {
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    response
+    Ok(response)
 }
 
 /// `GET /eth/v3/validator/blocks/{slot}`.
@@ -231,7 +241,7 @@ async fn produce_typed<P: Preset>(
         .decide_block::<P>(validator, duty.validator_index, slot, reveal, own, timing)
         .await
         .map_err(Middleware::sign_error)?;
-    Ok(block_response(&block, ssz))
+    block_response(&block, ssz)
 }
 
 /// `POST /eth/v1|v2/beacon/blocks`.
@@ -265,7 +275,8 @@ async fn publish(
     }
 }
 
-/// The submitted block and its (partial) signature. The fork comes from the
+/// The submitted block (with the blobs the client sent along) and its
+/// (partial) signature. The fork comes from the
 /// `Eth-Consensus-Version` header, or else from the block's slot.
 fn parse_signed<P: Preset>(
     headers: &HeaderMap,
@@ -275,12 +286,22 @@ fn parse_signed<P: Preset>(
 ) -> Result<(ProducedBlock<P>, SignatureBytes), String> {
     let header_fork = consensus_version(headers).map_err(|e| e.message)?;
     if is_ssz(headers) {
-        let signed = if blinded {
-            body
+        let (signed, blobs) = if blinded {
+            (body, BlobsBundle::default())
         } else {
             // SignedBlockContents {signed_block, kzg_proofs, blobs}.
-            let (start, end) = ssz_field(body, &[0, 4, 8], 0)?;
-            &body[start..end]
+            let part = |i| ssz_field(body, &[0, 4, 8], i).map(|(start, end)| &body[start..end]);
+            let hex_items = |bytes: &[u8], size: usize| -> Vec<String> {
+                bytes
+                    .chunks(size)
+                    .map(|c| format!("0x{}", hex::encode(c)))
+                    .collect()
+            };
+            let blobs = BlobsBundle {
+                kzg_proofs: hex_items(part(1)?, 48),
+                blobs: hex_items(part(2)?, 131_072),
+            };
+            (part(0)?, blobs)
         };
         let (message, signature) = split_signed_block(signed)?;
         // A block's SSZ starts with its slot.
@@ -296,12 +317,17 @@ fn parse_signed<P: Preset>(
         } else {
             ProducedBlock::Full(
                 VersionedBlock::from_ssz_bytes(fork, message).map_err(|e| e.to_string())?,
+                blobs,
             )
         };
         return Ok((block, signature));
     }
     let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     // From Deneb a full block comes as SignedBlockContents {signed_block, kzg_proofs, blobs}.
+    let blobs = BlobsBundle {
+        kzg_proofs: serde_json::from_value(json["kzg_proofs"].clone()).unwrap_or_default(),
+        blobs: serde_json::from_value(json["blobs"].clone()).unwrap_or_default(),
+    };
     let mut signed = match json.get("signed_block") {
         Some(inner) => inner.clone(),
         None => json,
@@ -321,6 +347,7 @@ fn parse_signed<P: Preset>(
     } else {
         ProducedBlock::Full(
             VersionedBlock::from_json_value(fork, message).map_err(|e| e.to_string())?,
+            blobs,
         )
     };
     Ok((block, signature))
@@ -396,9 +423,19 @@ async fn publish_typed<P: Preset>(
         ));
     };
     let published = match &decided {
-        ProducedBlock::Full(b) => {
+        // The blobs came to the client from this node when its beacon node
+        // built the decided block; they go with it if they fit its commitments.
+        ProducedBlock::Full(b, _) => {
+            let blobs = match &block {
+                ProducedBlock::Full(_, sent)
+                    if sent.check(b.fork_name(), b.blob_commitment_count()).is_ok() =>
+                {
+                    sent.clone()
+                }
+                _ => BlobsBundle::default(),
+            };
             mw.beacon
-                .first_success(|n| n.publish_block(b, &signature))
+                .first_success(|n| n.publish_block(b, &blobs, &signature))
                 .await
         }
         ProducedBlock::Blinded(b) => {

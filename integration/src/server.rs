@@ -108,6 +108,7 @@ pub fn router(state: Shared) -> Router {
             "/eth/v1/validator/duties/proposer/{epoch}",
             get(proposer_duties),
         )
+        .route("/eth/v1/validator/duties/sync/{epoch}", post(sync_duties))
         .route("/eth/v1/validator/attestation_data", get(attestation_data))
         .route("/eth/v3/validator/blocks/{slot}", get(produce_block))
         .route(
@@ -266,6 +267,39 @@ struct ValidatorsBody {
 async fn validators_post(State(s): State<Shared>, body: Option<Json<ValidatorsBody>>) -> ApiResult {
     let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
     data(validators(&s.chain(), &ids)?)
+}
+
+/// Sync committee duties: the committee's positions are filled with the
+/// validators in turn (position `i` is validator `i mod n`), the same every period.
+async fn sync_duties(
+    State(s): State<Shared>,
+    Path(epoch): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    let _epoch: Epoch = parse(&epoch, "epoch")?;
+    let indices: Vec<String> = from_json(body, "validator indices")?;
+    let chain = s.chain();
+    let n = chain.validator_count() as u64;
+    let size = chain.spec.sync_committee_size;
+    let mut duties = Vec::new();
+    for text in &indices {
+        let index: u64 = parse(text, "validator index")?;
+        let Some(pubkey) = chain.pubkey(index) else {
+            continue;
+        };
+        let positions: Vec<String> = (0..size)
+            .filter(|p| p % n == index)
+            .map(|p| p.to_string())
+            .collect();
+        if !positions.is_empty() {
+            duties.push(json!({
+                "pubkey": pubkey,
+                "validator_index": index.to_string(),
+                "validator_sync_committee_indices": positions,
+            }));
+        }
+    }
+    Ok(Json(json!({"execution_optimistic": false, "data": duties})).into_response())
 }
 
 async fn attester_duties(

@@ -370,6 +370,25 @@ async fn serves_validators_duties_and_node_status() {
     let (status, body) = node.get("/eth/v1/validator/duties/proposer/1").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"].as_array().unwrap().len(), 8);
+    // 16 validators fill the 32 positions of the minimal sync committee twice.
+    let (status, body) = node
+        .post(
+            "/eth/v1/validator/duties/sync/1",
+            ForkName::Fulu,
+            json!(["3", "99"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"][0]["validator_sync_committee_indices"],
+        json!(["3", "19"]),
+        "{body}"
+    );
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        1,
+        "unknown index left out"
+    );
     let (status, body) = node.get("/eth/v1/node/syncing").await;
     assert_eq!(
         (status, body["data"]["is_syncing"].clone()),

@@ -63,6 +63,15 @@ impl SlotClock {
         Self::instant_at(self.slot_start_ms(slot))
     }
 
+    /// QBFT round timing for duties of this chain: a third of a slot per round.
+    pub fn round_timing(&self) -> qbft::RoundTiming {
+        let third = Duration::from_millis(self.slot_ms / 3);
+        qbft::RoundTiming {
+            first_round: third,
+            round: third,
+        }
+    }
+
     /// Milliseconds from `slot`'s start until now.
     pub fn since_slot_start_ms(&self, slot: Slot) -> u64 {
         now_ms().saturating_sub(self.slot_start_ms(slot))

@@ -14,10 +14,8 @@ use crate::validator_store::{
 use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
 use dv_types::ssz_types;
 use dv_types::*;
-use qbft::RoundTiming;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// What every duty service needs.
@@ -43,14 +41,6 @@ fn failure_label(e: &SignError) -> &'static str {
 }
 
 impl DutyContext {
-    fn rounds(&self) -> RoundTiming {
-        let third = Duration::from_millis(self.clock.slot_ms / 3);
-        RoundTiming {
-            first_round: third,
-            round: third,
-        }
-    }
-
     fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
         self.metrics.duty_failed(slot, duty, failure_label(e), e);
     }
@@ -78,7 +68,7 @@ impl DutyContext {
         let timing = DutyTiming {
             start: SlotClock::instant_at(due_ms),
             deadline: self.clock.slot_start(slot + 2),
-            rounds: self.rounds(),
+            rounds: self.clock.round_timing(),
         };
         let signed = match self
             .store
@@ -189,7 +179,7 @@ impl DutyContext {
         let timing = DutyTiming {
             start: SlotClock::instant_at(start_ms),
             deadline,
-            rounds: self.rounds(),
+            rounds: self.clock.round_timing(),
         };
         let signed = match self
             .store

@@ -108,7 +108,7 @@ async fn decide_aggregate<P: Preset>(
                     proposal: own,
                     is_valid,
                     start,
-                    timing: mw.rounds(),
+                    timing: mw.clock.round_timing(),
                     deadline: mw.clock.slot_start(slot + 2),
                 })
                 .await

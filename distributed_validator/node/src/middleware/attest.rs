@@ -16,11 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dv_types::ssz::Decode;
 use dv_types::*;
-use qbft::RoundTiming;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub(super) fn parse_u64(query: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
     let text = query
@@ -54,14 +52,6 @@ impl Middleware {
         ApiError::new(status, e.to_string())
     }
 
-    pub(super) fn rounds(&self) -> RoundTiming {
-        let third = Duration::from_millis(self.clock.slot_ms / 3);
-        RoundTiming {
-            first_round: third,
-            round: third,
-        }
-    }
-
     /// The slot's decided attestation data: the decision if there is one,
     /// else this node joins (or starts) the slot's consensus with its own
     /// beacon node's data. The slot loop calls this at the attestation due
@@ -86,7 +76,7 @@ impl Middleware {
         let timing = DutyTiming {
             start: SlotClock::instant_at(self.clock.attestation_due_ms(slot)),
             deadline: self.clock.slot_start(slot + 2),
-            rounds: self.rounds(),
+            rounds: self.clock.round_timing(),
         };
         self.store
             .decide_attestation(slot, own, &attesters, timing)

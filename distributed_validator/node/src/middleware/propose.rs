@@ -234,7 +234,7 @@ async fn produce_typed<P: Preset>(
     let timing = DutyTiming {
         start: SlotClock::instant_at(mw.clock.slot_start_ms(slot)),
         deadline,
-        rounds: mw.rounds(),
+        rounds: mw.clock.round_timing(),
     };
     let block = mw
         .store

@@ -71,11 +71,6 @@ impl SlotClock {
             round: third,
         }
     }
-
-    /// Milliseconds from `slot`'s start until now.
-    pub fn since_slot_start_ms(&self, slot: Slot) -> u64 {
-        now_ms().saturating_sub(self.slot_start_ms(slot))
-    }
 }
 
 impl crate::workflow::CurrentSlot for SlotClock {

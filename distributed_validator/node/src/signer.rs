@@ -16,14 +16,6 @@ impl Signer {
         Self { shares }
     }
 
-    pub fn holds(&self, validator: &PublicKeyBytes) -> bool {
-        self.shares.contains_key(validator)
-    }
-
-    pub fn validators(&self) -> impl Iterator<Item = &PublicKeyBytes> {
-        self.shares.keys()
-    }
-
     /// Partial signatures over one signing root for each validator given that this node holds.
     pub fn sign_root(
         &self,

@@ -60,6 +60,9 @@ pub struct Report {
     pub invalid_signatures: u64,
     pub aggregates_ok: u64,
     pub aggregates_rejected: u64,
+    pub sync_messages_ok: u64,
+    pub contributions_ok: u64,
+    pub sync_rejected: u64,
     /// Every slashable pair received, described.
     pub slashable: Vec<String>,
     /// Arrival of each accepted attestation, in ms after its slot started.
@@ -90,13 +93,28 @@ pub struct Chain {
     pool: HashMap<Root, (AttestationData, BTreeMap<usize, SignatureBytes>)>,
     /// Accepted aggregates: (slot, aggregator).
     landed_aggregates: HashSet<(Slot, u64)>,
+    /// Accepted sync committee messages by (slot, block root): position → signature.
+    sync_pool: HashMap<(Slot, Root), BTreeMap<u64, SignatureBytes>>,
+    landed_sync_messages: HashSet<(Slot, u64)>,
+    /// Accepted contributions: (slot, subcommittee, aggregator).
+    landed_contributions: HashSet<(Slot, u64, u64)>,
     pub report: Report,
     /// Builder mode: block production answers blinded blocks, which come
     /// back signed on the blinded endpoint and are unblinded from here.
     pub builder: bool,
     /// Full blocks this chain produced (with their blobs), by block root.
     produced: HashMap<Root, (VersionedBlock<P>, BlockBlobs)>,
+    /// Digests of (signers, signing root, signature) that verified: every
+    /// node of a cluster submits the same combined signature, and a beacon
+    /// node does not check a message it already accepted again.
+    verified: HashSet<[u8; 32]>,
 }
+
+/// MAXIMUM_GOSSIP_CLOCK_DISPARITY of the p2p specs.
+const MAX_CLOCK_DISPARITY_MS: u64 = 500;
+
+/// Past this many remembered verifications the memo starts over.
+const MAX_VERIFIED_MEMO: usize = 200_000;
 
 /// A new head, for the event stream.
 #[derive(Debug, Clone, Serialize)]
@@ -150,8 +168,12 @@ impl Chain {
             landed_proposals: HashSet::new(),
             pool: HashMap::new(),
             landed_aggregates: HashSet::new(),
+            sync_pool: HashMap::new(),
+            landed_sync_messages: HashSet::new(),
+            landed_contributions: HashSet::new(),
             builder: false,
             produced: HashMap::new(),
+            verified: HashSet::new(),
             report: Report {
                 validators,
                 fork: fork.to_string(),
@@ -304,18 +326,50 @@ impl Chain {
         root: Root,
         signature: &SignatureBytes,
     ) -> Result<(), String> {
-        let key = self
+        let key = *self
             .keys
             .get(validator as usize)
             .ok_or_else(|| format!("unknown validator: {validator}"))?;
-        let ok =
-            Signature::from_bytes(&signature.0).is_ok_and(|sig| key.verify(root.as_slice(), &sig));
-        if ok {
+        if self.verify_aggregate(&[key], root, signature) {
             Ok(())
         } else {
             self.report.invalid_signatures += 1;
             Err(format!("invalid signature: validator {validator}"))
         }
+    }
+
+    /// Whether `signature` is the aggregate of `signers` over `root`
+    /// (false for no signers); a verification that succeeded is remembered.
+    fn verify_aggregate(
+        &mut self,
+        signers: &[PublicKey],
+        root: Root,
+        signature: &SignatureBytes,
+    ) -> bool {
+        if signers.is_empty() {
+            return false;
+        }
+        let mut digest = Sha256::new();
+        for key in signers {
+            digest.update(key.to_bytes());
+        }
+        digest.update(root.as_slice());
+        digest.update(signature.0);
+        let memo: [u8; 32] = digest.finalize().into();
+        if self.verified.contains(&memo) {
+            return true;
+        }
+        let ok = Signature::from_bytes(&signature.0).is_ok_and(|sig| match signers {
+            [key] => key.verify(root.as_slice(), &sig),
+            _ => sig.fast_aggregate_verify(root.as_slice(), signers),
+        });
+        if ok {
+            if self.verified.len() >= MAX_VERIFIED_MEMO {
+                self.verified.clear();
+            }
+            self.verified.insert(memo);
+        }
+        ok
     }
 
     /// Records a signed attestation and flags it if it is slashable against an earlier one.
@@ -858,10 +912,7 @@ impl Chain {
             .spec
             .domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
         let root = compute_signing_root(&data, attester_domain);
-        let aggregate_ok = !attesters.is_empty()
-            && Signature::from_bytes(&message.aggregate.signature.0)
-                .is_ok_and(|sig| sig.fast_aggregate_verify(root.as_slice(), &attesters));
-        if !aggregate_ok {
+        if !self.verify_aggregate(&attesters, root, &message.aggregate.signature) {
             self.report.invalid_signatures += 1;
             return Err("invalid aggregate signature".into());
         }
@@ -902,6 +953,280 @@ impl Chain {
             }
         }
         (landed, missed)
+    }
+
+    /// The sync committee positions of `validator`: position `p` is validator
+    /// `p mod n`, the same every period.
+    pub fn sync_positions(&self, validator: u64) -> Vec<u64> {
+        let n = self.keys.len() as u64;
+        (0..self.spec.sync_committee_size)
+            .filter(|p| p % n == validator)
+            .collect()
+    }
+
+    fn subcommittee_size(&self) -> u64 {
+        (self.spec.sync_committee_size / self.spec.sync_committee_subnet_count).max(1)
+    }
+
+    /// The consensus specs' `is_sync_committee_aggregator`.
+    pub fn is_sync_aggregator(&self, selection_proof: &SignatureBytes) -> bool {
+        let modulo =
+            (self.subcommittee_size() / self.spec.target_aggregators_per_sync_subcommittee).max(1);
+        let hash = Sha256::digest(selection_proof.0);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        u64::from_le_bytes(first) % modulo == 0
+    }
+
+    /// `POST /eth/v1/beacon/pool/sync_committees`.
+    pub fn submit_sync_messages(
+        &mut self,
+        items: &[SyncCommitteeMessage],
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, m) in items.iter().enumerate() {
+            match self.check_sync_message(m, now_ms) {
+                Ok(()) => self.report.sync_messages_ok += 1,
+                Err(e) => {
+                    self.report.sync_rejected += 1;
+                    self.reject(e.split(':').next().unwrap_or(&e));
+                    failures.push((i, e));
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError {
+            code: 400,
+            message: "some sync committee messages failed validation".into(),
+            failures,
+        })
+    }
+
+    /// Gossip accepts sync committee messages and contributions of the
+    /// current slot only, give or take the clock disparity.
+    fn check_current_slot(&self, slot: Slot, now_ms: u64) -> Result<(), String> {
+        let opens = self
+            .slot_start_ms(slot)
+            .saturating_sub(MAX_CLOCK_DISPARITY_MS);
+        let closes = self.slot_start_ms(slot + 1) + MAX_CLOCK_DISPARITY_MS;
+        if (opens..=closes).contains(&now_ms) {
+            Ok(())
+        } else {
+            Err(format!(
+                "not the current slot: {slot} (now {} ms into slot {})",
+                now_ms.saturating_sub(self.slot_start_ms(self.current_slot(now_ms))),
+                self.current_slot(now_ms)
+            ))
+        }
+    }
+
+    fn check_sync_message(&mut self, m: &SyncCommitteeMessage, now_ms: u64) -> Result<(), String> {
+        self.check_current_slot(m.slot, now_ms)?;
+        let positions = self.sync_positions(m.validator_index);
+        if positions.is_empty() {
+            return Err(format!("not in the sync committee: {}", m.validator_index));
+        }
+        let epoch = self.spec.epoch_of_slot(m.slot);
+        let domain = self.spec.domain(
+            DomainKind::SyncCommittee,
+            epoch,
+            self.genesis_validators_root,
+        );
+        self.verify(
+            m.validator_index,
+            compute_signing_root(&m.beacon_block_root, domain),
+            &m.signature,
+        )?;
+        if !self.known_roots.contains(&m.beacon_block_root) {
+            return Err(format!(
+                "unknown beacon block root: {}",
+                m.beacon_block_root
+            ));
+        }
+        let pool = self
+            .sync_pool
+            .entry((m.slot, m.beacon_block_root))
+            .or_default();
+        for p in positions {
+            pool.entry(p).or_insert(m.signature);
+        }
+        self.landed_sync_messages
+            .insert((m.slot, m.validator_index));
+        Ok(())
+    }
+
+    /// `GET /eth/v1/validator/sync_committee_contribution`.
+    pub fn sync_committee_contribution(
+        &self,
+        slot: Slot,
+        subcommittee: u64,
+        root: Root,
+    ) -> Result<SyncCommitteeContribution<P>, ApiError> {
+        let size = self.subcommittee_size();
+        let pool = self.sync_pool.get(&(slot, root));
+        let mut bits = ssz_types::BitVector::new();
+        let mut signatures = Vec::new();
+        for (p, sig) in pool.into_iter().flatten() {
+            if *p / size != subcommittee {
+                continue;
+            }
+            bits.set((*p % size) as usize, true)
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+            if let Ok(sig) = Signature::from_bytes(&sig.0) {
+                signatures.push(sig);
+            }
+        }
+        let signature = Signature::aggregate(&signatures).ok_or_else(|| ApiError {
+            code: 404,
+            message: format!("no sync committee messages for subcommittee {subcommittee} at slot {slot} on {root}"),
+            failures: Vec::new(),
+        })?;
+        Ok(SyncCommitteeContribution {
+            slot,
+            beacon_block_root: root,
+            subcommittee_index: subcommittee,
+            aggregation_bits: bits,
+            signature: SignatureBytes(signature.to_bytes()),
+        })
+    }
+
+    /// `POST /eth/v1/validator/contribution_and_proofs`.
+    pub fn submit_contributions(
+        &mut self,
+        items: &[SignedContributionAndProof<P>],
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.check_contribution(item, now_ms) {
+                Ok(()) => self.report.contributions_ok += 1,
+                Err(e) => {
+                    self.report.sync_rejected += 1;
+                    self.reject(e.split(':').next().unwrap_or(&e));
+                    failures.push((i, e));
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError {
+            code: 400,
+            message: "some contributions failed validation".into(),
+            failures,
+        })
+    }
+
+    fn check_contribution(
+        &mut self,
+        item: &SignedContributionAndProof<P>,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let message = &item.message;
+        let c = &message.contribution;
+        self.check_current_slot(c.slot, now_ms)?;
+        let aggregator = message.aggregator_index;
+        let size = self.subcommittee_size();
+        if !self
+            .sync_positions(aggregator)
+            .iter()
+            .any(|p| p / size == c.subcommittee_index)
+        {
+            return Err(format!("aggregator not in subcommittee: {aggregator}"));
+        }
+        let epoch = self.spec.epoch_of_slot(c.slot);
+        let gvr = self.genesis_validators_root;
+        let selection = SyncAggregatorSelectionData {
+            slot: c.slot,
+            subcommittee_index: c.subcommittee_index,
+        };
+        let selection_domain =
+            self.spec
+                .domain(DomainKind::SyncCommitteeSelectionProof, epoch, gvr);
+        self.verify(
+            aggregator,
+            compute_signing_root(&selection, selection_domain),
+            &message.selection_proof,
+        )?;
+        if !self.is_sync_aggregator(&message.selection_proof) {
+            return Err(format!("not a sync aggregator: {aggregator}"));
+        }
+        let n = self.keys.len() as u64;
+        let participants: Vec<PublicKey> = (0..c.aggregation_bits.len() as u64)
+            .filter(|b| c.aggregation_bits.get(*b as usize).unwrap_or(false))
+            .filter_map(|b| {
+                self.keys
+                    .get(((c.subcommittee_index * size + b) % n) as usize)
+                    .copied()
+            })
+            .collect();
+        let domain = self.spec.domain(DomainKind::SyncCommittee, epoch, gvr);
+        let root = compute_signing_root(&c.beacon_block_root, domain);
+        if !self.verify_aggregate(&participants, root, &c.signature) {
+            self.report.invalid_signatures += 1;
+            return Err("invalid contribution signature".into());
+        }
+        let domain = self
+            .spec
+            .domain(DomainKind::ContributionAndProof, epoch, gvr);
+        self.verify(
+            aggregator,
+            compute_signing_root(message, domain),
+            &item.signature,
+        )?;
+        self.landed_contributions
+            .insert((c.slot, c.subcommittee_index, aggregator));
+        Ok(())
+    }
+
+    /// Sync committee duties of slots `first..=last`: messages (landed,
+    /// missed) and contributions (landed, missed); aggregators are whoever
+    /// the selection proof (made here with interop keys) selects.
+    pub fn sync_summary(&self, first: Slot, last: Slot) -> ((u64, u64), (u64, u64)) {
+        let n = self.keys.len() as u64;
+        let size = self.subcommittee_size();
+        let (mut messages, mut contributions) = ((0, 0), (0, 0));
+        for slot in first..=last {
+            for v in 0..n.min(self.spec.sync_committee_size) {
+                if self.landed_sync_messages.contains(&(slot, v)) {
+                    messages.0 += 1;
+                } else {
+                    messages.1 += 1;
+                }
+            }
+            let epoch = self.spec.epoch_of_slot(slot);
+            let domain = self.spec.domain(
+                DomainKind::SyncCommitteeSelectionProof,
+                epoch,
+                self.genesis_validators_root,
+            );
+            for sub in 0..self.spec.sync_committee_subnet_count {
+                let mut members: Vec<u64> = (0..size).map(|b| (sub * size + b) % n).collect();
+                members.sort();
+                members.dedup();
+                let data = SyncAggregatorSelectionData {
+                    slot,
+                    subcommittee_index: sub,
+                };
+                let root = compute_signing_root(&data, domain);
+                for v in members {
+                    let proof =
+                        SignatureBytes(interop_secret_key(v).sign(root.as_slice()).to_bytes());
+                    if !self.is_sync_aggregator(&proof) {
+                        continue;
+                    }
+                    if self.landed_contributions.contains(&(slot, sub, v)) {
+                        contributions.0 += 1;
+                    } else {
+                        contributions.1 += 1;
+                    }
+                }
+            }
+        }
+        (messages, contributions)
     }
 
     /// Duties of slots `first..=last` that landed and that were missed.

@@ -109,6 +109,19 @@ pub fn router(state: Shared) -> Router {
             get(proposer_duties),
         )
         .route("/eth/v1/validator/duties/sync/{epoch}", post(sync_duties))
+        .route(
+            "/eth/v1/beacon/pool/sync_committees",
+            post(submit_sync_messages),
+        )
+        .route(
+            "/eth/v1/validator/sync_committee_contribution",
+            get(sync_contribution),
+        )
+        .route(
+            "/eth/v1/validator/contribution_and_proofs",
+            post(submit_contributions),
+        )
+        .route("/eth/v1/beacon/blocks/{block_id}/root", get(block_root))
         .route("/eth/v1/validator/attestation_data", get(attestation_data))
         .route("/eth/v3/validator/blocks/{slot}", get(produce_block))
         .route(
@@ -300,6 +313,49 @@ async fn sync_duties(
         }
     }
     Ok(Json(json!({"execution_optimistic": false, "data": duties})).into_response())
+}
+
+async fn submit_sync_messages(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+    let items: Vec<SyncCommitteeMessage> = from_json(body, "SyncCommitteeMessage list")?;
+    s.chain().submit_sync_messages(&items, now_ms())?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn sync_contribution(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let field = |name: &str| {
+        query
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+    };
+    let slot: Slot = parse(field("slot")?, "slot")?;
+    let sub: u64 = parse(field("subcommittee_index")?, "subcommittee_index")?;
+    let root: Root = parse(field("beacon_block_root")?, "beacon_block_root")?;
+    data(s.chain().sync_committee_contribution(slot, sub, root)?)
+}
+
+async fn submit_contributions(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+    let items: Vec<SignedContributionAndProof<P>> =
+        from_json(body, "SignedContributionAndProof list")?;
+    s.chain().submit_contributions(&items, now_ms())?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /eth/v1/beacon/blocks/head/root` (only the head is served).
+async fn block_root(State(s): State<Shared>, Path(block_id): Path<String>) -> ApiResult {
+    if block_id != "head" {
+        return Err(ApiError::bad_request(format!(
+            "only the head's root is served, not {block_id:?}"
+        )));
+    }
+    let (_, root) = s.chain().head();
+    Ok(
+        Json(json!({"execution_optimistic": false, "finalized": false, "data": {"root": root}}))
+            .into_response(),
+    )
 }
 
 async fn attester_duties(

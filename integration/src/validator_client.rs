@@ -10,7 +10,11 @@
 //! of its validators proposes (partial randao reveal, block production v3,
 //! partial block signature; SSZ on odd slots, JSON on even ones), and
 //! attestations at a third of the slot (attestation data, partial
-//! signatures, `SingleAttestation` from Electra or `Attestation` before).
+//! signatures, `SingleAttestation` from Electra or `Attestation` before)
+//! and sync committee messages (over the head root it asks for, as
+//! Lighthouse does), and at two thirds aggregates and sync contributions for
+//! the members its combined selection proofs select. Each duty is a task of
+//! its own, as in a real client.
 //!
 //! It checks what it is served (its share keys come back in duties, blocks
 //! are for the right slot and proposer, selections come back combined) and
@@ -24,7 +28,9 @@ use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 const SSZ: &str = "application/octet-stream";
 
@@ -35,6 +41,8 @@ pub struct ClientCounts {
     pub blocks_published: u64,
     pub selections_combined: u64,
     pub aggregates_published: u64,
+    pub sync_messages_submitted: u64,
+    pub contributions_published: u64,
     pub errors: u64,
 }
 
@@ -49,8 +57,12 @@ pub struct ValidatorClient {
     genesis_validators_root: Root,
     genesis_ms: u64,
     /// Combined selection proofs the middleware answered, by (slot, validator index).
-    selection_proofs: HashMap<(Slot, u64), SignatureBytes>,
-    pub counts: ClientCounts,
+    selection_proofs: Mutex<HashMap<(Slot, u64), SignatureBytes>>,
+    /// The last epoch whose selection proofs came back (aggregations wait for it).
+    selections_done: watch::Sender<Option<Epoch>>,
+    /// Combined sync selection proofs, by (slot, validator index, subcommittee).
+    sync_selection_proofs: Mutex<HashMap<(Slot, u64, u64), SignatureBytes>>,
+    counts: Mutex<ClientCounts>,
 }
 
 /// Loads every `keystore-*.json` in `dir` with its `.txt` password (the
@@ -97,8 +109,10 @@ impl ValidatorClient {
             spec: ChainSpec::minimal(),
             genesis_validators_root: Root::ZERO,
             genesis_ms: 0,
-            selection_proofs: HashMap::new(),
-            counts: ClientCounts::default(),
+            selection_proofs: Mutex::new(HashMap::new()),
+            selections_done: watch::channel(None).0,
+            sync_selection_proofs: Mutex::new(HashMap::new()),
+            counts: Mutex::new(ClientCounts::default()),
         };
         let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
         client.genesis_validators_root =
@@ -195,27 +209,49 @@ impl ValidatorClient {
         tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
     }
 
-    fn note<T>(&mut self, what: &str, slot: Slot, result: Result<T, String>) -> Option<T> {
+    /// What the client did so far.
+    pub fn counts(&self) -> ClientCounts {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut ClientCounts)) {
+        if let Ok(mut counts) = self.counts.lock() {
+            update(&mut counts);
+        }
+    }
+
+    /// Logs and counts a failed step; passes a successful one through.
+    fn note<T>(&self, what: &str, slot: Slot, result: Result<T, String>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.counts.errors += 1;
+                self.count(|c| c.errors += 1);
                 tracing::error!(slot, "validator client: {what}: {e}");
                 None
             }
         }
     }
 
+    fn at_bps(&self, slot: Slot, bps: u64) -> u64 {
+        self.slot_start_ms(slot) + self.spec.slot_duration_ms * bps / 10_000
+    }
+
     /// Runs slots `first..=last`, each at its time. As a validator client's
-    /// services do: at slot start the proposal comes first (proposer duties
-    /// are fetched first thing in a new epoch), then the epoch's attester
-    /// duties, preparations and selections; attestations at a third of the slot.
-    pub async fn run_slots(&mut self, first: Slot, last: Slot) {
-        let mut attesters: BTreeMap<Slot, Vec<Value>> = BTreeMap::new();
+    /// services do, each duty is its own task: at slot start the proposal
+    /// (proposer duties are fetched first thing in a new epoch), then the
+    /// epoch's attester and sync duties, preparations and selections; at a
+    /// third of the slot attestations and sync committee messages; at two
+    /// thirds aggregates and sync contributions. Returns when the last
+    /// slot's tasks are done.
+    pub async fn run_slots(self: &Arc<Self>, first: Slot, last: Slot) {
+        let mut attesters: Arc<BTreeMap<Slot, Vec<Value>>> = Arc::default();
         let mut proposers: BTreeMap<Slot, (PublicKeyBytes, u64)> = BTreeMap::new();
+        let mut sync: Arc<SyncDuties> = Arc::default();
         let mut polled = None;
+        let mut tasks = tokio::task::JoinSet::new();
         for slot in first..=last {
             Self::sleep_until_ms(self.slot_start_ms(slot)).await;
+            while tasks.try_join_next().is_some() {}
             let epoch = self.spec.epoch_of_slot(slot);
             let new_epoch = polled != Some(epoch);
             if new_epoch {
@@ -225,39 +261,316 @@ impl ValidatorClient {
                 }
             }
             if let Some((share, index)) = proposers.get(&slot).copied() {
-                let proposed = self.propose(slot, share, index).await;
-                if self.note("block proposal", slot, proposed).is_some() {
-                    self.counts.blocks_published += 1;
-                }
+                let me = Arc::clone(self);
+                tasks.spawn(async move {
+                    let proposed = me.propose(slot, share, index).await;
+                    if me.note("block proposal", slot, proposed).is_some() {
+                        me.count(|c| c.blocks_published += 1);
+                    }
+                });
             }
             if new_epoch {
                 polled = Some(epoch);
                 let duties = self.attester_duties(epoch).await;
                 if let Some(a) = self.note("attester duties", slot, duties) {
-                    attesters = a;
+                    attesters = Arc::new(a);
                 }
-                let selections = self.selections(epoch, &attesters).await;
-                self.note("beacon committee selections", slot, selections);
+                let duties = self.sync_duties(epoch).await;
+                if let Some(d) = self.note("sync duties", slot, duties) {
+                    sync = Arc::new(d);
+                }
+                let (me, attesters) = (Arc::clone(self), Arc::clone(&attesters));
+                tasks.spawn(async move {
+                    let selections = me.selections(epoch, &attesters).await;
+                    me.note("beacon committee selections", slot, selections);
+                    me.selections_done.send_replace(Some(epoch));
+                });
             }
-            let due = self.slot_start_ms(slot)
-                + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000;
-            Self::sleep_until_ms(due).await;
-            let Some(duties) = attesters.get(&slot) else {
-                continue;
-            };
-            let attested = self.attest(slot, duties).await;
-            let Some((count, data_by_committee)) = self.note("attestations", slot, attested) else {
-                continue;
-            };
-            self.counts.attestations_submitted += count;
-            let aggregate_due = self.slot_start_ms(slot)
-                + self.spec.slot_duration_ms * self.spec.aggregate_due_bps / 10_000;
-            Self::sleep_until_ms(aggregate_due).await;
-            let aggregated = self.aggregate(slot, duties, &data_by_committee).await;
-            if let Some(count) = self.note("aggregates", slot, aggregated) {
-                self.counts.aggregates_published += count;
+            // Sync selections slot by slot (the other timing the endpoint
+            // allows), ready before the contributions at two thirds.
+            let (me, members) = (Arc::clone(self), Arc::clone(&sync));
+            let sync_selected = tokio::spawn(async move {
+                let selections = me.sync_selections(slot, &members).await;
+                me.note("sync committee selections", slot, selections);
+            });
+            let me = Arc::clone(self);
+            let duties = attesters.get(&slot).cloned().unwrap_or_default();
+            let attested = tokio::spawn(async move {
+                Self::sleep_until_ms(me.at_bps(slot, me.spec.attestation_due_bps)).await;
+                me.attest_if_due(slot, &duties).await
+            });
+            let (me, members) = (Arc::clone(self), Arc::clone(&sync));
+            let synced = tokio::spawn(async move {
+                Self::sleep_until_ms(me.at_bps(slot, me.spec.attestation_due_bps)).await;
+                me.sync_messages_if_due(slot, &members).await
+            });
+            let (me, members) = (Arc::clone(self), Arc::clone(&sync));
+            let duties = attesters.get(&slot).cloned().unwrap_or_default();
+            tasks.spawn(async move {
+                Self::sleep_until_ms(me.at_bps(slot, me.spec.aggregate_due_bps)).await;
+                let aggregates = async {
+                    let data_by_committee = attested.await.ok().flatten().unwrap_or_default();
+                    if duties.is_empty() {
+                        return;
+                    }
+                    me.wait_for_selections(slot).await;
+                    let aggregated = me.aggregate(slot, &duties, &data_by_committee).await;
+                    if let Some(count) = me.note("aggregates", slot, aggregated) {
+                        me.count(|c| c.aggregates_published += count);
+                    }
+                };
+                let contributions = async {
+                    let Some(root) = synced.await.ok().flatten() else {
+                        return;
+                    };
+                    let _ = sync_selected.await;
+                    let contributed = me.contributions(slot, &members, root).await;
+                    if let Some(count) = me.note("sync contributions", slot, contributed) {
+                        me.count(|c| c.contributions_published += count);
+                    }
+                };
+                tokio::join!(aggregates, contributions);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until the selection proofs of `slot`'s epoch came back, at most until the slot ends.
+    async fn wait_for_selections(&self, slot: Slot) {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let mut done = self.selections_done.subscribe();
+        let until = Duration::from_millis(self.slot_start_ms(slot + 1).saturating_sub(now_ms()));
+        let _ = tokio::time::timeout(until, done.wait_for(|e| e.is_some_and(|e| e >= epoch))).await;
+    }
+
+    /// The slot's attestations, if it has attester duties; the attestation
+    /// data it signed, by committee.
+    async fn attest_if_due(
+        &self,
+        slot: Slot,
+        duties: &[Value],
+    ) -> Option<HashMap<u64, AttestationData>> {
+        if duties.is_empty() {
+            return None;
+        }
+        let attested = self.attest(slot, duties).await;
+        let (count, data) = self.note("attestations", slot, attested)?;
+        self.count(|c| c.attestations_submitted += count);
+        Some(data)
+    }
+
+    /// The slot's sync committee messages, if it has sync duties; the block
+    /// root they signed.
+    async fn sync_messages_if_due(&self, slot: Slot, sync: &SyncDuties) -> Option<Root> {
+        if sync.is_empty() {
+            return None;
+        }
+        let sent = self.sync_messages(slot, sync).await;
+        let (count, root) = self.note("sync committee messages", slot, sent)?;
+        self.count(|c| c.sync_messages_submitted += count);
+        Some(root)
+    }
+
+    /// This client's sync committee members: share key → (index, positions).
+    async fn sync_duties(&self, epoch: Epoch) -> Result<SyncDuties, String> {
+        let indices: Vec<String> = self.indices.values().map(u64::to_string).collect();
+        let duties = self
+            .post_json(
+                &format!("/eth/v1/validator/duties/sync/{epoch}"),
+                &json!(indices),
+                None,
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for d in duties["data"].as_array().ok_or("sync duties: no data")? {
+            let share = self.check_own_key(d)?;
+            let positions = d["validator_sync_committee_indices"]
+                .as_array()
+                .ok_or("sync duties: no positions")?
+                .iter()
+                .map(quoted)
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert(share, (quoted(&d["validator_index"])?, positions));
+        }
+        Ok(out)
+    }
+
+    fn subcommittee_size(&self) -> u64 {
+        (self.spec.sync_committee_size / self.spec.sync_committee_subnet_count).max(1)
+    }
+
+    /// The subcommittees a member's positions fall in.
+    fn subcommittees(&self, positions: &[u64]) -> Vec<u64> {
+        let mut subs: Vec<u64> = positions
+            .iter()
+            .map(|p| p / self.subcommittee_size())
+            .collect();
+        subs.sort();
+        subs.dedup();
+        subs
+    }
+
+    /// Partial sync selection proofs for `slot`, combined by the middleware.
+    async fn sync_selections(&self, slot: Slot, sync: &SyncDuties) -> Result<(), String> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let mut request = Vec::new();
+        {
+            for (share, (index, positions)) in sync {
+                for sub in self.subcommittees(positions) {
+                    let data = SyncAggregatorSelectionData {
+                        slot,
+                        subcommittee_index: sub,
+                    };
+                    let proof =
+                        self.sign(share, DomainKind::SyncCommitteeSelectionProof, epoch, &data);
+                    request.push(
+                        json!({"validator_index": index.to_string(), "slot": slot.to_string(),
+                        "subcommittee_index": sub.to_string(), "selection_proof": proof}),
+                    );
+                }
             }
         }
+        if request.is_empty() {
+            return Ok(());
+        }
+        let answer = self
+            .post_json(
+                "/eth/v1/validator/sync_committee_selections",
+                &json!(request),
+                None,
+            )
+            .await?;
+        let returned = answer["data"]
+            .as_array()
+            .ok_or("sync selections: no data")?;
+        for r in returned {
+            let proof: SignatureBytes =
+                serde_json::from_value(r["selection_proof"].clone()).map_err(|e| e.to_string())?;
+            let key = (
+                quoted(&r["slot"])?,
+                quoted(&r["validator_index"])?,
+                quoted(&r["subcommittee_index"])?,
+            );
+            if let Ok(mut proofs) = self.sync_selection_proofs.lock() {
+                proofs.insert(key, proof);
+            }
+        }
+        if returned.len() != request.len() {
+            return Err(format!(
+                "{} of {} sync selection proofs came back combined",
+                returned.len(),
+                request.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Partial sync committee messages over the head block's root, asked
+    /// for as a validator client asks for it.
+    async fn sync_messages(&self, slot: Slot, sync: &SyncDuties) -> Result<(u64, Root), String> {
+        let answer = self.get_json("/eth/v1/beacon/blocks/head/root").await?;
+        let root: Root = serde_json::from_value(answer["data"]["root"].clone())
+            .map_err(|e| format!("head root: {e}"))?;
+        let epoch = self.spec.epoch_of_slot(slot);
+        let items: Vec<Value> = sync
+            .iter()
+            .map(|(share, (index, _))| {
+                json!(SyncCommitteeMessage {
+                    slot,
+                    beacon_block_root: root,
+                    validator_index: *index,
+                    signature: self.sign(share, DomainKind::SyncCommittee, epoch, &root),
+                })
+            })
+            .collect();
+        let count = items.len() as u64;
+        self.post_json("/eth/v1/beacon/pool/sync_committees", &json!(items), None)
+            .await?;
+        Ok((count, root))
+    }
+
+    /// Contributions for the subcommittees whose combined selection proof
+    /// selects this client's members: each subcommittee's contribution is
+    /// fetched once and signed by every selected member (as Lighthouse does).
+    async fn contributions(
+        &self,
+        slot: Slot,
+        sync: &SyncDuties,
+        root: Root,
+    ) -> Result<u64, String> {
+        let modulo =
+            (self.subcommittee_size() / self.spec.target_aggregators_per_sync_subcommittee).max(1);
+        let mut by_subcommittee: BTreeMap<u64, Vec<(PublicKeyBytes, u64, SignatureBytes)>> =
+            BTreeMap::new();
+        for (share, (index, positions)) in sync {
+            for sub in self.subcommittees(positions) {
+                let proof = self
+                    .sync_selection_proofs
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&(slot, *index, sub)).copied());
+                if let Some(proof) = proof {
+                    if selected(&proof, modulo) {
+                        by_subcommittee
+                            .entry(sub)
+                            .or_default()
+                            .push((*share, *index, proof));
+                    }
+                }
+            }
+        }
+        let published = by_subcommittee
+            .into_iter()
+            .map(|(sub, aggregators)| self.contribute(slot, sub, root, aggregators));
+        let mut count = 0;
+        for result in futures::future::join_all(published).await {
+            count += result?;
+        }
+        Ok(count)
+    }
+
+    /// One subcommittee's decided contribution, signed by each of this
+    /// client's selected members of it and published.
+    async fn contribute(
+        &self,
+        slot: Slot,
+        sub: u64,
+        root: Root,
+        aggregators: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
+    ) -> Result<u64, String> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let answer = self
+            .get_json(&format!(
+                "/eth/v1/validator/sync_committee_contribution?slot={slot}&subcommittee_index={sub}&beacon_block_root={root}"
+            ))
+            .await?;
+        let contribution: SyncCommitteeContribution<Minimal> =
+            serde_json::from_value(answer["data"].clone())
+                .map_err(|e| format!("contribution: {e}"))?;
+        if contribution.beacon_block_root != root || contribution.subcommittee_index != sub {
+            return Err("contribution: for another root or subcommittee".into());
+        }
+        let items: Vec<Value> = aggregators
+            .into_iter()
+            .map(|(share, index, proof)| {
+                let message = ContributionAndProof {
+                    aggregator_index: index,
+                    contribution: contribution.clone(),
+                    selection_proof: proof,
+                };
+                let signature =
+                    self.sign(&share, DomainKind::ContributionAndProof, epoch, &message);
+                json!(SignedContributionAndProof { message, signature })
+            })
+            .collect();
+        let count = items.len() as u64;
+        self.post_json(
+            "/eth/v1/validator/contribution_and_proofs",
+            &json!(items),
+            None,
+        )
+        .await?;
+        Ok(count)
     }
 
     /// This client's proposals of `epoch`, by slot.
@@ -334,7 +647,7 @@ impl ValidatorClient {
 
     /// Partial selection proofs for the epoch's attester duties, combined by the middleware.
     async fn selections(
-        &mut self,
+        &self,
         epoch: Epoch,
         attesters: &BTreeMap<Slot, Vec<Value>>,
     ) -> Result<(), String> {
@@ -369,11 +682,12 @@ impl ValidatorClient {
         for r in returned {
             let proof: SignatureBytes =
                 serde_json::from_value(r["selection_proof"].clone()).map_err(|e| e.to_string())?;
-            self.selection_proofs
-                .insert((quoted(&r["slot"])?, quoted(&r["validator_index"])?), proof);
+            if let Ok(mut proofs) = self.selection_proofs.lock() {
+                proofs.insert((quoted(&r["slot"])?, quoted(&r["validator_index"])?), proof);
+            }
         }
         let combined = returned.len();
-        self.counts.selections_combined += combined as u64;
+        self.count(|c| c.selections_combined += combined as u64);
         if combined != request.len() {
             return Err(format!(
                 "{combined} of {} selection proofs came back combined",
@@ -406,9 +720,7 @@ impl ValidatorClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let fork: ForkName = header("Eth-Consensus-Version")
-            .ok_or("block: no Eth-Consensus-Version header")?
-            .parse()?;
+        let fork = header("Eth-Consensus-Version");
         let blinded = header("Eth-Execution-Payload-Blinded").as_deref() == Some("true");
         let content_type = header("content-type").unwrap_or_default();
         let bytes = response.bytes().await.map_err(|e| format!("block: {e}"))?;
@@ -418,6 +730,9 @@ impl ValidatorClient {
                 String::from_utf8_lossy(&bytes)
             ));
         }
+        let fork: ForkName = fork
+            .ok_or("block: no Eth-Consensus-Version header")?
+            .parse()?;
         if ssz != content_type.starts_with(SSZ) {
             return Err(format!(
                 "block: asked for {}, got {content_type}",
@@ -562,10 +877,15 @@ impl ValidatorClient {
             let share = self.check_own_key(d)?;
             let index = quoted(&d["validator_index"])?;
             let committee_index = quoted(&d["committee_index"])?;
-            let Some(proof) = self.selection_proofs.get(&(slot, index)) else {
+            let proof = self
+                .selection_proofs
+                .lock()
+                .ok()
+                .and_then(|p| p.get(&(slot, index)).copied());
+            let Some(proof) = proof else {
                 continue;
             };
-            if !is_aggregator(&self.spec, quoted(&d["committee_length"])?, proof) {
+            if !is_aggregator(&self.spec, quoted(&d["committee_length"])?, &proof) {
                 continue;
             }
             let data = data_by_committee
@@ -586,7 +906,7 @@ impl ValidatorClient {
             let message = AggregateAndProofElectra {
                 aggregator_index: index,
                 aggregate,
-                selection_proof: *proof,
+                selection_proof: proof,
             };
             let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
             items.push(json!(SignedAggregateAndProofElectra { message, signature }));
@@ -694,10 +1014,21 @@ async fn read_json(response: reqwest::Response, path: &str) -> Result<Value, Str
 
 /// The consensus specs' `is_aggregator` for a committee of `committee_len`.
 fn is_aggregator(spec: &ChainSpec, committee_len: u64, selection_proof: &SignatureBytes) -> bool {
+    selected(
+        selection_proof,
+        (committee_len / spec.target_aggregators_per_committee).max(1),
+    )
+}
+
+/// Whether a selection proof selects its signer: the first 8 bytes of its
+/// hash, little endian, divisible by `modulo`.
+fn selected(selection_proof: &SignatureBytes, modulo: u64) -> bool {
     use sha2::{Digest, Sha256};
-    let modulo = (committee_len / spec.target_aggregators_per_committee).max(1);
     let hash = Sha256::digest(selection_proof.0);
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
     u64::from_le_bytes(first) % modulo == 0
 }
+
+/// Share key → (validator index, sync committee positions).
+type SyncDuties = BTreeMap<PublicKeyBytes, (u64, Vec<u64>)>;

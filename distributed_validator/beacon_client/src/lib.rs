@@ -334,6 +334,30 @@ impl BeaconNode {
         .await
     }
 
+    /// The root of the node's head block (what sync committee messages sign).
+    pub async fn head_root(&self) -> Result<Root, Error> {
+        #[derive(Deserialize)]
+        struct RootData {
+            root: Root,
+        }
+        self.get_data::<RootData>("/eth/v1/beacon/blocks/head/root")
+            .await
+            .map(|d| d.root)
+    }
+
+    /// The contribution of a sync subcommittee for `beacon_block_root`.
+    pub async fn sync_committee_contribution<P: Preset>(
+        &self,
+        slot: Slot,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution<P>, Error> {
+        self.get_data(&format!(
+            "/eth/v1/validator/sync_committee_contribution?slot={slot}&subcommittee_index={subcommittee_index}&beacon_block_root={beacon_block_root}"
+        ))
+        .await
+    }
+
     /// Block production v3 (JSON): the fork and blindedness come from the response.
     pub async fn produce_block<P: Preset>(
         &self,

@@ -16,12 +16,19 @@ use dv_types::ForkName;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const SLOT_MS: u64 = 1000;
+/// Minimal preset with 8 validators puts each validator in all 4 sync
+/// subcommittees, every member an aggregator: 32 contributions a slot (a
+/// mainnet cluster of 8 rarely has one). Four nodes, four clients and the
+/// chain share 2 cores; 3 s slots leave the contributions, which a strict
+/// chain takes only until half a second past their slot, room to land.
+const SLOT_MS: u64 = 3000;
 
 struct Outcome {
     summary: DutySummary,
     /// Epoch 1's aggregation duties: (landed, missed).
     aggregates: (u64, u64),
+    /// Epoch 1's sync committee messages and contributions: (landed, missed) each.
+    sync: ((u64, u64), (u64, u64)),
     invalid_signatures: u64,
     slashable: Vec<String>,
     clients: Vec<ClientCounts>,
@@ -33,6 +40,8 @@ struct Outcome {
 /// A 4-node cluster in middleware mode; nodes (and their clients) in
 /// `running` take part. The clients run slots 1..=16.
 async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
+    // The clients' errors, in the test's output.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let tmp = tempfile::tempdir().unwrap();
     let cluster = create_cluster(tmp.path(), 4);
     let (state, url, genesis) = start_chain(fork, SLOT_MS, false).await;
@@ -77,9 +86,9 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
-            let mut client = client.expect("the node's validator API answers");
+            let client = std::sync::Arc::new(client.expect("the node's validator API answers"));
             client.run_slots(1, 16).await;
-            client.counts
+            client.counts()
         }
     });
     let clients = futures::future::join_all(clients).await;
@@ -90,6 +99,7 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
     Outcome {
         summary: chain.duty_summary(8, 15),
         aggregates: chain.aggregation_summary(8, 15),
+        sync: chain.sync_summary(8, 15),
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         clients,
@@ -120,6 +130,15 @@ fn assert_every_duty_landed(o: &Outcome) {
         "aggregates landed, missed\n{}",
         tail(&o.logs)
     );
+    // Each of the 8 validators sits in all 4 sync subcommittees (32 positions)
+    // and every member is selected (subcommittees of 8): per slot 8 messages
+    // and 32 contributions.
+    assert_eq!(
+        o.sync,
+        ((64, 0), (256, 0)),
+        "sync messages and contributions landed, missed\n{}",
+        tail(&o.logs)
+    );
     for c in &o.clients {
         assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
         // Each client holds a share of all 8 validators: 16 slots of 1
@@ -132,6 +151,12 @@ fn assert_every_duty_landed(o: &Outcome) {
                 c.aggregates_published
             ),
             (16, 16, 16),
+            "{:?}",
+            o.clients
+        );
+        assert_eq!(
+            (c.sync_messages_submitted, c.contributions_published),
+            (128, 512),
             "{:?}",
             o.clients
         );

@@ -224,15 +224,63 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains("SignedAggregateAndProof"), "{body}");
 
-    for path in [
-        "/eth/v1/beacon/pool/sync_committees",
-        "/eth/v1/validator/contribution_and_proofs",
-        "/eth/v1/validator/register_validator",
-    ] {
-        let (status, body) = api.post(path, "[]", Some("fulu")).await;
-        assert_eq!(status, 501, "{path}: {body}");
-        assert!(message(&body).contains("not supported"), "{body}");
-    }
+    // Sync committee messages: not a list; a signature that is not our partial.
+    let (status, body) = api
+        .post("/eth/v1/beacon/pool/sync_committees", "{", None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("JSON"), "{body}");
+    let sync_message = json!([{"slot": "1", "beacon_block_root": Root::ZERO,
+        "validator_index": index.to_string(), "signature": SignatureBytes::infinity()}]);
+    let (status, body) = api
+        .post(
+            "/eth/v1/beacon/pool/sync_committees",
+            &sync_message.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("signature"), "{body}");
+
+    // Contributions: a query without its block root; not a contribution;
+    // a contribution nobody decided.
+    let (status, body) = api
+        .get("/eth/v1/validator/sync_committee_contribution?slot=1&subcommittee_index=0")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("beacon_block_root"), "{body}");
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/contribution_and_proofs",
+            "[{\"x\": 1}]",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("SignedContributionAndProof"),
+        "{body}"
+    );
+    let contribution = json!([{"message": {"aggregator_index": index.to_string(),
+        "contribution": {"slot": "1", "beacon_block_root": Root::ZERO, "subcommittee_index": "0",
+            "aggregation_bits": "0x01", "signature": SignatureBytes::infinity()},
+        "selection_proof": SignatureBytes::infinity()},
+        "signature": SignatureBytes::infinity()}]);
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/contribution_and_proofs",
+            &contribution.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("decided"), "{body}");
+
+    let (status, body) = api
+        .post("/eth/v1/validator/register_validator", "[]", None)
+        .await;
+    assert_eq!(status, 501, "{body}");
+    assert!(message(&body).contains("not supported"), "{body}");
 
     // Still serving.
     let (status, _) = api.get("/eth/v1/node/syncing").await;

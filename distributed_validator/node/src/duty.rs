@@ -18,20 +18,34 @@ pub enum DutyType {
     Aggregator {
         committee: u64,
     },
+    /// Sync committee messages (no consensus: partials combine per block root).
+    SyncMessage,
+    /// One sync subcommittee's contribution (each its own decision).
+    SyncContribution {
+        subcommittee: u64,
+    },
 }
 
-/// Committee indices fit in 24 bits of the code (at most 64 committees per slot).
+/// Duty types with a committee carry its index above the low 8 bits of the
+/// code (24 bits: far more than the 64 committees or 4 subcommittees a slot has).
 const AGGREGATOR_CODE: u32 = 6;
+const SYNC_CONTRIBUTION_CODE: u32 = 8;
 const MAX_COMMITTEE: u64 = (1 << 24) - 1;
 
-const ALL: [DutyType; 6] = [
+/// The duty types without a committee index.
+const PLAIN: [DutyType; 7] = [
     DutyType::Attester,
     DutyType::Proposer,
     DutyType::Randao,
     DutyType::Selection,
     DutyType::SyncSelection,
     DutyType::Exit,
+    DutyType::SyncMessage,
 ];
+
+fn with_committee(code: u32, committee: u64) -> u32 {
+    code | ((committee.min(MAX_COMMITTEE) as u32) << 8)
+}
 
 impl DutyType {
     /// The number consensus instances and network messages carry.
@@ -43,20 +57,24 @@ impl DutyType {
             DutyType::Selection => 3,
             DutyType::SyncSelection => 4,
             DutyType::Exit => 5,
-            DutyType::Aggregator { committee } => {
-                AGGREGATOR_CODE | ((committee.min(MAX_COMMITTEE) as u32) << 8)
+            DutyType::Aggregator { committee } => with_committee(AGGREGATOR_CODE, committee),
+            DutyType::SyncMessage => 7,
+            DutyType::SyncContribution { subcommittee } => {
+                with_committee(SYNC_CONTRIBUTION_CODE, subcommittee)
             }
         }
     }
 
     /// The duty type a peer's message names; `None` for a code this version does not know.
     pub fn from_code(code: u32) -> Option<Self> {
-        if code & 0xff == AGGREGATOR_CODE {
-            return Some(DutyType::Aggregator {
-                committee: u64::from(code >> 8),
-            });
+        let index = u64::from(code >> 8);
+        match code & 0xff {
+            AGGREGATOR_CODE => Some(DutyType::Aggregator { committee: index }),
+            SYNC_CONTRIBUTION_CODE => Some(DutyType::SyncContribution {
+                subcommittee: index,
+            }),
+            _ => PLAIN.into_iter().find(|kind| kind.code() == code),
         }
-        ALL.into_iter().find(|kind| kind.code() == code)
     }
 
     /// The name in logs and metric labels.
@@ -69,6 +87,8 @@ impl DutyType {
             DutyType::SyncSelection => "sync_selection",
             DutyType::Exit => "exit",
             DutyType::Aggregator { .. } => "aggregator",
+            DutyType::SyncMessage => "sync_message",
+            DutyType::SyncContribution { .. } => "sync_contribution",
         }
     }
 }
@@ -99,10 +119,11 @@ mod tests {
     #[test]
     fn codes_round_trip_and_unknown_codes_are_refused() {
         let aggregators = [0, 1, 63].map(|committee| DutyType::Aggregator { committee });
-        for kind in ALL.into_iter().chain(aggregators) {
+        let contributions = [0, 3].map(|subcommittee| DutyType::SyncContribution { subcommittee });
+        for kind in PLAIN.into_iter().chain(aggregators).chain(contributions) {
             assert_eq!(DutyType::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(DutyType::from_code(7), None);
+        assert_eq!(DutyType::from_code(9), None);
         assert_eq!(DutyType::from_code(7 | (3 << 8)), None);
         assert_eq!(Duty::new(9, DutyType::Randao).to_string(), "9/randao");
     }

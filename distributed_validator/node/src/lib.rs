@@ -7,8 +7,9 @@
 //! - [`validator_store`]: the signing seam (Lighthouse's `ValidatorStore`
 //!   operations), which runs consensus, the [`decided`] store's slashing
 //!   record and the [`signer`] behind each call;
-//! - [`workflow`]: consensus instances ([`consensus`] wire format) and the
-//!   partial-signature exchange with the combiner ([`parsig`]);
+//! - [`workflow`]: consensus instances ([`consensus`] wire format), with the
+//!   partial-signature exchange and combiner ([`parsig`]) run beside them as
+//!   a task of their own;
 //! - [`middleware`]: the Beacon API served to a validator client run with
 //!   `--distributed` (middleware mode), on the same pipeline;
 //! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
@@ -16,6 +17,7 @@
 pub mod consensus;
 pub mod decided;
 pub mod duty;
+mod exchange;
 pub mod metrics;
 pub mod middleware;
 pub mod parsig;

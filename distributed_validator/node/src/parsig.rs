@@ -11,8 +11,8 @@
 
 use crate::duty::Duty;
 use dv_crypto::{
-    batch_verify, combine_verified, find_invalid, HashedMessage, PartialSignature, PublicKey,
-    Signature, ThresholdParams,
+    batch_verify, batch_verify_messages, combine_verified, find_invalid, HashedMessage,
+    PartialSignature, PublicKey, Signature, ThresholdParams,
 };
 use dv_types::{PublicKeyBytes, Root, Slot};
 use std::collections::{BTreeMap, HashMap};
@@ -96,6 +96,22 @@ impl ParSigStore {
             .ok_or(ParSigError::BadShareIndex { index, total })
     }
 
+    /// Whether every partial verifies against its share key over its root,
+    /// checked in one batch (false also when a partial names an unknown
+    /// validator or share: [`Self::insert`] then says which).
+    pub fn verify_all(&self, groups: &[(Root, &[Partial])]) -> bool {
+        let mut items = Vec::new();
+        for (root, partials) in groups {
+            for p in partials.iter() {
+                let Ok(key) = self.share_key(&p.validator, p.signature.index) else {
+                    return false;
+                };
+                items.push((key, root.as_slice(), p.signature.signature));
+            }
+        }
+        batch_verify_messages(&items)
+    }
+
     /// Verifies and stores partials that all sign `root` for `duty`; returns
     /// the signatures this completed, and the refused partials with reasons.
     pub fn insert(
@@ -122,22 +138,60 @@ impl ParSigStore {
         } else {
             find_invalid(&hashed, &items)
         };
-        let mut completed = Vec::new();
+        let mut good = Vec::with_capacity(checked.len());
         for (i, (partial, _)) in checked.into_iter().enumerate() {
             if bad.contains(&i) {
                 errors.push(ParSigError::InvalidPartial {
                     validator: partial.validator,
                     index: partial.signature.index,
                 });
-                continue;
+            } else {
+                good.push(partial);
             }
-            match self.store(duty, root, &hashed, partial) {
+        }
+        let completed = self.store_all(duty, root, &hashed, good, &mut errors);
+        (completed, errors)
+    }
+
+    /// As [`Self::insert`], for partials the caller has already verified
+    /// against their share keys (the middleware checks each partial of its
+    /// validator client before it answers the client).
+    pub fn insert_verified(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        partials: &[Partial],
+    ) -> (Vec<Combined>, Vec<ParSigError>) {
+        let mut errors = Vec::new();
+        let mut known = Vec::with_capacity(partials.len());
+        for p in partials {
+            match self.share_key(&p.validator, p.signature.index) {
+                Ok(_) => known.push(*p),
+                Err(e) => errors.push(e),
+            }
+        }
+        let hashed = HashedMessage::new(root.as_slice());
+        let completed = self.store_all(duty, root, &hashed, known, &mut errors);
+        (completed, errors)
+    }
+
+    fn store_all(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        hashed: &HashedMessage,
+        partials: Vec<Partial>,
+        errors: &mut Vec<ParSigError>,
+    ) -> Vec<Combined> {
+        let mut completed = Vec::new();
+        for partial in partials {
+            match self.store(duty, root, hashed, partial) {
                 Ok(Some(combined)) => completed.push(combined),
                 Ok(None) => {}
                 Err(e) => errors.push(e),
             }
         }
-        (completed, errors)
+        completed
     }
 
     fn store(
@@ -262,6 +316,51 @@ mod tests {
         // The fourth node's partials complete nothing new.
         let (done, _) = f.store.insert(DUTY, root, &partials(&f, 2, root));
         assert!(done.is_empty());
+    }
+
+    #[test]
+    fn one_batch_over_many_roots_passes_only_when_every_partial_verifies() {
+        let f = fixture(3);
+        let (a, b) = (Root::repeat_byte(1), Root::repeat_byte(2));
+        let (pa, pb) = (partials(&f, 0, a), partials(&f, 1, b));
+        assert!(f.store.verify_all(&[(a, &pa), (b, &pb)]));
+        // A partial over the other root, a partial by another share, an unknown validator.
+        let mut swapped = pb.clone();
+        swapped[2] = partials(&f, 1, a)[2];
+        assert!(!f.store.verify_all(&[(a, &pa), (b, &swapped)]));
+        let mut other_share = pa.clone();
+        other_share[0].signature.index = 2;
+        assert!(!f.store.verify_all(&[(a, &other_share)]));
+        let mut stranger = pa.clone();
+        stranger[1].validator = PublicKeyBytes([7; 48]);
+        assert!(!f.store.verify_all(&[(a, &stranger)]));
+    }
+
+    #[test]
+    fn verified_partials_are_stored_without_a_second_check() {
+        let mut f = fixture(2);
+        let root = Root::repeat_byte(3);
+        for node in 0..2 {
+            let (done, errors) = f
+                .store
+                .insert_verified(DUTY, root, &partials(&f, node, root));
+            assert!(done.is_empty() && errors.is_empty());
+        }
+        let (done, errors) = f.store.insert_verified(DUTY, root, &partials(&f, 2, root));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(done.len(), 2);
+        // The combined signature is still verified against the validator key.
+        let mut g = fixture(1);
+        let mut forged = partials(&g, 0, root);
+        forged[0].signature.signature = g.shares[0][0].sign(b"something else").signature;
+        g.store.insert_verified(DUTY, root, &forged);
+        g.store.insert_verified(DUTY, root, &partials(&g, 1, root));
+        let (done, errors) = g.store.insert_verified(DUTY, root, &partials(&g, 2, root));
+        assert!(done.is_empty());
+        assert!(
+            matches!(errors[..], [ParSigError::Combine { .. }]),
+            "{errors:?}"
+        );
     }
 
     #[test]

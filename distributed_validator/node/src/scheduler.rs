@@ -71,6 +71,18 @@ impl SlotClock {
             round: third,
         }
     }
+
+    /// Round timing for decisions that must fit in a third of a slot
+    /// (aggregates and sync contributions after two thirds, the sync
+    /// committee head root before them): a twelfth of a slot per round, so
+    /// that a crashed leader costs one short round and four rounds fit.
+    pub fn short_round_timing(&self) -> qbft::RoundTiming {
+        let twelfth = Duration::from_millis(self.slot_ms / 12);
+        qbft::RoundTiming {
+            first_round: twelfth,
+            round: twelfth,
+        }
+    }
 }
 
 impl crate::workflow::CurrentSlot for SlotClock {

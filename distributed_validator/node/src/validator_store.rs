@@ -270,18 +270,31 @@ impl DvValidatorStore {
                 signature,
             })
             .collect();
-        self.exchange_partials(duty, root, own, validators, deadline)
+        self.exchange(duty, root, own, false, validators, deadline)
             .await
     }
 
-    /// Sends this node's partials over `root` (from its signer, or from a
-    /// validator client) to the peers and returns the combined signatures of
-    /// `validators` that were complete by `deadline`.
+    /// Sends partials over `root` that a validator client made with this
+    /// node's share and the caller verified against it, to the peers; returns
+    /// the combined signatures of `validators` that were complete by `deadline`.
     pub async fn exchange_partials(
         &self,
         duty: Duty,
         root: Root,
+        verified: Vec<Partial>,
+        validators: &[PublicKeyBytes],
+        deadline: Instant,
+    ) -> Result<HashMap<PublicKeyBytes, SignatureBytes>, SignError> {
+        self.exchange(duty, root, verified, true, validators, deadline)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        duty: Duty,
+        root: Root,
         own: Vec<Partial>,
+        own_verified: bool,
         validators: &[PublicKeyBytes],
         deadline: Instant,
     ) -> Result<HashMap<PublicKeyBytes, SignatureBytes>, SignError> {
@@ -289,7 +302,14 @@ impl DvValidatorStore {
         let exchanged = self
             .inner
             .workflow
-            .exchange(duty, root, own, validators.iter().copied(), deadline)
+            .exchange(
+                duty,
+                root,
+                own,
+                own_verified,
+                validators.iter().copied(),
+                deadline,
+            )
             .await?;
         self.inner
             .metrics

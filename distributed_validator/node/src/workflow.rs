@@ -11,14 +11,14 @@
 
 use crate::consensus::{decode, encode, P2pAuthenticator};
 use crate::duty::{Duty, DutyType};
-use crate::parsig::{Combined, ParSigStore, Partial};
-use dv_crypto::{PartialSignature, Signature};
-use dv_types::{PublicKeyBytes, Root, SignatureBytes, Slot};
+pub use crate::exchange::Exchanged;
+use crate::exchange::{ExchangeInput, ExchangeTask, ExchangeWaiter};
+use crate::parsig::{ParSigStore, Partial};
+use dv_types::{PublicKeyBytes, Root, Slot};
 use p2p::{Envelope, Topic};
 use qbft::{Action, Config as QbftConfig, Instance, InstanceId, RoundTiming, ValidityFn, Value};
-use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -26,9 +26,6 @@ use tokio::time::Instant;
 
 /// Peer messages kept per duty that has not started here yet.
 const MAX_EARLY_PER_DUTY: usize = 256;
-/// Partials for duties further ahead than this many slots are dropped (next
-/// epoch's selection proofs are the furthest a peer sends; mainnet epochs are 32 slots).
-const MAX_PARTIALS_AHEAD: u64 = 96;
 /// Duties further ahead than this many slots are not buffered.
 const EARLY_SLOTS: u64 = 2;
 
@@ -54,43 +51,19 @@ pub enum WorkflowError {
     Stopped,
 }
 
-/// Partials of one validator set over one signing root, and what came of them.
-#[derive(Debug, Default)]
-pub struct Exchanged {
-    /// Combined and verified signatures, by validator.
-    pub signatures: HashMap<PublicKeyBytes, Signature>,
-}
-
-/// The partial signatures of one node for one duty and signing root.
-#[derive(Serialize, Deserialize)]
-struct PartialsMessage {
-    root: Root,
-    partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
-}
-
 enum Command {
     Decide(
         ConsensusRequest,
         oneshot::Sender<Result<Value, WorkflowError>>,
     ),
     Decided(Duty, oneshot::Sender<Option<Value>>),
-    Exchange(ExchangeWaiter),
-}
-
-struct ExchangeWaiter {
-    duty: Duty,
-    root: Root,
-    own: Vec<Partial>,
-    wanted: HashSet<PublicKeyBytes>,
-    got: HashMap<PublicKeyBytes, Signature>,
-    deadline: Instant,
-    reply: Option<oneshot::Sender<Exchanged>>,
 }
 
 /// A handle to the workflow task; cheap to clone.
 #[derive(Clone)]
 pub struct Workflow {
     commands: mpsc::UnboundedSender<Command>,
+    exchange: mpsc::UnboundedSender<ExchangeInput>,
 }
 
 impl Workflow {
@@ -112,13 +85,31 @@ impl Workflow {
         answer.await.ok().flatten()
     }
 
+    /// The signature of `validator` over `root` for `duty` if this node
+    /// combined it (in the last 64 slots).
+    pub async fn combined(
+        &self,
+        duty: Duty,
+        validator: PublicKeyBytes,
+        root: Root,
+    ) -> Option<dv_crypto::Signature> {
+        let (reply, answer) = oneshot::channel();
+        self.exchange
+            .send(ExchangeInput::Combined(duty, validator, root, reply))
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
     /// Sends `own` partials (over `root`) to every peer and waits until the
     /// signatures of all `wanted` validators are combined, or `deadline`.
+    /// `own_verified`: the caller checked `own` against this node's share
+    /// keys already (they are not checked twice).
     pub async fn exchange(
         &self,
         duty: Duty,
         root: Root,
         own: Vec<Partial>,
+        own_verified: bool,
         wanted: impl IntoIterator<Item = PublicKeyBytes>,
         deadline: Instant,
     ) -> Result<Exchanged, WorkflowError> {
@@ -127,13 +118,14 @@ impl Workflow {
             duty,
             root,
             own,
+            own_verified,
             wanted: wanted.into_iter().collect(),
             got: HashMap::new(),
             deadline,
             reply: Some(reply),
         };
-        self.commands
-            .send(Command::Exchange(waiter))
+        self.exchange
+            .send(ExchangeInput::Own(waiter))
             .map_err(|_| WorkflowError::Stopped)?;
         answer.await.map_err(|_| WorkflowError::Stopped)
     }
@@ -148,7 +140,7 @@ struct Running {
 }
 
 /// Where the workflow task gets the slot of "now" (to bound what it buffers).
-pub trait CurrentSlot: Send + 'static {
+pub trait CurrentSlot: Clone + Send + 'static {
     fn current_slot(&self) -> Slot;
 }
 
@@ -163,10 +155,9 @@ pub struct WorkflowTask<C: CurrentSlot> {
     instances: HashMap<Duty, Running>,
     early: HashMap<Duty, Vec<qbft::SignedMessage>>,
     timers: BinaryHeap<Reverse<(Instant, Duty, u64)>>,
-    parsig: ParSigStore,
-    /// Signatures combined from peers' partials before (or after) this node asked.
-    combined: HashMap<(Duty, PublicKeyBytes, Root), Combined>,
-    waiters: Vec<ExchangeWaiter>,
+    /// The exchange stage, run beside this task; peers' partials go to it.
+    exchange: Option<ExchangeTask<C>>,
+    to_exchange: mpsc::UnboundedSender<ExchangeInput>,
 }
 
 impl<C: CurrentSlot> WorkflowTask<C> {
@@ -179,6 +170,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         clock: C,
     ) -> (Self, Workflow) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (exchange, to_exchange) = ExchangeTask::new(net.clone(), parsig, clock.clone());
         let task = Self {
             me: net.me(),
             members,
@@ -190,16 +182,21 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             instances: HashMap::new(),
             early: HashMap::new(),
             timers: BinaryHeap::new(),
-            parsig,
-            combined: HashMap::new(),
-            waiters: Vec::new(),
+            exchange: Some(exchange),
+            to_exchange: to_exchange.clone(),
         };
-        (task, Workflow { commands: tx })
+        let handle = Workflow {
+            commands: tx,
+            exchange: to_exchange,
+        };
+        (task, handle)
     }
 
     /// Runs until every [`Workflow`] handle is dropped or `shutdown` completes.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let exchange = self.exchange.take().map(|e| tokio::spawn(e.run()));
+        let _stop_exchange = AbortOnDrop(exchange);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
@@ -212,7 +209,6 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     Some(Command::Decided(duty, reply)) => {
                         let _ = reply.send(self.instances.get(&duty).and_then(|r| r.decided.clone()));
                     }
-                    Some(Command::Exchange(waiter)) => self.start_exchange(waiter),
                     None => return,
                 },
                 Some(msg) = self.incoming.recv() => self.on_peer_message(msg),
@@ -335,7 +331,13 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                 Ok(m) => self.on_consensus(duty, m),
                 Err(e) => tracing::warn!(peer = msg.from, %duty, "{e}"),
             },
-            Topic::PartialSignatures => self.on_partials(duty, msg.from, &msg.envelope.payload),
+            Topic::PartialSignatures => {
+                let _ = self.to_exchange.send(ExchangeInput::Peer(
+                    duty,
+                    msg.from,
+                    msg.envelope.payload,
+                ));
+            }
         }
     }
 
@@ -356,125 +358,9 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         }
     }
 
-    fn on_partials(&mut self, duty: Duty, from: usize, payload: &[u8]) {
-        if duty.slot > self.clock.current_slot() + MAX_PARTIALS_AHEAD {
-            tracing::warn!(peer = from, %duty, "partial signatures for a duty too far ahead dropped");
-            return;
-        }
-        let message = match serde_json::from_slice::<PartialsMessage>(payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(peer = from, %duty, "malformed partial signatures message: {e}");
-                return;
-            }
-        };
-        let mut partials = Vec::new();
-        for (validator, index, sig) in message.partials {
-            if index != from as u64 + 1 {
-                tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {}", from + 1);
-                continue;
-            }
-            match PartialSignature::from_bytes(index, &sig.0) {
-                Ok(signature) => partials.push(Partial {
-                    validator,
-                    signature,
-                }),
-                Err(e) => tracing::warn!(peer = from, %duty, "bad partial signature: {e}"),
-            }
-        }
-        self.store_partials(duty, message.root, &partials, Some(from));
-    }
-
-    fn store_partials(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        partials: &[Partial],
-        from: Option<usize>,
-    ) {
-        let (combined, errors) = self.parsig.insert(duty, root, partials);
-        for e in errors {
-            match from {
-                Some(peer) => {
-                    tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}")
-                }
-                None => tracing::error!(%duty, "own partial signature dropped: {e}"),
-            }
-        }
-        for c in combined {
-            self.combined.insert((c.duty, c.validator, c.root), c);
-        }
-        self.settle_waiters();
-    }
-
-    fn start_exchange(&mut self, waiter: ExchangeWaiter) {
-        let message = PartialsMessage {
-            root: waiter.root,
-            partials: waiter
-                .own
-                .iter()
-                .map(|p| {
-                    (
-                        p.validator,
-                        p.signature.index,
-                        SignatureBytes(p.signature.signature.to_bytes()),
-                    )
-                })
-                .collect(),
-        };
-        // Plain data: serialisation cannot fail.
-        let payload = serde_json::to_vec(&message).unwrap_or_default();
-        let envelope = Envelope::new(
-            waiter.duty.slot,
-            waiter.duty.kind.code(),
-            Topic::PartialSignatures,
-            payload,
-        );
-        let _ = self.net.broadcast(envelope, waiter.deadline);
-        let (duty, root, own) = (waiter.duty, waiter.root, waiter.own.clone());
-        self.waiters.push(waiter);
-        self.store_partials(duty, root, &own, None);
-    }
-
-    /// Hands combined signatures to whoever waits for them; answers waiters that are complete.
-    fn settle_waiters(&mut self) {
-        for w in &mut self.waiters {
-            for v in &w.wanted {
-                if w.got.contains_key(v) {
-                    continue;
-                }
-                if let Some(c) = self.combined.get(&(w.duty, *v, w.root)) {
-                    w.got.insert(*v, c.signature);
-                }
-            }
-        }
-        self.waiters.retain_mut(|w| {
-            if w.got.len() < w.wanted.len() {
-                return true;
-            }
-            if let Some(reply) = w.reply.take() {
-                let _ = reply.send(Exchanged {
-                    signatures: std::mem::take(&mut w.got),
-                });
-            }
-            false
-        });
-    }
-
-    /// Answers what ran out of time and forgets duties that are over.
+    /// Answers instances that ran out of time and forgets duties that are over.
     fn expire(&mut self) {
         let now = Instant::now();
-        self.waiters.retain_mut(|w| {
-            if w.deadline > now {
-                return true;
-            }
-            if let Some(reply) = w.reply.take() {
-                let _ = reply.send(Exchanged {
-                    signatures: std::mem::take(&mut w.got),
-                });
-            }
-            false
-        });
         self.instances.retain(|_, r| {
             if r.deadline > now {
                 return true;
@@ -490,9 +376,16 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         let current = self.clock.current_slot();
         let oldest = current.saturating_sub(EARLY_SLOTS);
         self.early.retain(|duty, _| duty.slot >= oldest);
-        let keep_from = current.saturating_sub(64);
-        self.combined
-            .retain(|(duty, _, _), _| duty.slot >= keep_from);
-        self.parsig.prune(keep_from);
+    }
+}
+
+/// Stops the exchange task when the workflow task ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }

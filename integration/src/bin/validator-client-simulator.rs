@@ -46,10 +46,11 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let Some(mut client) = client else {
+    let Some(client) = client else {
         eprintln!("error: {} never answered", args.beacon_node);
         return std::process::ExitCode::FAILURE;
     };
+    let client = std::sync::Arc::new(client);
     let first = client.current_slot() + 1;
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
@@ -63,10 +64,10 @@ async fn main() -> std::process::ExitCode {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    let c = &client.counts;
+    let c = client.counts();
     println!(
-        "validator client: attestations_submitted={} blocks_published={} selections_combined={} aggregates_published={} errors={}",
-        c.attestations_submitted, c.blocks_published, c.selections_combined, c.aggregates_published, c.errors
+        "validator client: attestations_submitted={} blocks_published={} selections_combined={} aggregates_published={} sync_messages_submitted={} contributions_published={} errors={}",
+        c.attestations_submitted, c.blocks_published, c.selections_combined, c.aggregates_published, c.sync_messages_submitted, c.contributions_published, c.errors
     );
     std::process::ExitCode::SUCCESS
 }

@@ -7,10 +7,8 @@
 //! exchanged, combined and submitted.
 
 use super::attest::{consensus_version, parse_u64};
-use super::{ApiError, Middleware, Shared, ToCombine};
+use super::{ApiError, Middleware, Shared, Sorted, ToCombine};
 use crate::duty::{Duty, DutyType};
-use crate::scheduler::SlotClock;
-use crate::workflow::ConsensusRequest;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
@@ -20,9 +18,7 @@ use dv_types::ssz::{Decode, Encode};
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 fn not_before_electra(fork: ForkName) -> Result<(), ApiError> {
     if fork.electra_enabled() {
@@ -84,37 +80,22 @@ async fn decide_aggregate<P: Preset>(
     committee: u64,
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::Aggregator { committee });
-    let decided = match mw.store.workflow().decided(duty).await {
-        Some(value) => value,
-        None => {
-            let own = own_aggregate::<P>(mw, root, slot, committee).await;
-            // Valid: an aggregate of this committee's attestations to the data the client asked about.
-            let is_valid = Box::new(move |value: &[u8]| {
-                AttestationElectra::<P>::from_ssz_bytes(value).is_ok_and(|a| {
-                    a.data.slot == slot
-                        && a.data.tree_hash_root() == root
-                        && committee_of(&a) == Ok(committee)
-                        && a.aggregation_bits.num_set_bits() > 0
-                })
-            });
-            let start = SlotClock::instant_at(
-                mw.clock.slot_start_ms(slot)
-                    + mw.clock.slot_ms * mw.store.spec().aggregate_due_bps / 10_000,
-            );
-            mw.store
-                .workflow()
-                .decide(ConsensusRequest {
-                    duty,
-                    proposal: own,
-                    is_valid,
-                    start,
-                    timing: mw.clock.round_timing(),
-                    deadline: mw.clock.slot_start(slot + 2),
-                })
-                .await
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-        }
+    // Valid: an aggregate of this committee's attestations to the data the client asked about.
+    let is_valid = Box::new(move |value: &[u8]| {
+        AttestationElectra::<P>::from_ssz_bytes(value).is_ok_and(|a| {
+            a.data.slot == slot
+                && a.data.tree_hash_root() == root
+                && committee_of(&a) == Ok(committee)
+                && a.aggregation_bits.num_set_bits() > 0
+        })
+    });
+    let fetch = || async move {
+        mw.beacon
+            .first_success(|n| n.aggregate_attestation::<P>(root, slot, committee))
+            .await
+            .map(|a| a.as_ssz_bytes())
     };
+    let decided = mw.decide_fetched(duty, fetch, is_valid).await?;
     let aggregate = AttestationElectra::<P>::from_ssz_bytes(&decided).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,32 +108,6 @@ async fn decide_aggregate<P: Preset>(
         )));
     }
     Ok(json!(aggregate))
-}
-
-/// This node's beacon node's aggregate. The slot's attestations may still be
-/// on their way (a consensus round change delays them past the aggregation
-/// time), so a missing aggregate is asked for again until 5/6 of the slot.
-async fn own_aggregate<P: Preset>(
-    mw: &Middleware,
-    root: Root,
-    slot: Slot,
-    committee: u64,
-) -> Option<Vec<u8>> {
-    let give_up = SlotClock::instant_at(mw.clock.slot_start_ms(slot) + mw.clock.slot_ms * 5 / 6);
-    loop {
-        match mw
-            .beacon
-            .first_success(|n| n.aggregate_attestation::<P>(root, slot, committee))
-            .await
-        {
-            Ok(a) => return Some(a.as_ssz_bytes()),
-            Err(e) if tokio::time::Instant::now() >= give_up => {
-                tracing::warn!(slot, duty = "aggregator", "own aggregate unavailable: {e}");
-                return None;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
 }
 
 /// `POST /eth/v1|v2/validator/aggregate_and_proofs` with the client's partials.
@@ -169,9 +124,7 @@ pub(super) async fn submit(
         None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),
     };
     not_before_electra(fork)?;
-    let mut failures = Vec::new();
-    let mut outsiders = Vec::new();
-    let mut accepted: HashMap<(Duty, Root), Vec<ToCombine>> = HashMap::new();
+    let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = if mw.minimal {
             check::<Minimal>(&mw, &json).await
@@ -179,36 +132,24 @@ pub(super) async fn submit(
             check::<Mainnet>(&mw, &json).await
         };
         match checked {
-            Ok(Some((duty, root, partial))) => accepted
+            Ok(Some((duty, root, partial))) => sorted
+                .groups
                 .entry((duty, root))
                 .or_default()
                 .push(ToCombine { partial, json }),
-            Ok(None) => outsiders.push(json),
-            Err(e) => failures.push((position, e)),
+            Ok(None) => sorted.outsiders.push(json),
+            Err(e) => sorted.failures.push((position, e)),
         }
     }
-    for ((duty, root), items) in accepted {
-        tokio::spawn(Arc::clone(&mw).combine_and_post(
-            duty,
-            root,
-            items,
-            "/eth/v2/validator/aggregate_and_proofs",
-            "aggregates submitted",
-        ));
-    }
-    if !outsiders.is_empty() {
-        let response = mw
-            .forward_json(uri.path(), &headers, Value::Array(outsiders))
-            .await;
-        if !response.status().is_success() {
-            return Ok(response);
-        }
-    }
-    if failures.is_empty() {
-        Ok(StatusCode::OK.into_response())
-    } else {
-        Err(ApiError::batch("aggregates", failures))
-    }
+    mw.finish_batch(
+        sorted,
+        &uri,
+        &headers,
+        "/eth/v2/validator/aggregate_and_proofs",
+        "aggregates submitted",
+        "aggregates",
+    )
+    .await
 }
 
 /// Checks one signed aggregate of the client; `None` if the aggregator is
@@ -240,23 +181,16 @@ async fn check<P: Preset>(
     let selection_root = mw
         .store
         .signing_root(DomainKind::SelectionProof, epoch, &slot);
-    let keys = mw.keys.get(&validator).ok_or("internal: no keys")?;
-    let proof_ok = dv_crypto::Signature::from_bytes(&message.selection_proof.0)
-        .is_ok_and(|sig| keys.key.verify(selection_root.as_slice(), &sig));
-    if !proof_ok {
-        return Err("the selection proof is not the validator's combined selection proof".into());
-    }
     let committee_len = message.aggregate.aggregation_bits.len() as u64;
-    let modulo = (committee_len / mw.store.spec().target_aggregators_per_committee).max(1);
-    let hash = Sha256::digest(message.selection_proof.0);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8]);
-    if u64::from_le_bytes(first) % modulo != 0 {
-        return Err(format!(
-            "validator {} is not an aggregator at slot {slot}",
-            message.aggregator_index
-        ));
-    }
+    let modulo = committee_len / mw.store.spec().target_aggregators_per_committee;
+    mw.check_selection_proof(
+        Duty::new(slot, DutyType::Selection),
+        &validator,
+        selection_root,
+        &message.selection_proof,
+        modulo,
+    )
+    .await?;
     let root = mw
         .store
         .signing_root(DomainKind::AggregateAndProof, epoch, message);

@@ -307,9 +307,7 @@ async fn combine_and_submit(mw: Arc<Middleware>, slot: Slot, root: Root, items: 
         })
         .collect();
     mw.combine_and_post(
-        Duty::new(slot, DutyType::Attester),
-        root,
-        items,
+        vec![((Duty::new(slot, DutyType::Attester), root), items)],
         "/eth/v2/beacon/pool/attestations",
         "attestations submitted",
     )

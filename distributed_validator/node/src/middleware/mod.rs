@@ -16,6 +16,7 @@ pub mod identity;
 mod propose;
 mod proxy;
 mod select;
+mod sync;
 
 use crate::duty::Duty;
 use crate::metrics::Metrics;
@@ -169,8 +170,49 @@ impl Middleware {
         })
     }
 
+    /// Checks that `proof` is `validator`'s selection proof over `root`
+    /// (the signature this node combined for `duty`, else verified against
+    /// the validator key) and that it selects the validator: the first 8
+    /// bytes of its hash, little endian, divisible by `modulo`. A beacon node
+    /// refuses an aggregate or contribution whose proof fails either check.
+    pub(super) async fn check_selection_proof(
+        &self,
+        duty: Duty,
+        validator: &PublicKeyBytes,
+        root: Root,
+        proof: &SignatureBytes,
+        modulo: u64,
+    ) -> Result<(), String> {
+        let combined_here = self
+            .store
+            .workflow()
+            .combined(duty, *validator, root)
+            .await
+            .is_some_and(|s| s.to_bytes() == proof.0);
+        let valid = combined_here || {
+            let keys = self.keys.get(validator).ok_or("internal: no keys")?;
+            dv_crypto::Signature::from_bytes(&proof.0)
+                .is_ok_and(|sig| keys.key.verify(root.as_slice(), &sig))
+        };
+        if !valid {
+            return Err(format!(
+                "the selection proof is not the combined selection proof of validator {validator}"
+            ));
+        }
+        let hash = <sha2::Sha256 as sha2::Digest>::digest(proof.0);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        if u64::from_le_bytes(first) % modulo.max(1) != 0 {
+            return Err(format!(
+                "validator {validator} is not selected as an aggregator at slot {}",
+                duty.slot
+            ));
+        }
+        Ok(())
+    }
+
     /// The beacon node's answer to the client's own request, keys mapped.
-    async fn forward(&self, request: Request) -> Response {
+    pub(super) async fn forward(&self, request: Request) -> Response {
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, proxy::MAX_BODY_BYTES).await {
             Ok(b) => b,
@@ -245,17 +287,72 @@ impl Middleware {
         Err(format!("beacon node: HTTP {status}: {text}"))
     }
 
-    /// Exchanges the client's partials over `root` for `duty`, puts the
-    /// combined signatures into the client's messages and posts those to
-    /// `path`; one outcome line.
+    /// Exchanges each group's partials (over its root, for its duty), puts
+    /// the combined signatures into the client's messages and posts those
+    /// to `path`: groups that complete together go out in one request, a
+    /// group that waits for late partials holds up no other. One outcome
+    /// line per group.
     pub(super) async fn combine_and_post(
         self: Arc<Self>,
-        duty: Duty,
-        root: Root,
-        items: Vec<ToCombine>,
+        groups: Vec<((Duty, Root), Vec<ToCombine>)>,
         path: &'static str,
         what: &'static str,
     ) {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let mut pending: FuturesUnordered<_> = groups
+            .into_iter()
+            .map(|((duty, root), items)| self.combine_group(duty, root, items))
+            .collect();
+        while let Some(first) = pending.next().await {
+            let mut done: Vec<(Duty, Vec<serde_json::Value>)> = first.into_iter().collect();
+            while let Ok(Some(next)) =
+                tokio::time::timeout(std::time::Duration::from_millis(20), pending.next()).await
+            {
+                done.extend(next);
+            }
+            self.post_combined(&done, path, what).await;
+        }
+    }
+
+    async fn post_combined(
+        &self,
+        done: &[(Duty, Vec<serde_json::Value>)],
+        path: &'static str,
+        what: &'static str,
+    ) {
+        let Some(first) = done.first().map(|(duty, _)| *duty) else {
+            return;
+        };
+        let out: Vec<serde_json::Value> = done.iter().flat_map(|(_, o)| o.clone()).collect();
+        let fork = self.store.spec().fork_at_slot(first.slot);
+        let posted = self.post_versioned(path, fork, out).await;
+        for (duty, items) in done {
+            let (slot, name) = (duty.slot, duty.kind.name());
+            match &posted {
+                Ok(()) => self.metrics.duty_ok(
+                    slot,
+                    name,
+                    self.clock.slot_start_ms(slot),
+                    what,
+                    items.len(),
+                ),
+                Err(e) => self.metrics.duty_failed(
+                    slot,
+                    name,
+                    "beacon_node_error",
+                    format!("beacon node error: {e}"),
+                ),
+            }
+        }
+    }
+
+    /// One group's combined messages; `None` (with an outcome line) if none combined.
+    async fn combine_group(
+        &self,
+        duty: Duty,
+        root: Root,
+        items: Vec<ToCombine>,
+    ) -> Option<(Duty, Vec<serde_json::Value>)> {
         let name = duty.kind.name();
         let slot = duty.slot;
         let validators: Vec<PublicKeyBytes> = items.iter().map(|i| i.partial.validator).collect();
@@ -267,7 +364,10 @@ impl Middleware {
             .await
         {
             Ok(c) => c,
-            Err(e) => return self.metrics.duty_failed(slot, name, "internal_error", e),
+            Err(e) => {
+                self.metrics.duty_failed(slot, name, "internal_error", e);
+                return None;
+            }
         };
         if combined.len() < validators.len() {
             self.metrics.duty_failed(
@@ -289,21 +389,105 @@ impl Middleware {
                 Some(i.json)
             })
             .collect();
-        if out.is_empty() {
-            return;
+        (!out.is_empty()).then_some((duty, out))
+    }
+}
+
+impl Middleware {
+    /// The decided value of an aggregation-like `duty` (aggregates, sync
+    /// contributions: built by the beacon node from what it received, so
+    /// nodes can hold different ones): the decision if there is one, else
+    /// consensus with this node's beacon node's value as its proposal. That
+    /// value is built from the slot's messages, which may still be on their
+    /// way (a round change delays them), so `fetch` is retried until 5/6 of
+    /// the slot. Rounds count from the aggregation due time.
+    pub(super) async fn decide_fetched<F, Fut>(
+        &self,
+        duty: Duty,
+        fetch: F,
+        is_valid: qbft::ValidityFn,
+    ) -> Result<qbft::Value, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, beacon_client::Error>>,
+    {
+        if let Some(value) = self.store.workflow().decided(duty).await {
+            return Ok(value);
         }
-        let count = out.len();
-        let fork = self.store.spec().fork_at_slot(slot);
-        match self.post_versioned(path, fork, out).await {
-            Ok(()) => self
-                .metrics
-                .duty_ok(slot, name, self.clock.slot_start_ms(slot), what, count),
-            Err(e) => self.metrics.duty_failed(
-                slot,
-                name,
-                "beacon_node_error",
-                format!("beacon node error: {e}"),
-            ),
+        let slot = duty.slot;
+        let give_up =
+            SlotClock::instant_at(self.clock.slot_start_ms(slot) + self.clock.slot_ms * 5 / 6);
+        let own = loop {
+            match fetch().await {
+                Ok(value) => break Some(value),
+                Err(e) if tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!(
+                        slot,
+                        duty = duty.kind.name(),
+                        "own beacon node's value unavailable: {e}"
+                    );
+                    break None;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        let due_ms = self.clock.slot_start_ms(slot)
+            + self.clock.slot_ms * self.store.spec().aggregate_due_bps / 10_000;
+        self.store
+            .workflow()
+            .decide(crate::workflow::ConsensusRequest {
+                duty,
+                proposal: own,
+                is_valid,
+                start: SlotClock::instant_at(due_ms),
+                timing: self.clock.short_round_timing(),
+                deadline: self.clock.slot_start(slot + 2),
+            })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+    }
+}
+
+/// Items of the client's batch that belong to the cluster, grouped for
+/// combination; the others are forwarded as they are.
+#[derive(Default)]
+pub(super) struct Sorted {
+    pub groups: HashMap<(Duty, Root), Vec<ToCombine>>,
+    pub outsiders: Vec<serde_json::Value>,
+    pub failures: Vec<(usize, String)>,
+}
+
+impl Middleware {
+    /// Combines the cluster's items and forwards the rest; answers the batch.
+    pub(super) async fn finish_batch(
+        self: &Arc<Self>,
+        sorted: Sorted,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        path: &'static str,
+        what: &'static str,
+        noun: &str,
+    ) -> Result<Response, ApiError> {
+        if !sorted.groups.is_empty() {
+            let groups = sorted.groups.into_iter().collect();
+            tokio::spawn(Arc::clone(self).combine_and_post(groups, path, what));
+        }
+        if !sorted.outsiders.is_empty() {
+            let response = self
+                .forward_json(
+                    uri.path(),
+                    headers,
+                    serde_json::Value::Array(sorted.outsiders),
+                )
+                .await;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+        }
+        if sorted.failures.is_empty() {
+            Ok(StatusCode::OK.into_response())
+        } else {
+            Err(ApiError::batch(noun, sorted.failures))
         }
     }
 }
@@ -314,13 +498,13 @@ async fn forward(State(mw): Shared, request: Request) -> Response {
     mw.forward(request).await
 }
 
-/// Signing endpoints whose duties the middleware does not combine yet: a
+/// Signing endpoints the middleware does not combine yet: a
 /// partial signature must not reach the beacon node as if it were whole.
 async fn not_supported_yet(request: Request) -> Response {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
-            "{} is not supported by the dvnode middleware yet (sync committee and builder registration duties come later)",
+            "{} is not supported by the dvnode middleware yet (builder registrations need identical messages across operators and come later)",
             request.uri().path()
         ),
     )
@@ -372,16 +556,21 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",
-            post(not_supported_yet),
+            post(sync::submit_messages),
         )
         .route(
             "/eth/v1/validator/contribution_and_proofs",
-            post(not_supported_yet),
+            post(sync::submit_contributions),
         )
         .route(
             "/eth/v1/validator/register_validator",
             post(not_supported_yet),
         )
+        .route(
+            "/eth/v1/validator/sync_committee_contribution",
+            get(sync::contribution),
+        )
+        .route("/eth/v1/beacon/blocks/head/root", get(sync::head_root))
         .fallback(forward)
         .with_state(mw)
 }

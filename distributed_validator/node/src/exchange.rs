@@ -1,0 +1,316 @@
+//! The partial-signature exchange and combiner stage: partials from this
+//! node (its signer, or its validator client in middleware mode) and from
+//! peers go into the [`ParSigStore`]; combined signatures go to whoever waits
+//! for them.
+//!
+//! It runs as its own task, apart from consensus: verifying partials and
+//! combined signatures is pairing work (milliseconds per signature), and a
+//! slot with many sync committee contributions would otherwise hold up the
+//! consensus messages queued behind it.
+
+use crate::duty::Duty;
+use crate::parsig::{Combined, ParSigStore, Partial};
+use crate::workflow::CurrentSlot;
+use dv_crypto::{PartialSignature, Signature};
+use dv_types::{PublicKeyBytes, Root, SignatureBytes};
+use p2p::{Envelope, Topic};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Partials for duties further ahead than this many slots are dropped (next
+/// epoch's selection proofs are the furthest a peer sends; mainnet epochs are 32 slots).
+const MAX_PARTIALS_AHEAD: u64 = 96;
+/// Partials and combined signatures of the last this many slots are kept
+/// (a voluntary exit may combine well after its first partial).
+const KEEP_SLOTS: u64 = 64;
+/// Inputs taken off the queue at once (bounds one batch verification).
+const MAX_INPUTS_AT_ONCE: usize = 512;
+
+/// Partials of one validator set over one signing root, and what came of them.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// Combined and verified signatures, by validator.
+    pub signatures: HashMap<PublicKeyBytes, Signature>,
+}
+
+/// The partial signatures of one node for one duty and signing root.
+#[derive(Serialize, Deserialize)]
+struct PartialsMessage {
+    root: Root,
+    partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
+}
+
+pub(crate) enum ExchangeInput {
+    /// This node's partials, to send to every peer and wait on.
+    Own(ExchangeWaiter),
+    /// A peer's partial-signatures message.
+    Peer(Duty, usize, Vec<u8>),
+    /// Asks for a signature combined here (still kept).
+    Combined(
+        Duty,
+        PublicKeyBytes,
+        Root,
+        oneshot::Sender<Option<Signature>>,
+    ),
+}
+
+/// One peer message's partials, parsed.
+struct PeerPartials {
+    duty: Duty,
+    root: Root,
+    from: usize,
+    partials: Vec<Partial>,
+}
+
+pub(crate) struct ExchangeWaiter {
+    pub duty: Duty,
+    pub root: Root,
+    pub own: Vec<Partial>,
+    /// Whether the caller verified `own` against this node's share keys.
+    pub own_verified: bool,
+    pub wanted: HashSet<PublicKeyBytes>,
+    pub got: HashMap<PublicKeyBytes, Signature>,
+    pub deadline: Instant,
+    pub reply: Option<oneshot::Sender<Exchanged>>,
+}
+
+pub(crate) struct ExchangeTask<C: CurrentSlot> {
+    net: p2p::Handle,
+    inputs: mpsc::UnboundedReceiver<ExchangeInput>,
+    clock: C,
+    parsig: ParSigStore,
+    /// Signatures combined from peers' partials before (or after) this node asked.
+    combined: HashMap<(Duty, PublicKeyBytes, Root), Combined>,
+    waiters: Vec<ExchangeWaiter>,
+}
+
+impl<C: CurrentSlot> ExchangeTask<C> {
+    pub fn new(
+        net: p2p::Handle,
+        parsig: ParSigStore,
+        clock: C,
+    ) -> (Self, mpsc::UnboundedSender<ExchangeInput>) {
+        let (tx, inputs) = mpsc::unbounded_channel();
+        let task = Self {
+            net,
+            inputs,
+            clock,
+            parsig,
+            combined: HashMap::new(),
+            waiters: Vec::new(),
+        };
+        (task, tx)
+    }
+
+    /// Runs until every sender of inputs is dropped.
+    pub async fn run(mut self) {
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(first) => {
+                        // Whatever queued up meanwhile is handled together:
+                        // peers' partials are then checked in one batch.
+                        let mut inputs = vec![first];
+                        while inputs.len() < MAX_INPUTS_AT_ONCE {
+                            match self.inputs.try_recv() {
+                                Ok(input) => inputs.push(input),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle(inputs);
+                    }
+                    None => return,
+                },
+                _ = housekeeping.tick() => self.expire(),
+            }
+        }
+    }
+
+    fn handle(&mut self, inputs: Vec<ExchangeInput>) {
+        let mut from_peers = Vec::new();
+        for input in inputs {
+            match input {
+                ExchangeInput::Own(waiter) => self.start(waiter),
+                ExchangeInput::Peer(duty, from, payload) => {
+                    from_peers.extend(self.parse_peer(duty, from, &payload));
+                }
+                ExchangeInput::Combined(duty, validator, root, reply) => {
+                    let found = self
+                        .combined
+                        .get(&(duty, validator, root))
+                        .map(|c| c.signature);
+                    let _ = reply.send(found);
+                }
+            }
+        }
+        if from_peers.is_empty() {
+            return;
+        }
+        // One batch check over all of them (one Miller loop per partial, one
+        // final exponentiation); if it fails, each message is checked on its
+        // own so that the bad partials are named and only they are dropped.
+        let parsig = &self.parsig;
+        let groups: Vec<(Root, &[Partial])> = from_peers
+            .iter()
+            .map(|m| (m.root, m.partials.as_slice()))
+            .collect();
+        let all_valid = pairing_work(|| parsig.verify_all(&groups));
+        for m in from_peers {
+            self.store(m.duty, m.root, &m.partials, Some(m.from), all_valid);
+        }
+    }
+
+    /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
+    fn parse_peer(&self, duty: Duty, from: usize, payload: &[u8]) -> Option<PeerPartials> {
+        if duty.slot > self.clock.current_slot() + MAX_PARTIALS_AHEAD {
+            tracing::warn!(peer = from, %duty, "partial signatures for a duty too far ahead dropped");
+            return None;
+        }
+        let message = match serde_json::from_slice::<PartialsMessage>(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(peer = from, %duty, "malformed partial signatures message: {e}");
+                return None;
+            }
+        };
+        let mut partials = Vec::new();
+        for (validator, index, sig) in message.partials {
+            if index != from as u64 + 1 {
+                tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {}", from + 1);
+                continue;
+            }
+            match PartialSignature::from_bytes(index, &sig.0) {
+                Ok(signature) => partials.push(Partial {
+                    validator,
+                    signature,
+                }),
+                Err(e) => tracing::warn!(peer = from, %duty, "bad partial signature: {e}"),
+            }
+        }
+        Some(PeerPartials {
+            duty,
+            root: message.root,
+            from,
+            partials,
+        })
+    }
+
+    fn store(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        partials: &[Partial],
+        from: Option<usize>,
+        verified: bool,
+    ) {
+        let parsig = &mut self.parsig;
+        let (combined, errors) = pairing_work(|| {
+            if verified {
+                parsig.insert_verified(duty, root, partials)
+            } else {
+                parsig.insert(duty, root, partials)
+            }
+        });
+        for e in errors {
+            match from {
+                Some(peer) => {
+                    tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}")
+                }
+                None => tracing::error!(%duty, "own partial signature dropped: {e}"),
+            }
+        }
+        for c in combined {
+            self.combined.insert((c.duty, c.validator, c.root), c);
+        }
+        self.settle_waiters();
+    }
+
+    fn start(&mut self, waiter: ExchangeWaiter) {
+        let message = PartialsMessage {
+            root: waiter.root,
+            partials: waiter
+                .own
+                .iter()
+                .map(|p| {
+                    (
+                        p.validator,
+                        p.signature.index,
+                        SignatureBytes(p.signature.signature.to_bytes()),
+                    )
+                })
+                .collect(),
+        };
+        // Plain data: serialisation cannot fail.
+        let payload = serde_json::to_vec(&message).unwrap_or_default();
+        let envelope = Envelope::new(
+            waiter.duty.slot,
+            waiter.duty.kind.code(),
+            Topic::PartialSignatures,
+            payload,
+        );
+        let _ = self.net.broadcast(envelope, waiter.deadline);
+        let (duty, root, own) = (waiter.duty, waiter.root, waiter.own.clone());
+        let verified = waiter.own_verified;
+        self.waiters.push(waiter);
+        self.store(duty, root, &own, None, verified);
+    }
+
+    /// Hands combined signatures to whoever waits for them; answers waiters that are complete.
+    fn settle_waiters(&mut self) {
+        for w in &mut self.waiters {
+            for v in &w.wanted {
+                if w.got.contains_key(v) {
+                    continue;
+                }
+                if let Some(c) = self.combined.get(&(w.duty, *v, w.root)) {
+                    w.got.insert(*v, c.signature);
+                }
+            }
+        }
+        self.waiters.retain_mut(|w| {
+            if w.got.len() < w.wanted.len() {
+                return true;
+            }
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Exchanged {
+                    signatures: std::mem::take(&mut w.got),
+                });
+            }
+            false
+        });
+    }
+
+    /// Answers waiters that ran out of time and forgets old duties.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        self.waiters.retain_mut(|w| {
+            if w.deadline > now {
+                return true;
+            }
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Exchanged {
+                    signatures: std::mem::take(&mut w.got),
+                });
+            }
+            false
+        });
+        let keep_from = self.clock.current_slot().saturating_sub(KEEP_SLOTS);
+        self.combined
+            .retain(|(duty, _, _), _| duty.slot >= keep_from);
+        self.parsig.prune(keep_from);
+    }
+}
+
+/// Runs CPU-bound signature work; on a multi-threaded runtime the runtime
+/// moves other tasks off this thread meanwhile.
+fn pairing_work<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}

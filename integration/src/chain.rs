@@ -71,6 +71,41 @@ pub struct Report {
     pub rejections: BTreeMap<String, u64>,
 }
 
+/// The kind of a submitted batch: which report counters its outcomes go to.
+#[derive(Debug, Clone, Copy)]
+enum Batch {
+    Attestations,
+    Aggregates,
+    SyncMessages,
+    Contributions,
+}
+
+impl Batch {
+    fn noun(self) -> &'static str {
+        match self {
+            Batch::Attestations => "attestations",
+            Batch::Aggregates => "aggregates",
+            Batch::SyncMessages => "sync committee messages",
+            Batch::Contributions => "contributions",
+        }
+    }
+}
+
+impl Report {
+    /// Accepted attestations are counted where they are recorded.
+    fn count(&mut self, batch: Batch, accepted: bool) {
+        match (batch, accepted) {
+            (Batch::Attestations, true) => {}
+            (Batch::Attestations, false) => self.attestations_rejected += 1,
+            (Batch::Aggregates, true) => self.aggregates_ok += 1,
+            (Batch::Aggregates, false) => self.aggregates_rejected += 1,
+            (Batch::SyncMessages, true) => self.sync_messages_ok += 1,
+            (Batch::Contributions, true) => self.contributions_ok += 1,
+            (Batch::SyncMessages | Batch::Contributions, false) => self.sync_rejected += 1,
+        }
+    }
+}
+
 struct AttestationRecord {
     data: AttestationData,
 }
@@ -474,19 +509,15 @@ impl Chain {
         items: &[SingleAttestation],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let mut failures = Vec::new();
-        for (i, a) in items.iter().enumerate() {
-            if let Err(e) = self.accept_attestation(
+        self.judge_each(items, Batch::Attestations, |chain, a| {
+            chain.accept_attestation(
                 a.attester_index,
                 a.committee_index,
                 &a.data,
                 &a.signature,
                 now_ms,
-            ) {
-                failures.push((i, e));
-            }
-        }
-        self.finish_batch(failures, "attestations")
+            )
+        })
     }
 
     /// Pre-Electra `Attestation`s with one aggregation bit set.
@@ -495,45 +526,52 @@ impl Chain {
         items: &[AttestationDeneb<P>],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let mut failures = Vec::new();
-        for (i, a) in items.iter().enumerate() {
-            let committee = self.committee_at(a.data.slot);
+        self.judge_each(items, Batch::Attestations, |chain, a| {
+            let committee = chain.committee_at(a.data.slot);
             let set: Vec<usize> = (0..a.aggregation_bits.len())
                 .filter(|b| a.aggregation_bits.get(*b).unwrap_or(false))
                 .collect();
-            let outcome = if a.aggregation_bits.len() != committee.len() || set.len() != 1 {
-                Err(format!(
+            if a.aggregation_bits.len() != committee.len() || set.len() != 1 {
+                return Err(format!(
                     "aggregation bits must have {} bits with exactly one set",
                     committee.len()
-                ))
-            } else {
-                self.accept_attestation(
-                    committee[set[0]],
-                    a.data.index,
-                    &a.data,
-                    &a.signature,
-                    now_ms,
-                )
-            };
-            if let Err(e) = outcome {
-                failures.push((i, e));
+                ));
             }
-        }
-        self.finish_batch(failures, "attestations")
+            chain.accept_attestation(
+                committee[set[0]],
+                a.data.index,
+                &a.data,
+                &a.signature,
+                now_ms,
+            )
+        })
     }
 
-    fn finish_batch(&mut self, failures: Vec<(usize, String)>, what: &str) -> Result<(), ApiError> {
+    /// Judges each item of a submitted batch with `check`, counts the
+    /// outcomes in the report and answers as a beacon node does: 200, or
+    /// 400 naming each refused item (the others are accepted).
+    fn judge_each<T>(
+        &mut self,
+        items: &[T],
+        batch: Batch,
+        mut check: impl FnMut(&mut Self, &T) -> Result<(), String>,
+    ) -> Result<(), ApiError> {
+        let mut failures = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let outcome = check(self, item);
+            self.report.count(batch, outcome.is_ok());
+            if let Err(reason) = outcome {
+                let key = reason.split(':').next().unwrap_or(&reason).to_string();
+                self.reject(&key);
+                failures.push((i, reason));
+            }
+        }
         if failures.is_empty() {
             return Ok(());
         }
-        self.report.attestations_rejected += failures.len() as u64;
-        for (_, reason) in &failures {
-            let key = reason.split(':').next().unwrap_or(reason).to_string();
-            self.reject(&key);
-        }
         Err(ApiError {
             code: 400,
-            message: format!("some {what} failed validation"),
+            message: format!("some {} failed validation", batch.noun()),
             failures,
         })
     }
@@ -858,26 +896,7 @@ impl Chain {
         &mut self,
         items: &[SignedAggregateAndProofElectra<P>],
     ) -> Result<(), ApiError> {
-        let mut failures = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match self.check_aggregate(item) {
-                Ok(()) => self.report.aggregates_ok += 1,
-                Err(e) => {
-                    self.report.aggregates_rejected += 1;
-                    let key = e.split(':').next().unwrap_or(&e).to_string();
-                    self.reject(&key);
-                    failures.push((i, e));
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError {
-            code: 400,
-            message: "some aggregates failed validation".into(),
-            failures,
-        })
+        self.judge_each(items, Batch::Aggregates, Self::check_aggregate)
     }
 
     fn check_aggregate(&mut self, item: &SignedAggregateAndProofElectra<P>) -> Result<(), String> {
@@ -984,24 +1003,8 @@ impl Chain {
         items: &[SyncCommitteeMessage],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let mut failures = Vec::new();
-        for (i, m) in items.iter().enumerate() {
-            match self.check_sync_message(m, now_ms) {
-                Ok(()) => self.report.sync_messages_ok += 1,
-                Err(e) => {
-                    self.report.sync_rejected += 1;
-                    self.reject(e.split(':').next().unwrap_or(&e));
-                    failures.push((i, e));
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError {
-            code: 400,
-            message: "some sync committee messages failed validation".into(),
-            failures,
+        self.judge_each(items, Batch::SyncMessages, |chain, m| {
+            chain.check_sync_message(m, now_ms)
         })
     }
 
@@ -1099,24 +1102,8 @@ impl Chain {
         items: &[SignedContributionAndProof<P>],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let mut failures = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match self.check_contribution(item, now_ms) {
-                Ok(()) => self.report.contributions_ok += 1,
-                Err(e) => {
-                    self.report.sync_rejected += 1;
-                    self.reject(e.split(':').next().unwrap_or(&e));
-                    failures.push((i, e));
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError {
-            code: 400,
-            message: "some contributions failed validation".into(),
-            failures,
+        self.judge_each(items, Batch::Contributions, |chain, c| {
+            chain.check_contribution(c, now_ms)
         })
     }
 

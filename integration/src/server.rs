@@ -315,6 +315,14 @@ async fn sync_duties(
     Ok(Json(json!({"execution_optimistic": false, "data": duties})).into_response())
 }
 
+/// A query parameter the request must carry.
+fn query_field<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    query
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+}
+
 async fn submit_sync_messages(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
     let items: Vec<SyncCommitteeMessage> = from_json(body, "SyncCommitteeMessage list")?;
     s.chain().submit_sync_messages(&items, now_ms())?;
@@ -325,12 +333,7 @@ async fn sync_contribution(
     State(s): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let field = |name: &str| {
-        query
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
-    };
+    let field = |name: &str| query_field(&query, name);
     let slot: Slot = parse(field("slot")?, "slot")?;
     let sub: u64 = parse(field("subcommittee_index")?, "subcommittee_index")?;
     let root: Root = parse(field("beacon_block_root")?, "beacon_block_root")?;
@@ -501,12 +504,7 @@ async fn aggregate_attestation(
     State(s): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let field = |name: &str| {
-        query
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
-    };
+    let field = |name: &str| query_field(&query, name);
     let root: Root = parse(field("attestation_data_root")?, "attestation_data_root")?;
     let slot: Slot = parse(field("slot")?, "slot")?;
     let committee_index: u64 = parse(field("committee_index")?, "committee_index")?;

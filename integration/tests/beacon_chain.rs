@@ -523,3 +523,118 @@ fn aggregates_are_built_from_what_arrived_and_judged_strictly() {
         (1, 2)
     );
 }
+
+#[test]
+fn sync_messages_and_contributions_are_judged_strictly() {
+    let now = dv_integration::server::now_ms();
+    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    let slot = chain.current_slot(now);
+    let gvr = chain.genesis_validators_root;
+    let epoch = chain.spec.epoch_of_slot(slot);
+    let (_, head) = chain.head();
+    let sign = |validator: u64, root: Root| {
+        SignatureBytes(
+            interop_secret_key(validator)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    };
+    let sync_domain = chain.spec.domain(DomainKind::SyncCommittee, epoch, gvr);
+    let message = |validator: u64, slot: Slot, root: Root| SyncCommitteeMessage {
+        slot,
+        beacon_block_root: root,
+        validator_index: validator,
+        signature: sign(validator, compute_signing_root(&root, sync_domain)),
+    };
+    // Minimal preset, 16 validators: positions 0..32 are validators p mod
+    // 16, so subcommittee 0 (positions 0..8) is validators 0..8.
+    let honest: Vec<SyncCommitteeMessage> = (0..8).map(|v| message(v, slot, head)).collect();
+    chain.submit_sync_messages(&honest, now).unwrap();
+    // A past slot, a block the chain does not know, a signature by another key.
+    let late = message(1, slot - 2, head);
+    let unknown = message(2, slot, Root::repeat_byte(9));
+    let mut forged = message(3, slot, head);
+    forged.signature = honest[4].signature;
+    let refused = chain
+        .submit_sync_messages(&[late, unknown, forged], now)
+        .unwrap_err();
+    let reasons: Vec<&str> = refused.failures.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(reasons[0].contains("not the current slot"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("unknown beacon block root"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("invalid signature"), "{reasons:?}");
+
+    let contribution = chain.sync_committee_contribution(slot, 0, head).unwrap();
+    assert_eq!(contribution.aggregation_bits.num_set_bits(), 8);
+    let aggregator = 5;
+    let selection = SyncAggregatorSelectionData {
+        slot,
+        subcommittee_index: 0,
+    };
+    let selection_domain = chain
+        .spec
+        .domain(DomainKind::SyncCommitteeSelectionProof, epoch, gvr);
+    let selection_proof = sign(
+        aggregator,
+        compute_signing_root(&selection, selection_domain),
+    );
+    assert!(
+        chain.is_sync_aggregator(&selection_proof),
+        "minimal: every member aggregates"
+    );
+    let domain = chain
+        .spec
+        .domain(DomainKind::ContributionAndProof, epoch, gvr);
+    let signed = |message: ContributionAndProof<Minimal>, signer: u64| {
+        let signature = sign(signer, compute_signing_root(&message, domain));
+        SignedContributionAndProof { message, signature }
+    };
+    let honest = ContributionAndProof {
+        aggregator_index: aggregator,
+        contribution: contribution.clone(),
+        selection_proof,
+    };
+    // Not in subcommittee 0; a contribution signature of one member only;
+    // signed by another validator.
+    let mut outsider = honest.clone();
+    outsider.aggregator_index = 12;
+    let mut short = honest.clone();
+    // Validator 0's own message signature: valid, but not the aggregate of eight.
+    short.contribution.signature = sign(0, compute_signing_root(&head, sync_domain));
+    let refused = chain
+        .submit_contributions(
+            &[
+                signed(outsider, 12),
+                signed(short, aggregator),
+                signed(honest.clone(), 6),
+            ],
+            now,
+        )
+        .unwrap_err();
+    let reasons: Vec<&str> = refused.failures.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(reasons[0].contains("not in subcommittee"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("invalid contribution signature"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("invalid signature"), "{reasons:?}");
+    // Too late: half a second past the slot's end.
+    let after = chain.slot_start_ms(slot + 1) + 501;
+    let refused = chain
+        .submit_contributions(&[signed(honest.clone(), aggregator)], after)
+        .unwrap_err();
+    assert!(refused.failures[0].1.contains("not the current slot"));
+    chain
+        .submit_contributions(&[signed(honest, aggregator)], now)
+        .unwrap();
+    assert_eq!(
+        (
+            chain.report.sync_messages_ok,
+            chain.report.contributions_ok,
+            chain.report.sync_rejected
+        ),
+        (8, 1, 7)
+    );
+}

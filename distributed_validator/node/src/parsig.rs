@@ -121,13 +121,7 @@ impl ParSigStore {
         partials: &[Partial],
     ) -> (Vec<Combined>, Vec<ParSigError>) {
         let mut errors = Vec::new();
-        let mut checked: Vec<(Partial, PublicKey)> = Vec::with_capacity(partials.len());
-        for p in partials {
-            match self.share_key(&p.validator, p.signature.index) {
-                Ok(key) => checked.push((*p, key)),
-                Err(e) => errors.push(e),
-            }
-        }
+        let checked = self.with_share_keys(partials, &mut errors);
         let hashed = HashedMessage::new(root.as_slice());
         let items: Vec<(PublicKey, Signature)> = checked
             .iter()
@@ -163,16 +157,31 @@ impl ParSigStore {
         partials: &[Partial],
     ) -> (Vec<Combined>, Vec<ParSigError>) {
         let mut errors = Vec::new();
-        let mut known = Vec::with_capacity(partials.len());
-        for p in partials {
-            match self.share_key(&p.validator, p.signature.index) {
-                Ok(_) => known.push(*p),
-                Err(e) => errors.push(e),
-            }
-        }
+        let known = self
+            .with_share_keys(partials, &mut errors)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         let hashed = HashedMessage::new(root.as_slice());
         let completed = self.store_all(duty, root, &hashed, known, &mut errors);
         (completed, errors)
+    }
+
+    /// The partials whose validator and share this store knows, with the
+    /// share's public key; the others go to `errors`.
+    fn with_share_keys(
+        &self,
+        partials: &[Partial],
+        errors: &mut Vec<ParSigError>,
+    ) -> Vec<(Partial, PublicKey)> {
+        let mut known = Vec::with_capacity(partials.len());
+        for p in partials {
+            match self.share_key(&p.validator, p.signature.index) {
+                Ok(key) => known.push((*p, key)),
+                Err(e) => errors.push(e),
+            }
+        }
+        known
     }
 
     fn store_all(

@@ -7,14 +7,14 @@
 //! exchanged, combined and submitted.
 
 use super::attest::{consensus_version, parse_u64};
-use super::{ApiError, Middleware, Shared, Sorted, ToCombine};
+use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dv_types::ssz::{Decode, Encode};
+use dv_types::ssz::Encode;
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use serde_json::{json, Value};
@@ -81,27 +81,18 @@ async fn decide_aggregate<P: Preset>(
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::Aggregator { committee });
     // Valid: an aggregate of this committee's attestations to the data the client asked about.
-    let is_valid = Box::new(move |value: &[u8]| {
-        AttestationElectra::<P>::from_ssz_bytes(value).is_ok_and(|a| {
-            a.data.slot == slot
-                && a.data.tree_hash_root() == root
-                && committee_of(&a) == Ok(committee)
-                && a.aggregation_bits.num_set_bits() > 0
-        })
-    });
+    let is_valid = move |a: &AttestationElectra<P>| {
+        a.data.slot == slot
+            && a.data.tree_hash_root() == root
+            && committee_of(a) == Ok(committee)
+            && a.aggregation_bits.num_set_bits() > 0
+    };
     let fetch = || async move {
         mw.beacon
             .first_success(|n| n.aggregate_attestation::<P>(root, slot, committee))
             .await
-            .map(|a| a.as_ssz_bytes())
     };
-    let decided = mw.decide_fetched(duty, fetch, is_valid).await?;
-    let aggregate = AttestationElectra::<P>::from_ssz_bytes(&decided).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("decided aggregate: {e:?}"),
-        )
-    })?;
+    let aggregate = mw.decide_built(duty, fetch, is_valid).await?;
     if aggregate.data.tree_hash_root() != root {
         return Err(ApiError::bad_request(format!(
             "the cluster decided an aggregate of other data for committee {committee} at slot {slot}"
@@ -131,15 +122,7 @@ pub(super) async fn submit(
         } else {
             check::<Mainnet>(&mw, &json).await
         };
-        match checked {
-            Ok(Some((duty, root, partial))) => sorted
-                .groups
-                .entry((duty, root))
-                .or_default()
-                .push(ToCombine { partial, json }),
-            Ok(None) => sorted.outsiders.push(json),
-            Err(e) => sorted.failures.push((position, e)),
-        }
+        sorted.add(position, json, checked);
     }
     mw.finish_batch(
         sorted,
@@ -154,10 +137,7 @@ pub(super) async fn submit(
 
 /// Checks one signed aggregate of the client; `None` if the aggregator is
 /// not the cluster's.
-async fn check<P: Preset>(
-    mw: &Middleware,
-    json: &Value,
-) -> Result<Option<(Duty, Root, crate::parsig::Partial)>, String> {
+async fn check<P: Preset>(mw: &Middleware, json: &Value) -> Checked {
     let signed: SignedAggregateAndProofElectra<P> = serde_json::from_value(json.clone())
         .map_err(|e| format!("not a SignedAggregateAndProof: {e}"))?;
     let message = &signed.message;

@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
 use dv_crypto::PartialSignature;
+use dv_types::ssz::{Decode, Encode};
 use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
 use identity::Identity;
 use proxy::Upstream;
@@ -400,26 +401,48 @@ impl Middleware {
     /// consensus with this node's beacon node's value as its proposal. That
     /// value is built from the slot's messages, which may still be on their
     /// way (a round change delays them), so `fetch` is retried until 5/6 of
-    /// the slot. Rounds count from the aggregation due time.
-    pub(super) async fn decide_fetched<F, Fut>(
+    /// the slot. Rounds count from the aggregation due time. Values travel
+    /// as SSZ; `is_valid` judges a peer's proposal.
+    pub(super) async fn decide_built<T, F, Fut>(
         &self,
         duty: Duty,
         fetch: F,
-        is_valid: qbft::ValidityFn,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Encode + Decode + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
+    {
+        let decided = match self.store.workflow().decided(duty).await {
+            Some(value) => value,
+            None => self.decide_with_own(duty, fetch, is_valid).await?,
+        };
+        T::from_ssz_bytes(&decided).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("decided {} value: {e:?}", duty.kind.name()),
+            )
+        })
+    }
+
+    async fn decide_with_own<T, F, Fut>(
+        &self,
+        duty: Duty,
+        fetch: F,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
     ) -> Result<qbft::Value, ApiError>
     where
+        T: Encode + Decode + 'static,
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<u8>, beacon_client::Error>>,
+        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
     {
-        if let Some(value) = self.store.workflow().decided(duty).await {
-            return Ok(value);
-        }
         let slot = duty.slot;
         let give_up =
             SlotClock::instant_at(self.clock.slot_start_ms(slot) + self.clock.slot_ms * 5 / 6);
         let own = loop {
             match fetch().await {
-                Ok(value) => break Some(value),
+                Ok(value) => break Some(value.as_ssz_bytes()),
                 Err(e) if tokio::time::Instant::now() >= give_up => {
                     tracing::warn!(
                         slot,
@@ -438,7 +461,9 @@ impl Middleware {
             .decide(crate::workflow::ConsensusRequest {
                 duty,
                 proposal: own,
-                is_valid,
+                is_valid: Box::new(move |value: &[u8]| {
+                    T::from_ssz_bytes(value).is_ok_and(|v| is_valid(&v))
+                }),
                 start: SlotClock::instant_at(due_ms),
                 timing: self.clock.short_round_timing(),
                 deadline: self.clock.slot_start(slot + 2),
@@ -455,6 +480,25 @@ pub(super) struct Sorted {
     pub groups: HashMap<(Duty, Root), Vec<ToCombine>>,
     pub outsiders: Vec<serde_json::Value>,
     pub failures: Vec<(usize, String)>,
+}
+
+/// What checking one item of a client's batch found: its duty, signing
+/// root and verified partial; `None` for a validator outside the cluster.
+pub(super) type Checked = Result<Option<(Duty, Root, Partial)>, String>;
+
+impl Sorted {
+    /// Files the item at `position` by what checking it found.
+    pub fn add(&mut self, position: usize, json: serde_json::Value, checked: Checked) {
+        match checked {
+            Ok(Some((duty, root, partial))) => self
+                .groups
+                .entry((duty, root))
+                .or_default()
+                .push(ToCombine { partial, json }),
+            Ok(None) => self.outsiders.push(json),
+            Err(e) => self.failures.push((position, e)),
+        }
+    }
 }
 
 impl Middleware {

@@ -13,17 +13,16 @@
 //! subcommittee), as aggregates are.
 
 use super::attest::parse_u64;
-use super::{ApiError, Middleware, Shared, Sorted, ToCombine};
+use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
-use crate::parsig::Partial;
 use crate::scheduler::SlotClock;
 use crate::workflow::ConsensusRequest;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dv_types::ssz::{Decode, Encode};
+use dv_types::ssz::Encode;
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -96,31 +95,8 @@ pub(super) async fn submit_messages(
     })?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
-        let message: SyncCommitteeMessage = match serde_json::from_value(json.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                sorted
-                    .failures
-                    .push((position, format!("not a SyncCommitteeMessage: {e}")));
-                continue;
-            }
-        };
-        let Some(validator) = mw.scheduler.validator_by_index(message.validator_index) else {
-            sorted.outsiders.push(json);
-            continue;
-        };
-        let epoch = mw.store.spec().epoch_of_slot(message.slot);
-        let root =
-            mw.store
-                .signing_root(DomainKind::SyncCommittee, epoch, &message.beacon_block_root);
-        match mw.verify_partial(&validator, root, &message.signature) {
-            Ok(partial) => sorted
-                .groups
-                .entry((Duty::new(message.slot, DutyType::SyncMessage), root))
-                .or_default()
-                .push(ToCombine { partial, json }),
-            Err(e) => sorted.failures.push((position, e)),
-        }
+        let checked = check_message(&mw, &json);
+        sorted.add(position, json, checked);
     }
     mw.finish_batch(
         sorted,
@@ -131,6 +107,25 @@ pub(super) async fn submit_messages(
         "sync committee messages",
     )
     .await
+}
+
+/// Checks one sync committee message of the client against this node's share.
+fn check_message(mw: &Middleware, json: &Value) -> Checked {
+    let message: SyncCommitteeMessage = serde_json::from_value(json.clone())
+        .map_err(|e| format!("not a SyncCommitteeMessage: {e}"))?;
+    let Some(validator) = mw.scheduler.validator_by_index(message.validator_index) else {
+        return Ok(None);
+    };
+    let epoch = mw.store.spec().epoch_of_slot(message.slot);
+    let root = mw
+        .store
+        .signing_root(DomainKind::SyncCommittee, epoch, &message.beacon_block_root);
+    let partial = mw.verify_partial(&validator, root, &message.signature)?;
+    Ok(Some((
+        Duty::new(message.slot, DutyType::SyncMessage),
+        root,
+        partial,
+    )))
 }
 
 /// `GET /eth/v1/validator/sync_committee_contribution`: the subcommittee's decided contribution.
@@ -160,27 +155,18 @@ async fn decide_contribution<P: Preset>(
     root: Root,
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee });
-    let is_valid = Box::new(move |value: &[u8]| {
-        SyncCommitteeContribution::<P>::from_ssz_bytes(value).is_ok_and(|c| {
-            c.slot == slot
-                && c.subcommittee_index == subcommittee
-                && c.beacon_block_root == root
-                && c.aggregation_bits.num_set_bits() > 0
-        })
-    });
+    let is_valid = move |c: &SyncCommitteeContribution<P>| {
+        c.slot == slot
+            && c.subcommittee_index == subcommittee
+            && c.beacon_block_root == root
+            && c.aggregation_bits.num_set_bits() > 0
+    };
     let fetch = || async move {
         mw.beacon
             .first_success(|n| n.sync_committee_contribution::<P>(slot, subcommittee, root))
             .await
-            .map(|c| c.as_ssz_bytes())
     };
-    let decided = mw.decide_fetched(duty, fetch, is_valid).await?;
-    let contribution = SyncCommitteeContribution::<P>::from_ssz_bytes(&decided).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("decided contribution: {e:?}"),
-        )
-    })?;
+    let contribution = mw.decide_built(duty, fetch, is_valid).await?;
     if contribution.beacon_block_root != root {
         return Err(ApiError::bad_request(format!(
             "the cluster decided a contribution for another block root at slot {slot}"
@@ -205,15 +191,7 @@ pub(super) async fn submit_contributions(
         } else {
             check_contribution::<Mainnet>(&mw, &json).await
         };
-        match checked {
-            Ok(Some((duty, root, partial))) => sorted
-                .groups
-                .entry((duty, root))
-                .or_default()
-                .push(ToCombine { partial, json }),
-            Ok(None) => sorted.outsiders.push(json),
-            Err(e) => sorted.failures.push((position, e)),
-        }
+        sorted.add(position, json, checked);
     }
     mw.finish_batch(
         sorted,
@@ -228,10 +206,7 @@ pub(super) async fn submit_contributions(
 
 /// Checks one signed contribution of the client; `None` if the aggregator
 /// is not the cluster's.
-async fn check_contribution<P: Preset>(
-    mw: &Middleware,
-    json: &Value,
-) -> Result<Option<(Duty, Root, Partial)>, String> {
+async fn check_contribution<P: Preset>(mw: &Middleware, json: &Value) -> Checked {
     let signed: SignedContributionAndProof<P> = serde_json::from_value(json.clone())
         .map_err(|e| format!("not a SignedContributionAndProof: {e}"))?;
     let message = &signed.message;

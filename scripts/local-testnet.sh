@@ -213,7 +213,11 @@ p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else 0
 print()
 print("attestations landed / missed (slots 1..last): %d / %d" % (d["attestations_ok"], d["attestations_missed"]))
 print("block proposals landed / missed:              %d / %d" % (d["proposals_ok"], d["proposals_missed"]))
-print("aggregates accepted / refused by the chain:   %d / %d" % (r["aggregates_ok"], r["aggregates_rejected"]))
+a = data["aggregates_until_last_slot"]
+print("aggregation duties landed / missed:           %d / %d (the chain accepted %d aggregates, refused %d)" % (a[0], a[1], r["aggregates_ok"], r["aggregates_rejected"]))
+m, c = data["sync_messages_until_last_slot"], data["contributions_until_last_slot"]
+print("sync committee messages landed / missed:      %d / %d" % (m[0], m[1]))
+print("sync contributions landed / missed:           %d / %d (refused sync items: %d)" % (c[0], c[1], r["sync_rejected"]))
 print("invalid signatures received by the chain:     %d" % r["invalid_signatures"])
 print("slashable pairs received by the chain:        %d" % len(r["slashable"]))
 if r["rejections"]:

@@ -1169,6 +1169,20 @@ impl Chain {
         Ok(())
     }
 
+    /// The report as the testnet script reads it: what the chain received,
+    /// and every duty of slots 1 to the last complete one, landed or missed.
+    pub fn report_json(&self, now_ms: u64) -> serde_json::Value {
+        let last = self.current_slot(now_ms).saturating_sub(1);
+        let (messages, contributions) = self.sync_summary(1, last);
+        serde_json::json!({
+            "report": self.report,
+            "duties_until_last_slot": self.duty_summary(1, last),
+            "aggregates_until_last_slot": self.aggregation_summary(1, last),
+            "sync_messages_until_last_slot": messages,
+            "contributions_until_last_slot": contributions,
+        })
+    }
+
     /// Sync committee duties of slots `first..=last`: messages (landed,
     /// missed) and contributions (landed, missed); aggregators are whoever
     /// the selection proof (made here with interop keys) selects.

@@ -598,8 +598,5 @@ async fn events(
 }
 
 async fn report(State(s): State<Shared>) -> ApiResult {
-    let chain = s.chain();
-    let current = chain.current_slot(now_ms());
-    let summary = chain.duty_summary(1, current.saturating_sub(1));
-    Ok(Json(json!({"report": chain.report, "duties_until_last_slot": summary})).into_response())
+    Ok(Json(s.chain().report_json(now_ms())).into_response())
 }

@@ -159,9 +159,11 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             .map(|m| (m.root, m.partials.as_slice()))
             .collect();
         let all_valid = pairing_work(|| parsig.verify_all(&groups));
-        for m in from_peers {
-            self.store(m.duty, m.root, &m.partials, Some(m.from), all_valid);
+        for m in &from_peers {
+            let refused = pairing_work(|| self.parsig.add(m.duty, m.root, &m.partials, all_valid));
+            log_refused(m.duty, Some(m.from), refused);
         }
+        self.combine_ready();
     }
 
     /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
@@ -199,29 +201,20 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         })
     }
 
-    fn store(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        partials: &[Partial],
-        from: Option<usize>,
-        verified: bool,
-    ) {
+    /// This node's own partials: stored, and combined with what is there.
+    fn store_own(&mut self, duty: Duty, root: Root, partials: &[Partial], verified: bool) {
         let parsig = &mut self.parsig;
-        let (combined, errors) = pairing_work(|| {
-            if verified {
-                parsig.insert_verified(duty, root, partials)
-            } else {
-                parsig.insert(duty, root, partials)
-            }
-        });
+        let refused = pairing_work(|| parsig.add(duty, root, partials, verified));
+        log_refused(duty, None, refused);
+        self.combine_ready();
+    }
+
+    /// Combines every set at the threshold and hands the signatures out.
+    fn combine_ready(&mut self) {
+        let parsig = &mut self.parsig;
+        let (combined, errors) = pairing_work(|| parsig.combine_ready());
         for e in errors {
-            match from {
-                Some(peer) => {
-                    tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}")
-                }
-                None => tracing::error!(%duty, "own partial signature dropped: {e}"),
-            }
+            tracing::error!("combining partial signatures: {e}");
         }
         for c in combined {
             self.combined.insert((c.duty, c.validator, c.root), c);
@@ -256,7 +249,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         let (duty, root, own) = (waiter.duty, waiter.root, waiter.own.clone());
         let verified = waiter.own_verified;
         self.waiters.push(waiter);
-        self.store(duty, root, &own, None, verified);
+        self.store_own(duty, root, &own, verified);
     }
 
     /// Hands combined signatures to whoever waits for them; answers waiters that are complete.
@@ -302,6 +295,15 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         self.combined
             .retain(|(duty, _, _), _| duty.slot >= keep_from);
         self.parsig.prune(keep_from);
+    }
+}
+
+fn log_refused(duty: Duty, from: Option<usize>, refused: Vec<crate::parsig::ParSigError>) {
+    for e in refused {
+        match from {
+            Some(peer) => tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}"),
+            None => tracing::error!(%duty, "own partial signature dropped: {e}"),
+        }
     }
 }
 

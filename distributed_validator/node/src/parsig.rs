@@ -6,13 +6,13 @@
 //! bisection names the bad ones and only those are dropped). Partials are kept
 //! per duty, validator and signing root, so a peer that signed something else
 //! cannot mix into a combination. At `t` valid partials over one root the
-//! signature is combined, verified against the validator key, and handed out
-//! exactly once.
+//! signature is combined, verified against the validator key (signatures
+//! completed together are checked in one batch), and handed out exactly once.
 
 use crate::duty::Duty;
 use dv_crypto::{
-    batch_verify, batch_verify_messages, combine_verified, find_invalid, HashedMessage,
-    PartialSignature, PublicKey, Signature, ThresholdParams,
+    batch_verify, batch_verify_messages, combine, find_invalid, HashedMessage, PartialSignature,
+    PublicKey, Signature, ThresholdError, ThresholdParams,
 };
 use dv_types::{PublicKeyBytes, Root, Slot};
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +69,8 @@ pub struct ParSigStore {
     params: ThresholdParams,
     validators: HashMap<PublicKeyBytes, ValidatorKeys>,
     entries: HashMap<(Duty, PublicKeyBytes), Entry>,
+    /// Sets at the threshold, not combined yet.
+    ready: Vec<(Duty, PublicKeyBytes, Root)>,
 }
 
 impl ParSigStore {
@@ -80,6 +82,7 @@ impl ParSigStore {
             params,
             validators,
             entries: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -120,30 +123,9 @@ impl ParSigStore {
         root: Root,
         partials: &[Partial],
     ) -> (Vec<Combined>, Vec<ParSigError>) {
-        let mut errors = Vec::new();
-        let checked = self.with_share_keys(partials, &mut errors);
-        let hashed = HashedMessage::new(root.as_slice());
-        let items: Vec<(PublicKey, Signature)> = checked
-            .iter()
-            .map(|(p, k)| (*k, p.signature.signature))
-            .collect();
-        let bad: Vec<usize> = if batch_verify(&hashed, &items) {
-            Vec::new()
-        } else {
-            find_invalid(&hashed, &items)
-        };
-        let mut good = Vec::with_capacity(checked.len());
-        for (i, (partial, _)) in checked.into_iter().enumerate() {
-            if bad.contains(&i) {
-                errors.push(ParSigError::InvalidPartial {
-                    validator: partial.validator,
-                    index: partial.signature.index,
-                });
-            } else {
-                good.push(partial);
-            }
-        }
-        let completed = self.store_all(duty, root, &hashed, good, &mut errors);
+        let mut errors = self.add(duty, root, partials, false);
+        let (completed, more) = self.combine_ready();
+        errors.extend(more);
         (completed, errors)
     }
 
@@ -156,15 +138,50 @@ impl ParSigStore {
         root: Root,
         partials: &[Partial],
     ) -> (Vec<Combined>, Vec<ParSigError>) {
-        let mut errors = Vec::new();
-        let known = self
-            .with_share_keys(partials, &mut errors)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        let hashed = HashedMessage::new(root.as_slice());
-        let completed = self.store_all(duty, root, &hashed, known, &mut errors);
+        let mut errors = self.add(duty, root, partials, true);
+        let (completed, more) = self.combine_ready();
+        errors.extend(more);
         (completed, errors)
+    }
+
+    /// Stores partials that all sign `root` for `duty` (verifying them
+    /// unless `verified`), without combining yet: [`Self::combine_ready`]
+    /// then combines every set this completed, with one batch check of the
+    /// combined signatures. Returns the refused partials with reasons.
+    pub fn add(
+        &mut self,
+        duty: Duty,
+        root: Root,
+        partials: &[Partial],
+        verified: bool,
+    ) -> Vec<ParSigError> {
+        let mut errors = Vec::new();
+        let checked = self.with_share_keys(partials, &mut errors);
+        let bad: Vec<usize> = if verified {
+            Vec::new()
+        } else {
+            let hashed = HashedMessage::new(root.as_slice());
+            let items: Vec<(PublicKey, Signature)> = checked
+                .iter()
+                .map(|(p, k)| (*k, p.signature.signature))
+                .collect();
+            if batch_verify(&hashed, &items) {
+                Vec::new()
+            } else {
+                find_invalid(&hashed, &items)
+            }
+        };
+        for (i, (partial, _)) in checked.into_iter().enumerate() {
+            if bad.contains(&i) {
+                errors.push(ParSigError::InvalidPartial {
+                    validator: partial.validator,
+                    index: partial.signature.index,
+                });
+            } else {
+                self.store(duty, root, partial);
+            }
+        }
+        errors
     }
 
     /// The partials whose validator and share this store knows, with the
@@ -184,56 +201,74 @@ impl ParSigStore {
         known
     }
 
-    fn store_all(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        hashed: &HashedMessage,
-        partials: Vec<Partial>,
-        errors: &mut Vec<ParSigError>,
-    ) -> Vec<Combined> {
-        let mut completed = Vec::new();
-        for partial in partials {
-            match self.store(duty, root, hashed, partial) {
-                Ok(Some(combined)) => completed.push(combined),
-                Ok(None) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        completed
-    }
-
-    fn store(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        hashed: &HashedMessage,
-        partial: Partial,
-    ) -> Result<Option<Combined>, ParSigError> {
+    /// Keeps `partial`; a set that reaches the threshold waits in `ready`.
+    fn store(&mut self, duty: Duty, root: Root, partial: Partial) {
         let entry = self.entries.entry((duty, partial.validator)).or_default();
         if entry.combined.contains(&root) {
-            return Ok(None);
+            return;
         }
         let set = entry.by_root.entry(root).or_default();
         set.insert(partial.signature.index, partial.signature);
-        if set.len() < self.params.threshold() {
-            return Ok(None);
+        let key = (duty, partial.validator, root);
+        if set.len() >= self.params.threshold() && !self.ready.contains(&key) {
+            self.ready.push(key);
         }
-        let chosen: Vec<PartialSignature> = set.values().copied().collect();
-        let keys = &self.validators[&partial.validator];
-        let signature = combine_verified(&chosen, self.params, &keys.key, hashed).map_err(|e| {
-            ParSigError::Combine {
-                validator: partial.validator,
-                reason: e.to_string(),
+    }
+
+    /// Combines every set that reached the threshold and verifies the
+    /// combined signatures against the validator keys: one batch check (one
+    /// Miller loop per signature, one final exponentiation), each on its own
+    /// only if the batch fails. A set whose combination fails stays open (a
+    /// later partial makes another try).
+    pub fn combine_ready(&mut self) -> (Vec<Combined>, Vec<ParSigError>) {
+        let mut errors = Vec::new();
+        let mut candidates: Vec<(Combined, PublicKey)> = Vec::new();
+        for (duty, validator, root) in std::mem::take(&mut self.ready) {
+            let Some(set) = self
+                .entries
+                .get(&(duty, validator))
+                .and_then(|e| e.by_root.get(&root))
+            else {
+                continue;
+            };
+            let chosen: Vec<PartialSignature> = set.values().copied().collect();
+            let key = self.validators[&validator].key;
+            match combine(&chosen, self.params) {
+                Ok(signature) => candidates.push((
+                    Combined {
+                        duty,
+                        validator,
+                        root,
+                        signature,
+                    },
+                    key,
+                )),
+                Err(e) => errors.push(ParSigError::Combine {
+                    validator,
+                    reason: e.to_string(),
+                }),
             }
-        })?;
-        entry.combined.insert(root);
-        Ok(Some(Combined {
-            duty,
-            validator: partial.validator,
-            root,
-            signature,
-        }))
+        }
+        let items: Vec<(PublicKey, &[u8], Signature)> = candidates
+            .iter()
+            .map(|(c, key)| (*key, c.root.as_slice(), c.signature))
+            .collect();
+        let all_valid = batch_verify_messages(&items);
+        let mut completed = Vec::with_capacity(candidates.len());
+        for (c, key) in candidates {
+            if all_valid || key.verify(c.root.as_slice(), &c.signature) {
+                if let Some(entry) = self.entries.get_mut(&(c.duty, c.validator)) {
+                    entry.combined.insert(c.root);
+                }
+                completed.push(c);
+            } else {
+                errors.push(ParSigError::Combine {
+                    validator: c.validator,
+                    reason: ThresholdError::CombinedSignatureInvalid.to_string(),
+                });
+            }
+        }
+        (completed, errors)
     }
 
     /// Forgets duties of slots before `slot`.

@@ -76,12 +76,7 @@ async fn main() -> std::process::ExitCode {
     {
         eprintln!("error: server: {e}");
     }
-    let chain = state.chain();
-    let current = chain.current_slot(now_ms());
-    let report = serde_json::json!({
-        "report": chain.report,
-        "duties_until_last_slot": chain.duty_summary(1, current.saturating_sub(1)),
-    });
+    let report = state.chain().report_json(now_ms());
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     match &args.report {
         Some(path) => {

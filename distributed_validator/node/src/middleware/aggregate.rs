@@ -174,6 +174,6 @@ async fn check<P: Preset>(mw: &Middleware, json: &Value) -> Checked {
     let root = mw
         .store
         .signing_root(DomainKind::AggregateAndProof, epoch, message);
-    let partial = mw.verify_partial(&validator, root, &signed.signature)?;
+    let partial = mw.parse_partial(&validator, &signed.signature)?;
     Ok(Some((duty, root, partial)))
 }

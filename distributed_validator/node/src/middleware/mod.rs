@@ -150,25 +150,40 @@ impl Middleware {
         root: Root,
         signature: &SignatureBytes,
     ) -> Result<Partial, String> {
-        let keys = self
-            .keys
-            .get(validator)
-            .ok_or_else(|| format!("validator {validator} is not in this cluster"))?;
-        let share = keys
-            .shares
-            .get((self.share_index - 1) as usize)
-            .ok_or("the cluster lock has no share for this node")?;
+        let partial = self.parse_partial(validator, signature)?;
+        let share = self.own_share(validator)?;
+        if !share.verify(root.as_slice(), &partial.signature.signature) {
+            return Err(not_our_partial(validator));
+        }
+        Ok(partial)
+    }
+
+    /// The client's signature as this node's partial for `validator`, not
+    /// verified yet (see [`Sorted::verified_groups`]).
+    pub fn parse_partial(
+        &self,
+        validator: &PublicKeyBytes,
+        signature: &SignatureBytes,
+    ) -> Result<Partial, String> {
+        self.own_share(validator)?;
         let partial = PartialSignature::from_bytes(self.share_index, &signature.0)
             .map_err(|e| format!("signature: {e}"))?;
-        if !share.verify(root.as_slice(), &partial.signature) {
-            return Err(format!(
-                "the signature does not verify against this node's share of validator {validator}"
-            ));
-        }
         Ok(Partial {
             validator: *validator,
             signature: partial,
         })
+    }
+
+    /// This node's public share of `validator`.
+    fn own_share(&self, validator: &PublicKeyBytes) -> Result<dv_crypto::PublicKey, String> {
+        let keys = self
+            .keys
+            .get(validator)
+            .ok_or_else(|| format!("validator {validator} is not in this cluster"))?;
+        keys.shares
+            .get((self.share_index - 1) as usize)
+            .copied()
+            .ok_or_else(|| "the cluster lock has no share for this node".to_string())
     }
 
     /// Checks that `proof` is `validator`'s selection proof over `root`
@@ -473,47 +488,83 @@ impl Middleware {
     }
 }
 
-/// Items of the client's batch that belong to the cluster, grouped for
-/// combination; the others are forwarded as they are.
+/// Items of the client's batch sorted: the cluster's (to verify, then
+/// group for combination), the others (forwarded as they are), the refused.
 #[derive(Default)]
 pub(super) struct Sorted {
-    pub groups: HashMap<(Duty, Root), Vec<ToCombine>>,
+    /// Position in the batch, duty, signing root, the item.
+    pending: Vec<(usize, Duty, Root, ToCombine)>,
     pub outsiders: Vec<serde_json::Value>,
     pub failures: Vec<(usize, String)>,
 }
 
 /// What checking one item of a client's batch found: its duty, signing
-/// root and verified partial; `None` for a validator outside the cluster.
+/// root and partial (verified with the batch); `None` for a validator
+/// outside the cluster.
 pub(super) type Checked = Result<Option<(Duty, Root, Partial)>, String>;
 
 impl Sorted {
     /// Files the item at `position` by what checking it found.
     pub fn add(&mut self, position: usize, json: serde_json::Value, checked: Checked) {
         match checked {
-            Ok(Some((duty, root, partial))) => self
-                .groups
-                .entry((duty, root))
-                .or_default()
-                .push(ToCombine { partial, json }),
+            Ok(Some((duty, root, partial))) => {
+                self.pending
+                    .push((position, duty, root, ToCombine { partial, json }))
+            }
             Ok(None) => self.outsiders.push(json),
             Err(e) => self.failures.push((position, e)),
         }
     }
+
+    /// Verifies the cluster's items against this node's shares in one batch
+    /// (each on its own only if the batch fails, to name the bad ones) and
+    /// groups the good ones by duty and signing root.
+    fn verified_groups(&mut self, mw: &Middleware) -> HashMap<(Duty, Root), Vec<ToCombine>> {
+        let mut keyed = Vec::with_capacity(self.pending.len());
+        for (position, duty, root, item) in std::mem::take(&mut self.pending) {
+            match mw.own_share(&item.partial.validator) {
+                Ok(share) => keyed.push((position, duty, root, item, share)),
+                Err(e) => self.failures.push((position, e)),
+            }
+        }
+        let batch: Vec<(dv_crypto::PublicKey, &[u8], dv_crypto::Signature)> = keyed
+            .iter()
+            .map(|(_, _, root, item, share)| {
+                (*share, root.as_slice(), item.partial.signature.signature)
+            })
+            .collect();
+        let all_valid = dv_crypto::batch_verify_messages(&batch);
+        let mut groups: HashMap<(Duty, Root), Vec<ToCombine>> = HashMap::new();
+        for (position, duty, root, item, share) in keyed {
+            if all_valid || share.verify(root.as_slice(), &item.partial.signature.signature) {
+                groups.entry((duty, root)).or_default().push(item);
+            } else {
+                self.failures
+                    .push((position, not_our_partial(&item.partial.validator)));
+            }
+        }
+        groups
+    }
+}
+
+fn not_our_partial(validator: &PublicKeyBytes) -> String {
+    format!("the signature does not verify against this node's share of validator {validator}")
 }
 
 impl Middleware {
     /// Combines the cluster's items and forwards the rest; answers the batch.
     pub(super) async fn finish_batch(
         self: &Arc<Self>,
-        sorted: Sorted,
+        mut sorted: Sorted,
         uri: &axum::http::Uri,
         headers: &HeaderMap,
         path: &'static str,
         what: &'static str,
         noun: &str,
     ) -> Result<Response, ApiError> {
-        if !sorted.groups.is_empty() {
-            let groups = sorted.groups.into_iter().collect();
+        let groups = sorted.verified_groups(self);
+        if !groups.is_empty() {
+            let groups = groups.into_iter().collect();
             tokio::spawn(Arc::clone(self).combine_and_post(groups, path, what));
         }
         if !sorted.outsiders.is_empty() {

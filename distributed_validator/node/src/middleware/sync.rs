@@ -109,7 +109,7 @@ pub(super) async fn submit_messages(
     .await
 }
 
-/// Checks one sync committee message of the client against this node's share.
+/// Checks one sync committee message of the client (its partial is verified with the batch).
 fn check_message(mw: &Middleware, json: &Value) -> Checked {
     let message: SyncCommitteeMessage = serde_json::from_value(json.clone())
         .map_err(|e| format!("not a SyncCommitteeMessage: {e}"))?;
@@ -120,7 +120,7 @@ fn check_message(mw: &Middleware, json: &Value) -> Checked {
     let root = mw
         .store
         .signing_root(DomainKind::SyncCommittee, epoch, &message.beacon_block_root);
-    let partial = mw.verify_partial(&validator, root, &message.signature)?;
+    let partial = mw.parse_partial(&validator, &message.signature)?;
     Ok(Some((
         Duty::new(message.slot, DutyType::SyncMessage),
         root,
@@ -255,6 +255,6 @@ async fn check_contribution<P: Preset>(mw: &Middleware, json: &Value) -> Checked
     let root = mw
         .store
         .signing_root(DomainKind::ContributionAndProof, epoch, message);
-    let partial = mw.verify_partial(&validator, root, &signed.signature)?;
+    let partial = mw.parse_partial(&validator, &signed.signature)?;
     Ok(Some((duty, root, partial)))
 }

@@ -86,7 +86,8 @@ for _ in range($NODES):
     s = socket.socket(); s.bind(('127.0.0.1', 0)); addrs.append('/ip4/127.0.0.1/tcp/%d' % s.getsockname()[1]); s.close()
 print(','.join(addrs))")
 ./target/release/dvnode create cluster --interop-validators "0..$VALIDATORS" --nodes "$NODES" \
-    "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" > "$OUT/create.out"
+    "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" \
+    --fee-recipient 0x0000000000000000000000000000000000000000 > "$OUT/create.out"
 echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create.out" | head -1 | cut -d' ' -f2)"
 
 if [ -z "$EXTERNAL_URL" ]; then
@@ -218,6 +219,7 @@ print("aggregation duties landed / missed:           %d / %d (the chain accepted
 m, c = data["sync_messages_until_last_slot"], data["contributions_until_last_slot"]
 print("sync committee messages landed / missed:      %d / %d" % (m[0], m[1]))
 print("sync contributions landed / missed:           %d / %d (refused sync items: %d)" % (c[0], c[1], r["sync_rejected"]))
+print("validators registered with the builder:       %d (registrations accepted %d, refused %d)" % (data["validators_registered"], r["registrations_ok"], r["registrations_rejected"]))
 print("invalid signatures received by the chain:     %d" % r["invalid_signatures"])
 print("slashable pairs received by the chain:        %d" % len(r["slashable"]))
 if r["rejections"]:

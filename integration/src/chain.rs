@@ -63,6 +63,8 @@ pub struct Report {
     pub sync_messages_ok: u64,
     pub contributions_ok: u64,
     pub sync_rejected: u64,
+    pub registrations_ok: u64,
+    pub registrations_rejected: u64,
     /// Every slashable pair received, described.
     pub slashable: Vec<String>,
     /// Arrival of each accepted attestation, in ms after its slot started.
@@ -78,6 +80,7 @@ enum Batch {
     Aggregates,
     SyncMessages,
     Contributions,
+    Registrations,
 }
 
 impl Batch {
@@ -87,6 +90,7 @@ impl Batch {
             Batch::Aggregates => "aggregates",
             Batch::SyncMessages => "sync committee messages",
             Batch::Contributions => "contributions",
+            Batch::Registrations => "validator registrations",
         }
     }
 }
@@ -102,6 +106,8 @@ impl Report {
             (Batch::SyncMessages, true) => self.sync_messages_ok += 1,
             (Batch::Contributions, true) => self.contributions_ok += 1,
             (Batch::SyncMessages | Batch::Contributions, false) => self.sync_rejected += 1,
+            (Batch::Registrations, true) => self.registrations_ok += 1,
+            (Batch::Registrations, false) => self.registrations_rejected += 1,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct Chain {
     pub builder: bool,
     /// Full blocks this chain produced (with their blobs), by block root.
     produced: HashMap<Root, (VersionedBlock<P>, BlockBlobs)>,
+    /// Fee recipient of each validator registered with the builder.
+    pub registered: BTreeMap<u64, ExecutionAddress>,
     /// Digests of (signers, signing root, signature) that verified: every
     /// node of a cluster submits the same combined signature, and a beacon
     /// node does not check a message it already accepted again.
@@ -208,6 +216,7 @@ impl Chain {
             landed_contributions: HashSet::new(),
             builder: false,
             produced: HashMap::new(),
+            registered: BTreeMap::new(),
             verified: HashSet::new(),
             report: Report {
                 validators,
@@ -1169,6 +1178,34 @@ impl Chain {
         Ok(())
     }
 
+    /// `POST /eth/v1/validator/register_validator`: each registration must
+    /// be its validator key's signature under `DOMAIN_APPLICATION_BUILDER`.
+    pub fn register_validators(
+        &mut self,
+        items: &[SignedValidatorRegistration],
+    ) -> Result<(), ApiError> {
+        self.judge_each(items, Batch::Registrations, Self::check_registration)
+    }
+
+    fn check_registration(&mut self, r: &SignedValidatorRegistration) -> Result<(), String> {
+        let index = self
+            .key_bytes
+            .iter()
+            .position(|k| *k == r.message.pubkey)
+            .ok_or_else(|| format!("unknown validator: {}", r.message.pubkey))?
+            as u64;
+        let domain = self
+            .spec
+            .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
+        self.verify(
+            index,
+            compute_signing_root(&r.message, domain),
+            &r.signature,
+        )?;
+        self.registered.insert(index, r.message.fee_recipient);
+        Ok(())
+    }
+
     /// The report as the testnet script reads it: what the chain received,
     /// and every duty of slots 1 to the last complete one, landed or missed.
     pub fn report_json(&self, now_ms: u64) -> serde_json::Value {
@@ -1180,6 +1217,7 @@ impl Chain {
             "aggregates_until_last_slot": self.aggregation_summary(1, last),
             "sync_messages_until_last_slot": messages,
             "contributions_until_last_slot": contributions,
+            "validators_registered": self.registered.len(),
         })
     }
 

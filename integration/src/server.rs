@@ -140,6 +140,10 @@ pub fn router(state: Shared) -> Router {
         .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
+            "/eth/v1/validator/register_validator",
+            post(register_validators),
+        )
+        .route(
             "/eth/v1/validator/beacon_committee_subscriptions",
             post(accept),
         )
@@ -321,6 +325,13 @@ fn query_field<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a
         .get(name)
         .map(String::as_str)
         .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+}
+
+async fn register_validators(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+    let items: Vec<SignedValidatorRegistration> =
+        from_json(body, "SignedValidatorRegistration list")?;
+    s.chain().register_validators(&items)?;
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn submit_sync_messages(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {

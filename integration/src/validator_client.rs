@@ -33,6 +33,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const SSZ: &str = "application/octet-stream";
+/// The gas limit this client registers with (`dvnode create cluster`'s default).
+pub const GAS_LIMIT: u64 = 36_000_000;
 
 /// What the client did, for the test's and the operator's eyes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,6 +45,7 @@ pub struct ClientCounts {
     pub aggregates_published: u64,
     pub sync_messages_submitted: u64,
     pub contributions_published: u64,
+    pub registrations_submitted: u64,
     pub errors: u64,
 }
 
@@ -279,6 +282,10 @@ impl ValidatorClient {
                 if let Some(d) = self.note("sync duties", slot, duties) {
                     sync = Arc::new(d);
                 }
+                let registered = self.register().await;
+                if let Some(count) = self.note("builder registrations", slot, registered) {
+                    self.count(|c| c.registrations_submitted += count);
+                }
                 let (me, attesters) = (Arc::clone(self), Arc::clone(&attesters));
                 tasks.spawn(async move {
                     let selections = me.selections(epoch, &attesters).await;
@@ -369,6 +376,30 @@ impl ValidatorClient {
         let (count, root) = self.note("sync committee messages", slot, sent)?;
         self.count(|c| c.sync_messages_submitted += count);
         Some(root)
+    }
+
+    /// Builder registrations of this client's validators (each epoch, as
+    /// Lighthouse sends them), signed with its shares.
+    async fn register(&self) -> Result<u64, String> {
+        let timestamp = now_ms() / 1000;
+        let items: Vec<Value> = self
+            .keys
+            .keys()
+            .map(|share| {
+                let message = ValidatorRegistration {
+                    fee_recipient: ExecutionAddress::ZERO,
+                    gas_limit: GAS_LIMIT,
+                    timestamp,
+                    pubkey: *share,
+                };
+                let signature = self.sign(share, DomainKind::ApplicationBuilder, 0, &message);
+                json!(SignedValidatorRegistration { message, signature })
+            })
+            .collect();
+        let count = items.len() as u64;
+        self.post_json("/eth/v1/validator/register_validator", &json!(items), None)
+            .await?;
+        Ok(count)
     }
 
     /// This client's sync committee members: share key → (index, positions).

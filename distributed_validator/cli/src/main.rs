@@ -127,6 +127,14 @@ struct CreateClusterArgs {
     /// Cluster name recorded in the lock.
     #[arg(long, default_value = "dv-cluster")]
     name: String,
+    /// Sign each validator's builder registration (MEV-boost) with this fee
+    /// recipient into the lock; the nodes submit it when validator clients
+    /// register (their own registrations, signed with shares, cannot combine).
+    #[arg(long, value_name = "0xADDRESS")]
+    fee_recipient: Option<dv_types::ExecutionAddress>,
+    /// Gas limit of those registrations.
+    #[arg(long, default_value_t = 36_000_000, requires = "fee_recipient")]
+    gas_limit: u64,
     #[command(flatten)]
     keystore: KeystoreArgs,
 }
@@ -226,6 +234,7 @@ fn create(args: CreateClusterArgs) -> Result<(), String> {
         kdf: args.keystore.kdf(),
         p2p_addresses: args.p2p_addresses,
         p2p_base_port: args.p2p_base_port,
+        builder: args.fee_recipient.map(|f| (f, args.gas_limit)),
     };
     let lock = create_cluster(&opts).map_err(|e| e.to_string())?;
     let body = &lock.body;

@@ -29,6 +29,8 @@ struct Outcome {
     aggregates: (u64, u64),
     /// Epoch 1's sync committee messages and contributions: (landed, missed) each.
     sync: ((u64, u64), (u64, u64)),
+    /// Validators registered with the builder, and registrations refused.
+    registered: (usize, u64),
     invalid_signatures: u64,
     slashable: Vec<String>,
     clients: Vec<ClientCounts>,
@@ -100,6 +102,7 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
         summary: chain.duty_summary(8, 15),
         aggregates: chain.aggregation_summary(8, 15),
         sync: chain.sync_summary(8, 15),
+        registered: (chain.registered.len(), chain.report.registrations_rejected),
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         clients,
@@ -139,6 +142,8 @@ fn assert_every_duty_landed(o: &Outcome) {
         "sync messages and contributions landed, missed\n{}",
         tail(&o.logs)
     );
+    // Each validator's registration from the cluster lock, nothing refused.
+    assert_eq!(o.registered, (8, 0), "{}", o.rejections);
     for c in &o.clients {
         assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
         // Each client holds a share of all 8 validators: 16 slots of 1
@@ -161,6 +166,8 @@ fn assert_every_duty_landed(o: &Outcome) {
             o.clients
         );
         assert!(c.selections_combined > 0, "{:?}", o.clients);
+        // Registrations at the first slot of epochs 0, 1 and 2, for 8 validators.
+        assert_eq!(c.registrations_submitted, 24, "{:?}", o.clients);
     }
 }
 

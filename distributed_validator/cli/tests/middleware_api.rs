@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{create_cluster, free_port, start_chain, Processes};
+use common::{create_cluster, free_port, start_chain, Processes, FEE_RECIPIENT};
 use dv_crypto::interop_secret_key;
 use dv_integration::validator_client::load_share_keys;
 use dv_types::*;
@@ -53,7 +53,7 @@ fn message(v: &Value) -> String {
 async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = create_cluster(tmp.path(), 4);
-    let (_state, url, _genesis) = start_chain(ForkName::Fulu, 1000, false).await;
+    let (state, url, _genesis) = start_chain(ForkName::Fulu, 1000, false).await;
     let api_addr = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(tmp.path().join("node0.log")).unwrap();
     let _node = Processes(vec![Command::new(env!("CARGO_BIN_EXE_dvnode"))
@@ -276,11 +276,63 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("decided"), "{body}");
 
+    // Builder registrations: not a list; a signature that is not our
+    // partial; a fee recipient other than the lock's; the client's own
+    // registration (its share's signature) answered with the lock's.
     let (status, body) = api
-        .post("/eth/v1/validator/register_validator", "[]", None)
+        .post("/eth/v1/validator/register_validator", "{", None)
         .await;
-    assert_eq!(status, 501, "{body}");
-    assert!(message(&body).contains("not supported"), "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("JSON"), "{body}");
+    let share_secret = &shares[&share0];
+    let registration = |fee_recipient: &str, signed: bool| {
+        let message = ValidatorRegistration {
+            fee_recipient: fee_recipient.parse().unwrap(),
+            gas_limit: dv_integration::validator_client::GAS_LIMIT,
+            timestamp: 1,
+            pubkey: share0,
+        };
+        let spec = ChainSpec::minimal();
+        let domain = spec.domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
+        let root = compute_signing_root(&message, domain);
+        let signature = if signed {
+            SignatureBytes(share_secret.sign(root.as_slice()).to_bytes())
+        } else {
+            SignatureBytes::infinity()
+        };
+        json!([SignedValidatorRegistration { message, signature }])
+    };
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/register_validator",
+            &registration(FEE_RECIPIENT, false).to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("signature"), "{body}");
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/register_validator",
+            &registration("0x00000000000000000000000000000000000000aa", true).to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("fee recipient"), "{body}");
+    let (status, body) = api
+        .post(
+            "/eth/v1/validator/register_validator",
+            &registration(FEE_RECIPIENT, true).to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        state.chain().registered.len(),
+        1,
+        "the lock registration reached the chain"
+    );
 
     // Still serving.
     let (status, _) = api.get("/eth/v1/node/syncing").await;

@@ -2,12 +2,18 @@
 //! and write one directory per node.
 
 use crate::layout::{write_private, NodeDir};
-use crate::lock::{ClusterLock, DistributedValidator, LockBody, Operator, LOCK_VERSION};
+use crate::lock::{
+    builder_domain, BuilderRegistration, ClusterLock, DistributedValidator, LockBody, Operator,
+    LOCK_VERSION,
+};
 use dv_crypto::keystore::read_password_file;
 use dv_crypto::{
     interop_secret_key, split, KdfChoice, Keystore, KeystoreFileError, SecretKey, ThresholdParams,
 };
-use dv_types::{PublicKeyBytes, Version};
+use dv_types::{
+    compute_signing_root, ExecutionAddress, PublicKeyBytes, SignatureBytes, ValidatorRegistration,
+    Version,
+};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +48,9 @@ pub struct CreateOptions {
     /// One libp2p multiaddress per node; `None` gives 127.0.0.1 ports from `p2p_base_port`.
     pub p2p_addresses: Option<Vec<String>>,
     pub p2p_base_port: u16,
+    /// Sign each validator's builder registration with this fee recipient
+    /// and gas limit (and the creation time as its timestamp).
+    pub builder: Option<(ExecutionAddress, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +183,32 @@ fn prepare_output(out: &Path, force: bool) -> Result<(), CreateError> {
     Ok(())
 }
 
+/// The validator's builder registration, timestamped now.
+fn sign_registration(
+    secret: &dv_crypto::SecretKey,
+    fee_recipient: ExecutionAddress,
+    gas_limit: u64,
+    fork_version: Version,
+) -> BuilderRegistration {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let message = ValidatorRegistration {
+        fee_recipient,
+        gas_limit,
+        timestamp,
+        pubkey: PublicKeyBytes(secret.public_key().to_bytes()),
+    };
+    let root = compute_signing_root(&message, builder_domain(fork_version));
+    BuilderRegistration {
+        fee_recipient,
+        gas_limit,
+        timestamp,
+        signature: SignatureBytes(secret.sign(root.as_slice()).to_bytes()),
+    }
+}
+
 /// Creates the cluster and returns its lock. Secrets are written only to
 /// files readable by their owner; nothing secret is returned or printed.
 pub fn create_cluster(opts: &CreateOptions) -> Result<ClusterLock, CreateError> {
@@ -229,6 +264,9 @@ pub fn create_cluster(opts: &CreateOptions) -> Result<ClusterLock, CreateError> 
                 .iter()
                 .map(|s| PublicKeyBytes(s.secret.public_key().to_bytes()))
                 .collect(),
+            builder_registration: opts.builder.map(|(fee_recipient, gas_limit)| {
+                sign_registration(sk, fee_recipient, gas_limit, opts.fork_version)
+            }),
         })
         .collect();
     let lock = ClusterLock::new(LockBody {

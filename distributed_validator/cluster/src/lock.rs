@@ -7,7 +7,10 @@
 //! caught on load.
 
 use dv_crypto::{combine_public_shares, PublicKey, PublicShare, ThresholdParams};
-use dv_types::{PublicKeyBytes, Version};
+use dv_types::{
+    compute_domain, compute_signing_root, Domain, DomainType, ExecutionAddress, PublicKeyBytes,
+    Root, SignatureBytes, SignedValidatorRegistration, ValidatorRegistration, Version,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -29,6 +32,47 @@ pub struct DistributedValidator {
     pub public_key: PublicKeyBytes,
     /// Public key of share index `i + 1` at position `i`.
     pub public_shares: Vec<PublicKeyBytes>,
+    /// The validator's builder registration, signed when the cluster was
+    /// created by whoever held the whole key. Operators' validator clients
+    /// sign registrations naming their own share keys, which cannot combine,
+    /// so the cluster submits this one. Absent when the cluster was created
+    /// without a fee recipient (and then absent from the hashed JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder_registration: Option<BuilderRegistration>,
+}
+
+/// A `ValidatorRegistration` of the validator key without its `pubkey`
+/// (the validator's), and its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderRegistration {
+    #[serde(with = "serde_utils::address_hex")]
+    pub fee_recipient: ExecutionAddress,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_limit: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub timestamp: u64,
+    pub signature: SignatureBytes,
+}
+
+impl BuilderRegistration {
+    /// The signed registration a beacon node takes, for `validator`.
+    pub fn signed(&self, validator: PublicKeyBytes) -> SignedValidatorRegistration {
+        SignedValidatorRegistration {
+            message: ValidatorRegistration {
+                fee_recipient: self.fee_recipient,
+                gas_limit: self.gas_limit,
+                timestamp: self.timestamp,
+                pubkey: validator,
+            },
+            signature: self.signature,
+        }
+    }
+}
+
+/// `DOMAIN_APPLICATION_BUILDER` over the genesis fork version and a zero
+/// genesis validators root, as builder registrations are signed.
+pub fn builder_domain(genesis_fork_version: Version) -> Domain {
+    compute_domain(DomainType([0, 0, 0, 1]), genesis_fork_version, Root::ZERO)
 }
 
 /// The lock's content; `lock_hash` is computed over exactly this.
@@ -109,8 +153,33 @@ impl LockBody {
         }
         for (k, dv) in self.validators.iter().enumerate() {
             check_validator(k, dv, params)?;
+            check_registration(k, dv, self.fork_version)?;
         }
         Ok(())
+    }
+}
+
+/// A builder registration in the lock must be the validator key's signature.
+fn check_registration(
+    k: usize,
+    dv: &DistributedValidator,
+    fork_version: Version,
+) -> Result<(), String> {
+    let Some(registration) = &dv.builder_registration else {
+        return Ok(());
+    };
+    let signed = registration.signed(dv.public_key);
+    let root = compute_signing_root(&signed.message, builder_domain(fork_version));
+    let key = PublicKey::from_bytes(&dv.public_key.0)
+        .map_err(|e| format!("validator {k} public key: {e}"))?;
+    let valid = dv_crypto::Signature::from_bytes(&registration.signature.0)
+        .is_ok_and(|sig| key.verify(root.as_slice(), &sig));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "validator {k}: the builder registration is not signed by the validator key"
+        ))
     }
 }
 
@@ -226,8 +295,46 @@ mod tests {
                     .iter()
                     .map(|s| PublicKeyBytes(s.secret.public_key().to_bytes()))
                     .collect(),
+                builder_registration: None,
             }],
         }
+    }
+
+    #[test]
+    fn a_builder_registration_must_be_the_validator_keys_signature() {
+        let sk = SecretKey::random();
+        let mut body = body(4, 3);
+        let shares = split(&sk, ThresholdParams::new(3, 4).unwrap());
+        body.validators[0].public_key = PublicKeyBytes(sk.public_key().to_bytes());
+        body.validators[0].public_shares = shares
+            .iter()
+            .map(|s| PublicKeyBytes(s.secret.public_key().to_bytes()))
+            .collect();
+        let mut registration = BuilderRegistration {
+            fee_recipient: ExecutionAddress::repeat_byte(7),
+            gas_limit: 36_000_000,
+            timestamp: 1_700_000_000,
+            signature: SignatureBytes::infinity(),
+        };
+        let message = registration.signed(body.validators[0].public_key).message;
+        let root = compute_signing_root(&message, builder_domain(body.fork_version));
+        registration.signature = SignatureBytes(sk.sign(root.as_slice()).to_bytes());
+        body.validators[0].builder_registration = Some(registration.clone());
+        body.validate().unwrap();
+        // It round-trips, and a lock without one keeps its old JSON (and hash).
+        let lock = ClusterLock::new(body.clone());
+        let text = serde_json::to_string(&lock).unwrap();
+        assert_eq!(serde_json::from_str::<ClusterLock>(&text).unwrap(), lock);
+        let mut without = body.clone();
+        without.validators[0].builder_registration = None;
+        assert!(!serde_json::to_string(&without)
+            .unwrap()
+            .contains("builder_registration"));
+        // Another gas limit under the same signature is refused.
+        registration.gas_limit += 1;
+        body.validators[0].builder_registration = Some(registration);
+        let refused = body.validate().unwrap_err();
+        assert!(refused.contains("builder registration"), "{refused}");
     }
 
     #[test]

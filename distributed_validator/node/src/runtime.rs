@@ -245,6 +245,15 @@ impl Node {
                     metrics: metrics.clone(),
                     keys,
                     share_index: me as u64 + 1,
+                    registrations: lock
+                        .body
+                        .validators
+                        .iter()
+                        .filter_map(|v| {
+                            let r = v.builder_registration.as_ref()?;
+                            Some((v.public_key, r.signed(v.public_key)))
+                        })
+                        .collect(),
                 })?;
                 tracing::info!(%addr, "validator API for a validator client run with --distributed");
                 Attachment::Middleware(Arc::new(middleware), listener)

@@ -66,8 +66,8 @@ async fn main() -> std::process::ExitCode {
     }
     let c = client.counts();
     println!(
-        "validator client: attestations_submitted={} blocks_published={} selections_combined={} aggregates_published={} sync_messages_submitted={} contributions_published={} errors={}",
-        c.attestations_submitted, c.blocks_published, c.selections_combined, c.aggregates_published, c.sync_messages_submitted, c.contributions_published, c.errors
+        "validator client: attestations_submitted={} blocks_published={} selections_combined={} aggregates_published={} sync_messages_submitted={} contributions_published={} registrations_submitted={} errors={}",
+        c.attestations_submitted, c.blocks_published, c.selections_combined, c.aggregates_published, c.sync_messages_submitted, c.contributions_published, c.registrations_submitted, c.errors
     );
     std::process::ExitCode::SUCCESS
 }

@@ -45,6 +45,10 @@ impl Drop for Processes {
 }
 
 /// `dvnode create cluster` over interop validators 0..8 in `dir/cluster`.
+/// The fee recipient of the clusters' builder registrations (the one the
+/// validator-client simulator asks for).
+pub const FEE_RECIPIENT: &str = "0x0000000000000000000000000000000000000000";
+
 pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
     let cluster = dir.join("cluster");
     let addresses: Vec<String> = (0..nodes)
@@ -60,6 +64,8 @@ pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
         "--network",
         "minimal",
         "--insecure-keystores",
+        "--fee-recipient",
+        FEE_RECIPIENT,
         "--p2p-addresses",
         &addresses.join(","),
         "--out",

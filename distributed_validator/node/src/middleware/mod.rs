@@ -15,6 +15,7 @@ mod attest;
 pub mod identity;
 mod propose;
 mod proxy;
+mod register;
 mod select;
 mod sync;
 
@@ -98,6 +99,8 @@ pub struct Middleware {
     pub share_index: u64,
     /// Blocks use the minimal preset's limits (else mainnet's).
     pub minimal: bool,
+    /// Builder registrations signed into the cluster lock, by validator.
+    pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
     identity: Identity,
     upstream: Upstream,
 }
@@ -114,6 +117,8 @@ pub struct MiddlewareConfig {
     pub keys: HashMap<PublicKeyBytes, ValidatorKeys>,
     /// This node's share index (1-based).
     pub share_index: u64,
+    /// Builder registrations signed into the cluster lock, by validator.
+    pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
 }
 
 impl Middleware {
@@ -139,6 +144,7 @@ impl Middleware {
             metrics: cfg.metrics,
             keys: cfg.keys,
             share_index: cfg.share_index,
+            registrations: cfg.registrations,
         })
     }
 
@@ -593,19 +599,6 @@ async fn forward(State(mw): Shared, request: Request) -> Response {
     mw.forward(request).await
 }
 
-/// Signing endpoints the middleware does not combine yet: a
-/// partial signature must not reach the beacon node as if it were whole.
-async fn not_supported_yet(request: Request) -> Response {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "{} is not supported by the dvnode middleware yet (builder registrations need identical messages across operators and come later)",
-            request.uri().path()
-        ),
-    )
-    .into_response()
-}
-
 pub fn router(mw: Arc<Middleware>) -> Router {
     Router::new()
         .route(
@@ -659,7 +652,7 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         )
         .route(
             "/eth/v1/validator/register_validator",
-            post(not_supported_yet),
+            post(register::register_validators),
         )
         .route(
             "/eth/v1/validator/sync_committee_contribution",

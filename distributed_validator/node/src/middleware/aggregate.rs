@@ -7,7 +7,7 @@
 //! exchanged, combined and submitted.
 
 use super::attest::{consensus_version, parse_u64};
-use super::{ApiError, Checked, Middleware, Shared, Sorted};
+use super::{json_list, ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -108,8 +108,7 @@ pub(super) async fn submit(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("aggregates: not a JSON list: {e}")))?;
+    let items = json_list(&body, "aggregates")?;
     let fork = match consensus_version(&headers)? {
         Some(f) => f,
         None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),

@@ -3,7 +3,7 @@
 //! data, this node's share, this node's slashing database), exchanged,
 //! combined and submitted.
 
-use super::{ApiError, Middleware, Shared, ToCombine};
+use super::{json_list, ApiError, Middleware, Shared, ToCombine};
 use crate::decided::{approve_attestations, ToSign};
 use crate::duty::{Duty, DutyType};
 use crate::parsig::Partial;
@@ -166,8 +166,7 @@ pub(super) async fn submit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header_fork = consensus_version(&headers)?;
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("attestations: not a JSON list: {e}")))?;
+    let items = json_list(&body, "attestations")?;
     let mut failures = Vec::new();
     let mut outsiders = Vec::new();
     let mut accepted: Vec<Item> = Vec::new();

@@ -595,6 +595,12 @@ impl Middleware {
 
 type Shared = State<Arc<Middleware>>;
 
+/// A request body that must be a JSON list (of `what`).
+fn json_list(body: &[u8], what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("{what}: not a JSON list: {e}")))
+}
+
 async fn forward(State(mw): Shared, request: Request) -> Response {
     mw.forward(request).await
 }

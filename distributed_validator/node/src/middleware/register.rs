@@ -9,7 +9,7 @@
 //! node submits the lock's registration, provided the client asks for the
 //! lock's fee recipient and gas limit (anything else needs a new lock).
 
-use super::{ApiError, Middleware, Shared};
+use super::{json_list, ApiError, Middleware, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -24,8 +24,7 @@ pub(super) async fn register_validators(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("registrations: not a JSON list: {e}")))?;
+    let items = json_list(&body, "registrations")?;
     let mut ours = Vec::new();
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();

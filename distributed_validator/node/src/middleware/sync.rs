@@ -13,7 +13,7 @@
 //! subcommittee), as aggregates are.
 
 use super::attest::parse_u64;
-use super::{ApiError, Checked, Middleware, Shared, Sorted};
+use super::{json_list, ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
 use crate::scheduler::SlotClock;
 use crate::workflow::ConsensusRequest;
@@ -90,9 +90,7 @@ pub(super) async fn submit_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items: Vec<Value> = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("sync committee messages: not a JSON list: {e}"))
-    })?;
+    let items = json_list(&body, "sync committee messages")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = check_message(&mw, &json);
@@ -182,8 +180,7 @@ pub(super) async fn submit_contributions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("contributions: not a JSON list: {e}")))?;
+    let items = json_list(&body, "contributions")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = if mw.minimal {

@@ -101,7 +101,7 @@ impl ParSigStore {
 
     /// Whether every partial verifies against its share key over its root,
     /// checked in one batch (false also when a partial names an unknown
-    /// validator or share: [`Self::insert`] then says which).
+    /// validator or share: [`Self::add`] then says which).
     pub fn verify_all(&self, groups: &[(Root, &[Partial])]) -> bool {
         let mut items = Vec::new();
         for (root, partials) in groups {
@@ -115,37 +115,9 @@ impl ParSigStore {
         batch_verify_messages(&items)
     }
 
-    /// Verifies and stores partials that all sign `root` for `duty`; returns
-    /// the signatures this completed, and the refused partials with reasons.
-    pub fn insert(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        partials: &[Partial],
-    ) -> (Vec<Combined>, Vec<ParSigError>) {
-        let mut errors = self.add(duty, root, partials, false);
-        let (completed, more) = self.combine_ready();
-        errors.extend(more);
-        (completed, errors)
-    }
-
-    /// As [`Self::insert`], for partials the caller has already verified
-    /// against their share keys (the middleware checks each partial of its
-    /// validator client before it answers the client).
-    pub fn insert_verified(
-        &mut self,
-        duty: Duty,
-        root: Root,
-        partials: &[Partial],
-    ) -> (Vec<Combined>, Vec<ParSigError>) {
-        let mut errors = self.add(duty, root, partials, true);
-        let (completed, more) = self.combine_ready();
-        errors.extend(more);
-        (completed, errors)
-    }
-
     /// Stores partials that all sign `root` for `duty` (verifying them
-    /// unless `verified`), without combining yet: [`Self::combine_ready`]
+    /// unless `verified`: the middleware checks each partial of its client
+    /// before it answers), without combining yet: [`Self::combine_ready`]
     /// then combines every set this completed, with one batch check of the
     /// combined signatures. Returns the refused partials with reasons.
     pub fn add(
@@ -328,6 +300,21 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        /// Stores partials (verifying them unless `verified`) and combines what completed.
+        fn store_and_combine(
+            &mut self,
+            root: Root,
+            partials: &[Partial],
+            verified: bool,
+        ) -> (Vec<Combined>, Vec<ParSigError>) {
+            let mut errors = self.store.add(DUTY, root, partials, verified);
+            let (completed, more) = self.store.combine_ready();
+            errors.extend(more);
+            (completed, errors)
+        }
+    }
+
     const DUTY: Duty = Duty {
         slot: 5,
         kind: DutyType::Attester,
@@ -347,10 +334,10 @@ mod tests {
         let mut f = fixture(5);
         let root = Root::repeat_byte(1);
         for node in 0..2 {
-            let (done, errors) = f.store.insert(DUTY, root, &partials(&f, node, root));
+            let (done, errors) = f.store_and_combine(root, &partials(&f, node, root), false);
             assert!(done.is_empty() && errors.is_empty());
         }
-        let (done, errors) = f.store.insert(DUTY, root, &partials(&f, 3, root));
+        let (done, errors) = f.store_and_combine(root, &partials(&f, 3, root), false);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(done.len(), 5);
         for c in &done {
@@ -358,7 +345,7 @@ mod tests {
             assert_eq!(c.signature, f.secrets[v].sign(root.as_slice()));
         }
         // The fourth node's partials complete nothing new.
-        let (done, _) = f.store.insert(DUTY, root, &partials(&f, 2, root));
+        let (done, _) = f.store_and_combine(root, &partials(&f, 2, root), false);
         assert!(done.is_empty());
     }
 
@@ -385,21 +372,19 @@ mod tests {
         let mut f = fixture(2);
         let root = Root::repeat_byte(3);
         for node in 0..2 {
-            let (done, errors) = f
-                .store
-                .insert_verified(DUTY, root, &partials(&f, node, root));
+            let (done, errors) = f.store_and_combine(root, &partials(&f, node, root), true);
             assert!(done.is_empty() && errors.is_empty());
         }
-        let (done, errors) = f.store.insert_verified(DUTY, root, &partials(&f, 2, root));
+        let (done, errors) = f.store_and_combine(root, &partials(&f, 2, root), true);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(done.len(), 2);
         // The combined signature is still verified against the validator key.
         let mut g = fixture(1);
         let mut forged = partials(&g, 0, root);
         forged[0].signature.signature = g.shares[0][0].sign(b"something else").signature;
-        g.store.insert_verified(DUTY, root, &forged);
-        g.store.insert_verified(DUTY, root, &partials(&g, 1, root));
-        let (done, errors) = g.store.insert_verified(DUTY, root, &partials(&g, 2, root));
+        g.store_and_combine(root, &forged, true);
+        g.store_and_combine(root, &partials(&g, 1, root), true);
+        let (done, errors) = g.store_and_combine(root, &partials(&g, 2, root), true);
         assert!(done.is_empty());
         assert!(
             matches!(errors[..], [ParSigError::Combine { .. }]),
@@ -414,7 +399,7 @@ mod tests {
         let mut batch = partials(&f, 0, root);
         // Share 1 signing another root for validator 1: invalid for `root`.
         batch[1].signature = f.shares[1][0].sign(b"something else");
-        let (_, errors) = f.store.insert(DUTY, root, &batch);
+        let (_, errors) = f.store_and_combine(root, &batch, false);
         assert_eq!(
             errors,
             vec![ParSigError::InvalidPartial {
@@ -424,23 +409,23 @@ mod tests {
         );
         let mut wrong_index = partials(&f, 1, root);
         wrong_index[0].signature.index = 9;
-        let (_, errors) = f.store.insert(DUTY, root, &wrong_index[..1]);
+        let (_, errors) = f.store_and_combine(root, &wrong_index[..1], false);
         assert_eq!(
             errors,
             vec![ParSigError::BadShareIndex { index: 9, total: 4 }]
         );
-        let (_, errors) = f.store.insert(
-            DUTY,
+        let (_, errors) = f.store_and_combine(
             root,
             &[Partial {
                 validator: PublicKeyBytes([3; 48]),
                 signature: batch[0].signature,
             }],
+            false,
         );
         assert!(matches!(errors[0], ParSigError::UnknownValidator(_)));
         // Validators 0 and 2 combine with two more nodes; validator 1 still lacks share 1.
-        f.store.insert(DUTY, root, &partials(&f, 1, root));
-        let (done, _) = f.store.insert(DUTY, root, &partials(&f, 2, root));
+        f.store_and_combine(root, &partials(&f, 1, root), false);
+        let (done, _) = f.store_and_combine(root, &partials(&f, 2, root), false);
         let mut combined: Vec<PublicKeyBytes> = done.iter().map(|c| c.validator).collect();
         combined.sort();
         let mut expected = vec![f.keys[0], f.keys[2]];
@@ -452,9 +437,9 @@ mod tests {
     fn partials_over_different_roots_never_mix() {
         let mut f = fixture(1);
         let (a, b) = (Root::repeat_byte(3), Root::repeat_byte(4));
-        f.store.insert(DUTY, a, &partials(&f, 0, a));
-        f.store.insert(DUTY, a, &partials(&f, 1, a));
-        let (done, _) = f.store.insert(DUTY, b, &partials(&f, 2, b));
+        f.store_and_combine(a, &partials(&f, 0, a), false);
+        f.store_and_combine(a, &partials(&f, 1, a), false);
+        let (done, _) = f.store_and_combine(b, &partials(&f, 2, b), false);
         assert!(
             done.is_empty(),
             "two partials over a and one over b must not combine"

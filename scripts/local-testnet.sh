@@ -5,10 +5,12 @@
 # a report ending with one SUMMARY line.
 #
 # Usage: scripts/local-testnet.sh [--nodes 4] [--validators 16] [--epochs 3]
-#                                 [--kill K] [--slot-ms 2000] [--out testnet]
+#                                 [--kill K] [--slot-ms 3000] [--out testnet]
 #                                 [--beacon-node URL] [--mode builtin|middleware]
-# The nodes perform attester and proposer duties (Electra and later; the
-# simulated chain runs Fulu). With --beacon-node the nodes use that beacon
+#                                 [--fork deneb|electra|fulu]
+# The nodes perform every duty: attestations, proposals, aggregation, sync
+# committee messages and contributions, builder registrations (the
+# simulated chain runs --fork, default fulu, from genesis). With --beacon-node the nodes use that beacon
 # node instead of the simulator: its chain must have interop validators
 # 0..V (e.g. a local interop devnet); the figures then come from the nodes'
 # outcome lines, since only the simulator can judge what the chain received.
@@ -22,10 +24,11 @@ NODES=4
 VALIDATORS=16
 EPOCHS=3
 KILL=0
-SLOT_MS=2000
+SLOT_MS=3000
 OUT=testnet
 EXTERNAL_URL=
 MODE=builtin
+FORK=fulu
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --beacon-node) EXTERNAL_URL=$2; shift 2 ;;
         --mode) MODE=$2; shift 2 ;;
+        --fork) FORK=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -43,6 +47,10 @@ SLOTS_PER_EPOCH=8
 case "$MODE" in
     builtin|middleware) ;;
     *) echo "--mode must be builtin or middleware" >&2; exit 2 ;;
+esac
+case "$FORK" in
+    deneb|electra|fulu) ;;
+    *) echo "--fork must be deneb, electra or fulu" >&2; exit 2 ;;
 esac
 
 echo "building (release)..."
@@ -93,7 +101,7 @@ echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create
 if [ -z "$EXTERNAL_URL" ]; then
     # Genesis after the nodes are up: loading keystores and checking the lock take ~5 ms per validator.
     GENESIS_DELAY_MS=$((4000 + 6 * VALIDATORS))
-    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" \
+    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" --fork "$FORK" \
         --genesis-delay-ms "$GENESIS_DELAY_MS" --report "$OUT/report.json" > "$OUT/beacon-chain.out" 2>&1 &
     CHAIN_PID=$!
     PIDS+=($CHAIN_PID)
@@ -102,7 +110,7 @@ if [ -z "$EXTERNAL_URL" ]; then
         sleep 0.1
     done
     URL=$(grep -o 'http://[0-9.:]*' "$OUT/beacon-chain.out" | head -1)
-    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots)"
+    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots, $FORK)"
 fi
 
 NODE_PIDS=()
@@ -191,16 +199,23 @@ def tally(kind):
     return good, sum(started[k] for k in keys) - good
 att_ok, att_missed = tally("attester")
 prop_ok, prop_missed = tally("proposer")
+agg_ok, agg_missed = tally("aggregator")
+msg_ok, msg_missed = tally("sync_message")
+con_ok, con_missed = tally("sync_contribution")
+reg_ok = max([ok[k] for k in ok if k[1] == "registration"] or [0])
 latencies.sort()
 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0
 print()
 print("attestations submitted / failed (node logs): %d / %d" % (att_ok, att_missed))
 print("blocks published / failed (node logs):       %d / %d" % (prop_ok, prop_missed))
+print("aggregates submitted / failed (node logs):   %d / %d" % (agg_ok, agg_missed))
+print("sync messages submitted / failed:            %d / %d" % (msg_ok, msg_missed))
+print("sync contributions submitted / failed:       %d / %d" % (con_ok, con_missed))
 print("submissions the beacon node refused (400):   %d" % errors)
 print("slashing protection refusals in the nodes:   %d" % refused)
 print("slashable pairs: not observable through an external beacon node (n/a)")
-print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d invalid_signatures=%d slashable=n/a p99_attestation_ms=%d" % (
-    att_ok, att_missed, prop_ok, prop_missed, errors, p99))
+print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d aggregations_ok=%d aggregations_missed=%d sync_messages_ok=%d sync_messages_missed=%d contributions_ok=%d contributions_missed=%d registrations_ok=%d invalid_signatures=%d slashable=n/a p99_attestation_ms=%d" % (
+    att_ok, att_missed, prop_ok, prop_missed, agg_ok, agg_missed, msg_ok, msg_missed, con_ok, con_missed, reg_ok, errors, p99))
 EOF
     exit 0
 fi
@@ -224,7 +239,9 @@ print("invalid signatures received by the chain:     %d" % r["invalid_signatures
 print("slashable pairs received by the chain:        %d" % len(r["slashable"]))
 if r["rejections"]:
     print("rejections:", r["rejections"])
-print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d invalid_signatures=%d slashable=%d p99_attestation_ms=%d" % (
+print("duplicate blocks answered as already known:  %d" % r["duplicate_blocks"])
+print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d aggregations_ok=%d aggregations_missed=%d sync_messages_ok=%d sync_messages_missed=%d contributions_ok=%d contributions_missed=%d registrations_ok=%d invalid_signatures=%d slashable=%d p99_attestation_ms=%d" % (
     d["attestations_ok"], d["attestations_missed"], d["proposals_ok"], d["proposals_missed"],
+    a[0], a[1], m[0], m[1], c[0], c[1], data["validators_registered"],
     r["invalid_signatures"], len(r["slashable"]), p99))
 EOF

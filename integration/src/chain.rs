@@ -57,6 +57,8 @@ pub struct Report {
     pub attestations_rejected: u64,
     pub proposals_ok: u64,
     pub proposals_rejected: u64,
+    /// Blocks published again after they landed (answered as Lodestar does).
+    pub duplicate_blocks: u64,
     pub invalid_signatures: u64,
     pub aggregates_ok: u64,
     pub aggregates_rejected: u64,
@@ -725,6 +727,7 @@ impl Chain {
         let result = self.check_block(block, blobs, signature, now_ms);
         match &result {
             Ok(_) => self.report.proposals_ok += 1,
+            Err(e) if e.message == BLOCK_ALREADY_KNOWN => self.report.duplicate_blocks += 1,
             Err(e) => {
                 self.report.proposals_rejected += 1;
                 let key = e
@@ -803,7 +806,13 @@ impl Chain {
         .map_err(|e| ApiError::bad_request(format!("invalid randao reveal: {e}")))?;
         if let Some((existing, _)) = self.blocks.get(&slot) {
             if *existing == root {
-                return Ok(None); // the same block again
+                // The same block again (another operator published it
+                // first): answered as Lodestar does.
+                return Err(ApiError {
+                    code: 500,
+                    message: BLOCK_ALREADY_KNOWN.into(),
+                    failures: Vec::new(),
+                });
             }
             self.report.slashable.push(format!(
                 "validator {proposer}: two blocks at slot {slot}: {existing} and {root}"
@@ -849,8 +858,9 @@ impl Chain {
         u64::from_le_bytes(first) % modulo == 0
     }
 
-    /// `GET /eth/v2/validator/aggregate_attestation`: the aggregate of what
-    /// was received for `data_root` (one committee per slot here).
+    /// `GET /eth/v2/validator/aggregate_attestation` (Electra on): the
+    /// aggregate of what was received for `data_root` (one committee per
+    /// slot here).
     pub fn aggregate_attestation(
         &self,
         data_root: Root,
@@ -858,10 +868,67 @@ impl Chain {
         committee_index: u64,
     ) -> Result<AttestationElectra<P>, ApiError> {
         if !self.fork.electra_enabled() {
-            return Err(ApiError::bad_request(
-                "aggregation is simulated from Electra on",
-            ));
+            return Err(ApiError::bad_request(format!(
+                "an Electra aggregate was asked for on a {} chain",
+                self.fork
+            )));
         }
+        let (data, bits, signature) = self.aggregate_of(data_root, slot, committee_index)?;
+        let mut aggregation_bits = ssz_types::BitList::with_capacity(bits.len())
+            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        for (i, set) in bits.iter().enumerate() {
+            aggregation_bits
+                .set(i, *set)
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        }
+        let mut committee_bits = ssz_types::BitVector::new();
+        committee_bits
+            .set(committee_index as usize, true)
+            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        Ok(AttestationElectra {
+            aggregation_bits,
+            data,
+            signature,
+            committee_bits,
+        })
+    }
+
+    /// `GET /eth/v1/validator/aggregate_attestation` (before Electra; the
+    /// committee is the data's `index`).
+    pub fn aggregate_attestation_deneb(
+        &self,
+        data_root: Root,
+        slot: Slot,
+    ) -> Result<AttestationDeneb<P>, ApiError> {
+        if self.fork.electra_enabled() {
+            return Err(ApiError::bad_request(format!(
+                "a pre-Electra aggregate was asked for on a {} chain",
+                self.fork
+            )));
+        }
+        let (data, bits, signature) = self.aggregate_of(data_root, slot, 0)?;
+        let mut aggregation_bits = ssz_types::BitList::with_capacity(bits.len())
+            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        for (i, set) in bits.iter().enumerate() {
+            aggregation_bits
+                .set(i, *set)
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        }
+        Ok(AttestationDeneb {
+            aggregation_bits,
+            data,
+            signature,
+        })
+    }
+
+    /// The attestations received for `data_root`: their data, which
+    /// committee positions they cover, and their aggregate signature.
+    fn aggregate_of(
+        &self,
+        data_root: Root,
+        slot: Slot,
+        committee_index: u64,
+    ) -> Result<(AttestationData, Vec<bool>, SignatureBytes), ApiError> {
         let (data, received) = self.pool.get(&data_root).ok_or_else(|| ApiError {
             code: 404,
             message: format!("no attestations for data root {data_root}"),
@@ -873,12 +940,12 @@ impl Chain {
             )));
         }
         let committee = self.committee_at(slot);
-        let mut bits = ssz_types::BitList::with_capacity(committee.len())
-            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+        let mut bits = vec![false; committee.len()];
         let mut signatures = Vec::new();
         for (position, signature) in received {
-            bits.set(*position, true)
-                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+            if let Some(bit) = bits.get_mut(*position) {
+                *bit = true;
+            }
             // Verified when it arrived.
             if let Ok(sig) = Signature::from_bytes(&signature.0) {
                 signatures.push(sig);
@@ -886,16 +953,7 @@ impl Chain {
         }
         let aggregate = Signature::aggregate(&signatures)
             .ok_or_else(|| ApiError::bad_request("nothing to aggregate"))?;
-        let mut committee_bits = ssz_types::BitVector::new();
-        committee_bits
-            .set(committee_index as usize, true)
-            .map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
-        Ok(AttestationElectra {
-            aggregation_bits: bits,
-            data: *data,
-            signature: SignatureBytes(aggregate.to_bytes()),
-            committee_bits,
-        })
+        Ok((*data, bits, SignatureBytes(aggregate.to_bytes())))
     }
 
     /// `POST /eth/v2/validator/aggregate_and_proofs` (Electra on): the
@@ -905,16 +963,72 @@ impl Chain {
         &mut self,
         items: &[SignedAggregateAndProofElectra<P>],
     ) -> Result<(), ApiError> {
-        self.judge_each(items, Batch::Aggregates, Self::check_aggregate)
+        self.judge_each(items, Batch::Aggregates, |chain, item| {
+            let m = &item.message;
+            let committees: Vec<usize> = (0..m.aggregate.committee_bits.len())
+                .filter(|i| m.aggregate.committee_bits.get(*i).unwrap_or(false))
+                .collect();
+            if committees != [0] || m.aggregate.data.index != 0 {
+                return Err(format!(
+                    "wrong committee: committee bits {committees:?}, data index {} (one committee, 0, per slot here)",
+                    m.aggregate.data.index
+                ));
+            }
+            chain.check_aggregate(AggregateView {
+                aggregator: m.aggregator_index,
+                data: m.aggregate.data,
+                bits: (0..m.aggregate.aggregation_bits.len())
+                    .map(|b| m.aggregate.aggregation_bits.get(b).unwrap_or(false))
+                    .collect(),
+                aggregate_signature: m.aggregate.signature,
+                selection_proof: m.selection_proof,
+                message_root: m.tree_hash_root(),
+                signature: item.signature,
+            })
+        })
     }
 
-    fn check_aggregate(&mut self, item: &SignedAggregateAndProofElectra<P>) -> Result<(), String> {
-        let message = &item.message;
-        let aggregator = message.aggregator_index;
-        let data = message.aggregate.data;
+    /// `POST /eth/v1/validator/aggregate_and_proofs` (before Electra): the
+    /// same checks on Deneb's shape.
+    pub fn submit_aggregates_deneb(
+        &mut self,
+        items: &[SignedAggregateAndProofDeneb<P>],
+    ) -> Result<(), ApiError> {
+        self.judge_each(items, Batch::Aggregates, |chain, item| {
+            let m = &item.message;
+            if m.aggregate.data.index != 0 {
+                return Err(format!(
+                    "wrong committee: data index {} (one committee, 0, per slot here)",
+                    m.aggregate.data.index
+                ));
+            }
+            chain.check_aggregate(AggregateView {
+                aggregator: m.aggregator_index,
+                data: m.aggregate.data,
+                bits: (0..m.aggregate.aggregation_bits.len())
+                    .map(|b| m.aggregate.aggregation_bits.get(b).unwrap_or(false))
+                    .collect(),
+                aggregate_signature: m.aggregate.signature,
+                selection_proof: m.selection_proof,
+                message_root: m.tree_hash_root(),
+                signature: item.signature,
+            })
+        })
+    }
+
+    fn check_aggregate(&mut self, item: AggregateView) -> Result<(), String> {
+        let aggregator = item.aggregator;
+        let data = item.data;
         let committee = self.committee_at(data.slot);
         if !committee.contains(&aggregator) {
             return Err(format!("aggregator not in committee: {aggregator}"));
+        }
+        if item.bits.len() != committee.len() {
+            return Err(format!(
+                "aggregation bits: {} bits for a committee of {}",
+                item.bits.len(),
+                committee.len()
+            ));
         }
         let epoch = self.spec.epoch_of_slot(data.slot);
         let gvr = self.genesis_validators_root;
@@ -922,14 +1036,17 @@ impl Chain {
         self.verify(
             aggregator,
             compute_signing_root(&data.slot, selection_domain),
-            &message.selection_proof,
+            &item.selection_proof,
         )?;
-        if !self.is_aggregator(committee.len(), &message.selection_proof) {
+        if !self.is_aggregator(committee.len(), &item.selection_proof) {
             return Err(format!("not an aggregator: {aggregator}"));
         }
-        let attesters: Vec<PublicKey> = (0..message.aggregate.aggregation_bits.len())
-            .filter(|b| message.aggregate.aggregation_bits.get(*b).unwrap_or(false))
-            .filter_map(|b| {
+        let attesters: Vec<PublicKey> = item
+            .bits
+            .iter()
+            .enumerate()
+            .filter(|(_, set)| **set)
+            .filter_map(|(b, _)| {
                 committee
                     .get(b)
                     .and_then(|v| self.keys.get(*v as usize))
@@ -940,14 +1057,14 @@ impl Chain {
             .spec
             .domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
         let root = compute_signing_root(&data, attester_domain);
-        if !self.verify_aggregate(&attesters, root, &message.aggregate.signature) {
+        if !self.verify_aggregate(&attesters, root, &item.aggregate_signature) {
             self.report.invalid_signatures += 1;
             return Err("invalid aggregate signature".into());
         }
         let domain = self.spec.domain(DomainKind::AggregateAndProof, epoch, gvr);
         self.verify(
             aggregator,
-            compute_signing_root(message, domain),
+            compute_signing_root(&item.message_root, domain),
             &item.signature,
         )?;
         self.landed_aggregates.insert((data.slot, aggregator));
@@ -1292,6 +1409,21 @@ impl Chain {
         }
         summary
     }
+}
+
+/// Lodestar's answer (HTTP 500) to a block it already has.
+pub const BLOCK_ALREADY_KNOWN: &str = "BLOCK_ERROR_ALREADY_KNOWN";
+
+/// A signed aggregate of either fork, as the chain checks it.
+struct AggregateView {
+    aggregator: u64,
+    data: AttestationData,
+    bits: Vec<bool>,
+    aggregate_signature: SignatureBytes,
+    selection_proof: SignatureBytes,
+    /// The `AggregateAndProof`'s hash tree root.
+    message_root: Root,
+    signature: SignatureBytes,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]

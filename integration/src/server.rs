@@ -137,6 +137,18 @@ pub fn router(state: Shared) -> Router {
             "/eth/v2/validator/aggregate_and_proofs",
             post(submit_aggregates),
         )
+        .route(
+            "/eth/v1/validator/aggregate_attestation",
+            get(aggregate_attestation_v1),
+        )
+        .route(
+            "/eth/v1/validator/aggregate_and_proofs",
+            post(submit_aggregates_v1),
+        )
+        .route(
+            "/eth/v1/validator/sync_committee_subscriptions",
+            post(accept),
+        )
         .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
@@ -520,13 +532,33 @@ async fn aggregate_attestation(
     let slot: Slot = parse(field("slot")?, "slot")?;
     let committee_index: u64 = parse(field("committee_index")?, "committee_index")?;
     let chain = s.chain();
-    let aggregate = chain.aggregate_attestation(root, slot, committee_index)?;
     let fork = chain.fork;
-    let mut response = Json(json!({"version": fork, "data": aggregate})).into_response();
+    let data = if fork.electra_enabled() {
+        json!(chain.aggregate_attestation(root, slot, committee_index)?)
+    } else {
+        if committee_index != 0 {
+            return Err(ApiError::bad_request(format!(
+                "no committee {committee_index} at slot {slot} (one committee per slot)"
+            )));
+        }
+        json!(chain.aggregate_attestation_deneb(root, slot)?)
+    };
+    let mut response = Json(json!({"version": fork, "data": data})).into_response();
     if let Ok(v) = fork.as_str().parse() {
         response.headers_mut().insert("Eth-Consensus-Version", v);
     }
     Ok(response)
+}
+
+/// The pre-Electra route: Deneb's `Attestation`, unversioned.
+async fn aggregate_attestation_v1(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let field = |name: &str| query_field(&query, name);
+    let root: Root = parse(field("attestation_data_root")?, "attestation_data_root")?;
+    let slot: Slot = parse(field("slot")?, "slot")?;
+    data(s.chain().aggregate_attestation_deneb(root, slot)?)
 }
 
 async fn submit_aggregates(
@@ -535,14 +567,37 @@ async fn submit_aggregates(
     Json(body): Json<Value>,
 ) -> ApiResult {
     let fork = consensus_version(&headers)?;
-    if !fork.electra_enabled() {
-        return Err(ApiError::bad_request(
-            "aggregation is simulated from Electra on",
-        ));
+    let mut chain = s.chain();
+    if fork != chain.fork {
+        return Err(ApiError::bad_request(format!(
+            "Eth-Consensus-Version {fork} on a {} chain",
+            chain.fork
+        )));
     }
-    let items: Vec<SignedAggregateAndProofElectra<P>> =
+    if fork.electra_enabled() {
+        let items: Vec<SignedAggregateAndProofElectra<P>> =
+            from_json(body, "SignedAggregateAndProof list")?;
+        chain.submit_aggregates(&items)?;
+    } else {
+        let items: Vec<SignedAggregateAndProofDeneb<P>> =
+            from_json(body, "SignedAggregateAndProof list")?;
+        chain.submit_aggregates_deneb(&items)?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The pre-Electra route: Deneb's `SignedAggregateAndProof`s.
+async fn submit_aggregates_v1(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+    let mut chain = s.chain();
+    if chain.fork.electra_enabled() {
+        return Err(ApiError::bad_request(format!(
+            "/eth/v1/validator/aggregate_and_proofs takes pre-Electra aggregates; this chain is {}",
+            chain.fork
+        )));
+    }
+    let items: Vec<SignedAggregateAndProofDeneb<P>> =
         from_json(body, "SignedAggregateAndProof list")?;
-    s.chain().submit_aggregates(&items)?;
+    chain.submit_aggregates_deneb(&items)?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -899,9 +899,6 @@ impl ValidatorClient {
         data_by_committee: &HashMap<u64, AttestationData>,
     ) -> Result<u64, String> {
         let fork = self.spec.fork_at_slot(slot);
-        if !fork.electra_enabled() {
-            return Ok(0);
-        }
         let epoch = self.spec.epoch_of_slot(slot);
         let mut items = Vec::new();
         for d in duties {
@@ -922,36 +919,68 @@ impl ValidatorClient {
             let data = data_by_committee
                 .get(&committee_index)
                 .ok_or("aggregate: no attestation data for the committee")?;
-            let answer = self
-                .get_json(&format!(
-                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={}&slot={slot}&committee_index={committee_index}",
-                    data.tree_hash_root()
-                ))
-                .await?;
-            let aggregate: AttestationElectra<Minimal> =
-                serde_json::from_value(answer["data"].clone())
-                    .map_err(|e| format!("aggregate: {e}"))?;
-            if aggregate.data != *data {
-                return Err("aggregate: of other data than this client attested to".into());
+            let root = data.tree_hash_root();
+            if fork.electra_enabled() {
+                let answer = self
+                    .get_json(&format!(
+                        "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
+                    ))
+                    .await?;
+                let aggregate: AttestationElectra<Minimal> =
+                    serde_json::from_value(answer["data"].clone())
+                        .map_err(|e| format!("aggregate: {e}"))?;
+                if aggregate.data != *data {
+                    return Err("aggregate: of other data than this client attested to".into());
+                }
+                let message = AggregateAndProofElectra {
+                    aggregator_index: index,
+                    aggregate,
+                    selection_proof: proof,
+                };
+                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
+                items.push(json!(SignedAggregateAndProofElectra { message, signature }));
+            } else {
+                // Before Electra, what Lighthouse's client asks: /eth/v1, the
+                // committee named by the data.
+                let answer = self
+                    .get_json(&format!(
+                        "/eth/v1/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}"
+                    ))
+                    .await?;
+                let aggregate: AttestationDeneb<Minimal> =
+                    serde_json::from_value(answer["data"].clone())
+                        .map_err(|e| format!("aggregate: {e}"))?;
+                if aggregate.data != *data {
+                    return Err("aggregate: of other data than this client attested to".into());
+                }
+                let message = AggregateAndProofDeneb {
+                    aggregator_index: index,
+                    aggregate,
+                    selection_proof: proof,
+                };
+                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
+                items.push(json!(SignedAggregateAndProofDeneb { message, signature }));
             }
-            let message = AggregateAndProofElectra {
-                aggregator_index: index,
-                aggregate,
-                selection_proof: proof,
-            };
-            let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
-            items.push(json!(SignedAggregateAndProofElectra { message, signature }));
         }
         if items.is_empty() {
             return Ok(0);
         }
         let count = items.len() as u64;
-        self.post_json(
-            "/eth/v2/validator/aggregate_and_proofs",
-            &json!(items),
-            Some(fork),
-        )
-        .await?;
+        if fork.electra_enabled() {
+            self.post_json(
+                "/eth/v2/validator/aggregate_and_proofs",
+                &json!(items),
+                Some(fork),
+            )
+            .await?;
+        } else {
+            self.post_json(
+                "/eth/v1/validator/aggregate_and_proofs",
+                &json!(items),
+                None,
+            )
+            .await?;
+        }
         Ok(count)
     }
 

@@ -23,7 +23,8 @@ pub enum Error {
     },
     #[error("beacon node {url}: unexpected response: {reason}")]
     Decode { url: String, reason: String },
-    #[error("no beacon node answered: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    /// Every configured beacon node failed; each one's error, in order.
+    #[error("every beacon node failed: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     AllFailed(Vec<Error>),
 }
 
@@ -33,6 +34,75 @@ impl Error {
     pub fn is_request_refused(&self) -> bool {
         matches!(self, Error::Status { status, .. } if (400..500).contains(status))
     }
+
+    /// The beacon node's answer to a block it already has: Lodestar before
+    /// v1.16 answers `500 BLOCK_ERROR_ALREADY_KNOWN` (later versions 200),
+    /// Lighthouse `202` (a success) unless `--http-duplicate-block-status`
+    /// makes it 400 with "duplicate"/"already known" in its message.
+    fn is_block_already_known(&self) -> bool {
+        let Error::Status { message, .. } = self else {
+            return false;
+        };
+        let lower = message.to_ascii_lowercase();
+        lower.contains("already_known")
+            || lower.contains("already known")
+            || lower.contains("duplicate")
+    }
+}
+
+/// How a beacon node took a published block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// Accepted as new (200), or accepted without guarantees (202: Lighthouse's
+    /// answer to a duplicate).
+    Accepted,
+    /// The node already had this block (another operator published it
+    /// first): the block is out, the duty is done.
+    AlreadyKnown,
+}
+
+/// A sync committee member's duty for an epoch (`/eth/v1/validator/duties/sync`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyncDuty {
+    pub pubkey: PublicKeyBytes,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub validator_index: u64,
+    /// Positions in the sync committee (a validator can hold several).
+    #[serde(with = "serde_utils::quoted_u64_vec")]
+    pub validator_sync_committee_indices: Vec<u64>,
+}
+
+/// `POST /eth/v1/validator/beacon_committee_subscriptions` item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BeaconCommitteeSubscription {
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub validator_index: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub committee_index: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub committees_at_slot: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub slot: Slot,
+    pub is_aggregator: bool,
+}
+
+/// `POST /eth/v1/validator/sync_committee_subscriptions` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncCommitteeSubscription {
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub validator_index: u64,
+    #[serde(with = "serde_utils::quoted_u64_vec")]
+    pub sync_committee_indices: Vec<u64>,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub until_epoch: Epoch,
+}
+
+/// `POST /eth/v1/validator/prepare_beacon_proposer` item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProposerPreparation {
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub validator_index: u64,
+    pub fee_recipient: Address,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -433,14 +503,16 @@ impl BeaconNode {
         block: &VersionedBlock<P>,
         blobs: &BlobsBundle,
         signature: &SignatureBytes,
-    ) -> Result<(), Error> {
+    ) -> Result<Publication, Error> {
         let body = serde_json::json!({
             "signed_block": {"message": block.to_json_value(), "signature": signature},
             "kzg_proofs": blobs.kzg_proofs,
             "blobs": blobs.blobs,
         });
-        self.post_versioned("/eth/v2/beacon/blocks", block.fork_name(), &body)
-            .await
+        publication(
+            self.post_versioned("/eth/v2/beacon/blocks", block.fork_name(), &body)
+                .await,
+        )
     }
 
     /// Publishes a signed blinded block; the beacon node fills in the payload from its builder.
@@ -448,10 +520,125 @@ impl BeaconNode {
         &self,
         block: &VersionedBlindedBlock<P>,
         signature: &SignatureBytes,
-    ) -> Result<(), Error> {
+    ) -> Result<Publication, Error> {
         let body = serde_json::json!({"message": block.to_json_value(), "signature": signature});
-        self.post_versioned("/eth/v2/beacon/blinded_blocks", block.fork_name(), &body)
+        publication(
+            self.post_versioned("/eth/v2/beacon/blinded_blocks", block.fork_name(), &body)
+                .await,
+        )
+    }
+
+    /// The aggregate of the attestations the node saw for `data_root`
+    /// before Electra (`/eth/v1`, the committee is in the data).
+    pub async fn aggregate_attestation_deneb<P: Preset>(
+        &self,
+        data_root: Root,
+        slot: Slot,
+    ) -> Result<AttestationDeneb<P>, Error> {
+        self.get_data(&format!(
+            "/eth/v1/validator/aggregate_attestation?attestation_data_root={data_root}&slot={slot}"
+        ))
+        .await
+    }
+
+    /// Signed aggregates: `/eth/v2` with the fork header from Electra on,
+    /// `/eth/v1` (Deneb's `SignedAggregateAndProof`) before.
+    pub async fn submit_aggregates<T: serde::Serialize>(
+        &self,
+        fork: ForkName,
+        items: &[T],
+    ) -> Result<(), Error> {
+        let body = serde_json::to_value(items).unwrap_or_default();
+        if fork.electra_enabled() {
+            self.post_versioned("/eth/v2/validator/aggregate_and_proofs", fork, &body)
+                .await
+        } else {
+            self.post_json("/eth/v1/validator/aggregate_and_proofs", &body)
+                .await
+        }
+    }
+
+    pub async fn sync_duties(&self, epoch: Epoch, indices: &[u64]) -> Result<Vec<SyncDuty>, Error> {
+        let body: Vec<String> = indices.iter().map(u64::to_string).collect();
+        let response = self
+            .send(
+                self.http
+                    .post(format!("{}/eth/v1/validator/duties/sync/{epoch}", self.url))
+                    .json(&body),
+            )
+            .await?;
+        self.json::<DataEnvelope<Vec<SyncDuty>>>(response)
             .await
+            .map(|e| e.data)
+    }
+
+    pub async fn subscribe_beacon_committees(
+        &self,
+        items: &[BeaconCommitteeSubscription],
+    ) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/validator/beacon_committee_subscriptions",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    pub async fn subscribe_sync_committees(
+        &self,
+        items: &[SyncCommitteeSubscription],
+    ) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/validator/sync_committee_subscriptions",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    pub async fn prepare_beacon_proposer(
+        &self,
+        items: &[ProposerPreparation],
+    ) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/validator/prepare_beacon_proposer",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    pub async fn register_validators(
+        &self,
+        items: &[SignedValidatorRegistration],
+    ) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/validator/register_validator",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    pub async fn submit_sync_messages(&self, items: &[SyncCommitteeMessage]) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/beacon/pool/sync_committees",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    pub async fn submit_contributions<P: Preset>(
+        &self,
+        items: &[SignedContributionAndProof<P>],
+    ) -> Result<(), Error> {
+        self.post_json(
+            "/eth/v1/validator/contribution_and_proofs",
+            &serde_json::to_value(items).unwrap_or_default(),
+        )
+        .await
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> Result<(), Error> {
+        self.send(self.http.post(format!("{}{path}", self.url)).json(body))
+            .await
+            .map(|_| ())
     }
 
     async fn post_versioned(&self, path: &str, fork: ForkName, body: &Value) -> Result<(), Error> {
@@ -463,6 +650,15 @@ impl BeaconNode {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// A publication's result: a block the node already had is published.
+fn publication(result: Result<(), Error>) -> Result<Publication, Error> {
+    match result {
+        Ok(()) => Ok(Publication::Accepted),
+        Err(e) if e.is_block_already_known() => Ok(Publication::AlreadyKnown),
+        Err(e) => Err(e),
     }
 }
 
@@ -499,6 +695,13 @@ impl BeaconNodes {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_request_refused() => return Err(e),
                 Err(e) => errors.push(e),
+            }
+        }
+        // One node: its own error (its status and text), not a wrapper
+        // that reads like an outage.
+        if errors.len() == 1 {
+            if let Some(only) = errors.pop() {
+                return Err(only);
             }
         }
         Err(Error::AllFailed(errors))

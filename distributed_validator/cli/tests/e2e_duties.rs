@@ -1,7 +1,8 @@
 //! End to end: real `dvnode run` processes over real libp2p on 127.0.0.1,
 //! against the strict simulated beacon chain (in this test process), attest
 //! and propose for eight interop validators (every slot's proposer is one of
-//! them). Epoch 1 (slots 8..15) is judged.
+//! them); at 3 s slots they also aggregate, do sync committee duties and
+//! register with the builder. Epoch 1 (slots 8..15) is judged.
 
 mod common;
 
@@ -14,7 +15,14 @@ use dv_types::ForkName;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Attester and proposer duties fit 1 s slots. Every duty family is judged
+/// at 3 s slots, as in the middleware test: contributions are due at two
+/// thirds and refused half a second after their slot, and on the minimal
+/// preset 8 validators make 32 of them a slot; a debug build of 4 nodes
+/// beside the chain on 2 cores missed about one slot's worth at 2 s (a
+/// release build keeps 2 s slots: see the README's testnet figures).
 const SLOT_MS: u64 = 1000;
+const ALL_DUTIES_SLOT_MS: u64 = 3000;
 
 /// What happens to the nodes while the chain runs.
 #[derive(Clone, Copy)]
@@ -28,6 +36,15 @@ enum Scenario {
 
 struct Outcome {
     summary: dv_integration::chain::DutySummary,
+    /// Aggregation duties landed, missed.
+    aggregates: (u64, u64),
+    /// Sync committee messages and contributions landed, missed.
+    sync: ((u64, u64), (u64, u64)),
+    /// Validators registered with the builder.
+    registered: usize,
+    /// Blocks published again after they landed (answered "already known").
+    duplicate_blocks: u64,
+    rejections: String,
     invalid_signatures: u64,
     slashable: Vec<String>,
     logs: String,
@@ -50,11 +67,20 @@ fn http_get(addr: &str, path: &str) -> String {
 /// Creates an `n`-node cluster over interop validators 0..8, starts the nodes
 /// in `running` as processes against a fresh simulated chain, and judges epoch 1.
 async fn run_cluster(n: usize, running: &[usize]) -> Outcome {
-    run_scenario(n, running, Scenario::Steady, ForkName::Fulu).await
+    run_on_chain(n, running, Scenario::Steady, ForkName::Fulu, false, SLOT_MS).await
 }
 
-async fn run_scenario(n: usize, running: &[usize], scenario: Scenario, fork: ForkName) -> Outcome {
-    run_on_chain(n, running, scenario, fork, false).await
+/// Every duty family, at slots long enough for contributions.
+async fn run_all_duties(running: &[usize], fork: ForkName) -> Outcome {
+    run_on_chain(
+        4,
+        running,
+        Scenario::Steady,
+        fork,
+        false,
+        ALL_DUTIES_SLOT_MS,
+    )
+    .await
 }
 
 /// `builder`: the chain answers block production with blinded blocks.
@@ -64,10 +90,11 @@ async fn run_on_chain(
     scenario: Scenario,
     fork: ForkName,
     builder: bool,
+    slot_ms: u64,
 ) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = create_cluster(tmp.path(), n);
-    let (state, url, genesis) = start_chain(fork, SLOT_MS, builder).await;
+    let (state, url, genesis) = start_chain(fork, slot_ms, builder).await;
 
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let start = |i: usize| {
@@ -103,15 +130,15 @@ async fn run_on_chain(
         down_slots,
     } = scenario
     {
-        let kill_at = genesis * 1000 + at_slot * SLOT_MS + SLOT_MS / 2;
+        let kill_at = genesis * 1000 + at_slot * slot_ms + slot_ms / 2;
         tokio::time::sleep(Duration::from_millis(kill_at.saturating_sub(now_ms()))).await;
         nodes.0[0].kill().unwrap(); // SIGKILL: no clean shutdown
         nodes.0[0].wait().unwrap();
-        tokio::time::sleep(Duration::from_millis(down_slots * SLOT_MS)).await;
+        tokio::time::sleep(Duration::from_millis(down_slots * slot_ms)).await;
         nodes.0[0] = start(running[0]);
     }
     // Through the end of epoch 1 (slots 8..15) and one more slot.
-    let until = (genesis * 1000) + 17 * SLOT_MS;
+    let until = (genesis * 1000) + 17 * slot_ms;
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
     let metrics = http_get(&metrics_addr, "/metrics");
     drop(nodes);
@@ -120,6 +147,11 @@ async fn run_on_chain(
     let chain = state.chain();
     Outcome {
         summary: chain.duty_summary(8, 15),
+        aggregates: chain.aggregation_summary(8, 15),
+        sync: chain.sync_summary(8, 15),
+        registered: chain.registered.len(),
+        duplicate_blocks: chain.report.duplicate_blocks,
+        rejections: format!("{:?}", chain.report.rejections),
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         logs,
@@ -135,13 +167,65 @@ fn assert_every_duty_landed(o: &Outcome) {
     assert_eq!(o.summary, EPOCH_1_ALL_LANDED, "{}", tail(&o.logs));
 }
 
+/// Every duty family of epoch 1 landed: attestations and blocks, the
+/// aggregators' aggregates, 64 sync committee messages and 256
+/// contributions (8 validators, each in every subcommittee on the minimal
+/// preset), and the builder registrations of all 8 validators.
+fn assert_every_duty_family_landed(o: &Outcome) {
+    assert_every_duty_landed(o);
+    assert_eq!(
+        o.aggregates.1,
+        0,
+        "aggregates landed, missed: {:?}\n{}\n{}",
+        o.aggregates,
+        o.rejections,
+        tail(&o.logs)
+    );
+    assert!(
+        o.aggregates.0 > 0,
+        "no aggregator in epoch 1: {:?}",
+        o.aggregates
+    );
+    assert_eq!(
+        o.sync,
+        ((64, 0), (256, 0)),
+        "sync messages and contributions landed, missed\n{}\n{}",
+        o.rejections,
+        tail(&o.logs)
+    );
+    assert_eq!(o.registered, 8, "{}", o.rejections);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_nodes_attest_and_propose_for_every_validator_with_nothing_invalid_or_slashable() {
-    let o = run_cluster(4, &[0, 1, 2, 3]).await;
-    assert_every_duty_landed(&o);
+async fn four_nodes_perform_every_duty_for_every_validator_with_nothing_invalid_or_slashable() {
+    let o = run_all_duties(&[0, 1, 2, 3], ForkName::Fulu).await;
+    assert_every_duty_family_landed(&o);
+    // Every node publishes the decided block; the beacon node answers the
+    // later copies "already known", which is a published block, not a failure.
+    assert!(o.duplicate_blocks > 0, "{}", tail(&o.logs));
+    assert!(
+        o.logs
+            .contains("block published (the beacon node already had it from another operator)"),
+        "{}",
+        tail(&o.logs)
+    );
+    assert!(
+        !o.logs.contains("duty failed"),
+        "{}",
+        o.logs
+            .lines()
+            .filter(|l| l.contains("duty failed"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for line in [
         "duty ok: attestations submitted",
         "duty ok: block published",
+        "duty ok: aggregates submitted",
+        "duty ok: sync committee messages submitted",
+        "duty ok: sync contributions submitted",
+        "duty ok: builder registrations submitted",
     ] {
         assert!(o.logs.contains(line), "{line}\n{}", tail(&o.logs));
     }
@@ -161,7 +245,7 @@ async fn four_nodes_attest_and_propose_for_every_validator_with_nothing_invalid_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_down_changes_nothing() {
-    assert_every_duty_landed(&run_cluster(4, &[0, 2, 3]).await);
+    assert_every_duty_family_landed(&run_all_duties(&[0, 2, 3], ForkName::Fulu).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +264,16 @@ async fn two_nodes_down_sign_nothing() {
     );
     assert_eq!(o.invalid_signatures, 0);
     assert!(o.slashable.is_empty());
-    assert!(!o.logs.contains("duty ok"), "{}", tail(&o.logs));
+    // Nothing that needs a threshold of operators went out (the builder
+    // registrations were signed into the lock beforehand).
+    for signed in [
+        "duty ok: attestations",
+        "duty ok: block",
+        "duty ok: aggregates",
+        "duty ok: sync",
+    ] {
+        assert!(!o.logs.contains(signed), "{signed}\n{}", tail(&o.logs));
+    }
     assert!(
         o.logs.contains("duty failed: no consensus"),
         "{}",
@@ -198,7 +291,10 @@ async fn a_single_node_cluster_is_the_plain_validator_baseline() {
 async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable() {
     // Node 1 dies (SIGKILL) in the middle of slot 5 and is back two slots
     // later, with the same data directory and slashing database.
-    let o = run_scenario(
+    // At 3 s slots: the node also does every other duty, and a 4-node debug
+    // cluster on 2 cores cannot do 32 contributions a slot at 1 s without
+    // the proposals beside them suffering.
+    let o = run_on_chain(
         4,
         &[1, 0, 2, 3],
         Scenario::Restart {
@@ -206,9 +302,11 @@ async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable(
             down_slots: 2,
         },
         ForkName::Fulu,
+        false,
+        ALL_DUTIES_SLOT_MS,
     )
     .await;
-    assert_every_duty_landed(&o);
+    assert_every_duty_family_landed(&o);
     let restarted = o.logs.split("\n---\n").next().unwrap_or_default();
     let after_restart = restarted.rsplit("node started").next().unwrap_or_default();
     assert!(
@@ -220,14 +318,22 @@ async fn a_node_killed_and_restarted_mid_run_rejoins_without_anything_slashable(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn before_electra_attestations_go_out_in_the_deneb_shape() {
-    let o = run_scenario(4, &[0, 1, 2, 3], Scenario::Steady, ForkName::Deneb).await;
-    assert_every_duty_landed(&o);
+async fn before_electra_every_duty_goes_out_in_the_deneb_shape() {
+    let o = run_all_duties(&[0, 1, 2, 3], ForkName::Deneb).await;
+    assert_every_duty_family_landed(&o);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blinded_blocks_from_a_builder_are_agreed_signed_and_published() {
     // One node down as well, so some rounds have an absent leader.
-    let o = run_on_chain(4, &[0, 1, 3], Scenario::Steady, ForkName::Electra, true).await;
+    let o = run_on_chain(
+        4,
+        &[0, 1, 3],
+        Scenario::Steady,
+        ForkName::Electra,
+        true,
+        ALL_DUTIES_SLOT_MS,
+    )
+    .await;
     assert_every_duty_landed(&o);
 }

@@ -12,8 +12,11 @@
 //!   a task of their own;
 //! - [`middleware`]: the Beacon API served to a validator client run with
 //!   `--distributed` (middleware mode), on the same pipeline;
+//! - [`aggregation`]: the aggregation duties' definitions (selection,
+//!   aggregate shapes per fork, validity predicates), used by both attachments;
 //! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
 
+pub mod aggregation;
 pub mod consensus;
 pub mod decided;
 pub mod duty;

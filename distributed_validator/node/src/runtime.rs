@@ -14,7 +14,7 @@ use crate::parsig::{ParSigStore, ValidatorKeys};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::services::DutyContext;
 use crate::signer::Signer;
-use crate::validator_store::DvValidatorStore;
+use crate::validator_store::{ChainContext, DvValidatorStore};
 use crate::workflow::{Workflow, WorkflowTask};
 use beacon_client::BeaconNodes;
 use dv_cluster::{ClusterLock, NodeDir};
@@ -218,10 +218,22 @@ impl Node {
             Signer::new(shares),
             pubkeys.clone(),
             db.clone(),
-            spec.clone(),
-            genesis.genesis_validators_root,
+            ChainContext {
+                spec: spec.clone(),
+                genesis_validators_root: genesis.genesis_validators_root,
+                clock,
+            },
             metrics.clone(),
         );
+        let registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration> = lock
+            .body
+            .validators
+            .iter()
+            .filter_map(|v| {
+                let r = v.builder_registration.as_ref()?;
+                Some((v.public_key, r.signed(v.public_key)))
+            })
+            .collect();
         let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
         let attachment = match cfg.validator_api {
             None => Attachment::BuiltIn(Arc::new(DutyContext {
@@ -231,6 +243,8 @@ impl Node {
                 clock,
                 metrics: metrics.clone(),
                 graffiti: Graffiti::ZERO,
+                scheduler: scheduler.clone(),
+                registrations,
             })),
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -245,15 +259,7 @@ impl Node {
                     metrics: metrics.clone(),
                     keys,
                     share_index: me as u64 + 1,
-                    registrations: lock
-                        .body
-                        .validators
-                        .iter()
-                        .filter_map(|v| {
-                            let r = v.builder_registration.as_ref()?;
-                            Some((v.public_key, r.signed(v.public_key)))
-                        })
-                        .collect(),
+                    registrations,
                 })?;
                 tracing::info!(%addr, "validator API for a validator client run with --distributed");
                 Attachment::Middleware(Arc::new(middleware), listener)
@@ -315,6 +321,8 @@ impl Node {
         tokio::pin!(shutdown);
         let mut slot = clock.current_slot() + 1;
         let mut pruned_epoch = None;
+        let mut prepared_epoch = None;
+        let mut first_slot = true;
         loop {
             // Slot start: duties, then the proposer (if one of ours).
             tokio::select! {
@@ -343,6 +351,20 @@ impl Node {
                         ctx.propose::<Mainnet>(duty).await
                     }
                 });
+            }
+            // (In middleware mode the client does these itself.)
+            if let Some(duties) = &duties {
+                if first_slot {
+                    // The first slot's aggregation had no slot ahead to start in.
+                    spawn_aggregation(duties, &scheduler, slot, preset_is_minimal);
+                }
+                spawn_slot_services(duties, &scheduler, slot, preset_is_minimal);
+                if prepared_epoch != Some(epoch) {
+                    prepared_epoch = Some(epoch);
+                    let ctx = duties.clone();
+                    let next_sync = scheduler.sync_members(epoch + 1);
+                    tokio::spawn(async move { ctx.prepare_epoch(epoch, next_sync).await });
+                }
             }
             // Attestation due time: the slot's attester duty.
             tokio::select! {
@@ -373,6 +395,7 @@ impl Node {
                 }
                 (None, None) => {}
             }
+            first_slot = false;
             if pruned_epoch != Some(epoch) {
                 pruned_epoch = Some(epoch);
                 prune_slashing_history(&db, epoch, spec.slots_per_epoch);
@@ -383,6 +406,43 @@ impl Node {
         let _ = workflow.await;
         tracing::info!("node stopped");
     }
+}
+
+/// The built-in validator's per-slot services started at `slot`'s start:
+/// the aggregation of the next slot (its selection proofs and subscriptions
+/// must be ready before that slot's attestations) and this slot's sync
+/// committee duties.
+fn spawn_slot_services(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot, minimal: bool) {
+    spawn_aggregation(ctx, scheduler, slot + 1, minimal);
+    // The members who sign at `slot` are those of the committee of `slot + 1`'s epoch.
+    let members = scheduler.sync_members(ctx.spec.epoch_of_slot(slot + 1));
+    if !members.is_empty() {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if minimal {
+                ctx.sync_committee::<Minimal>(slot, members).await
+            } else {
+                ctx.sync_committee::<Mainnet>(slot, members).await
+            }
+        });
+    }
+}
+
+/// The aggregation duty of `slot` (selection proofs and subscriptions now,
+/// aggregates at the slot's aggregation due time).
+fn spawn_aggregation(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot, minimal: bool) {
+    let attesters = scheduler.attesters_at(slot);
+    if attesters.is_empty() {
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if minimal {
+            ctx.aggregate::<Minimal>(slot, attesters).await
+        } else {
+            ctx.aggregate::<Mainnet>(slot, attesters).await
+        }
+    });
 }
 
 /// Slashing history this old can no longer matter (Lighthouse prunes the same

@@ -3,7 +3,7 @@
 //! (what Lighthouse's validator client does); a set is replaced only when its
 //! dependent root changed, which is how a reorg that moves duties shows up.
 
-use beacon_client::{AttesterDuty, BeaconNodes, Duties, ProposerDuty};
+use beacon_client::{AttesterDuty, BeaconNodes, Duties, ProposerDuty, SyncDuty};
 use dv_types::{ChainSpec, Epoch, PublicKeyBytes, Slot};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,6 +100,9 @@ struct Known {
     resolved_in: Option<Epoch>,
     attesters: BTreeMap<Epoch, Duties<AttesterDuty>>,
     proposers: BTreeMap<Epoch, Duties<ProposerDuty>>,
+    /// Sync committee members by epoch (fixed for a whole sync period, so
+    /// fetched once per epoch).
+    sync: BTreeMap<Epoch, Vec<SyncDuty>>,
 }
 
 /// The cluster's duties by epoch; cheap to clone (clones share what is known).
@@ -121,6 +124,7 @@ impl Scheduler {
                 resolved_in: None,
                 attesters: BTreeMap::new(),
                 proposers: BTreeMap::new(),
+                sync: BTreeMap::new(),
             })),
         }
     }
@@ -160,10 +164,24 @@ impl Scheduler {
             }
             Err(err) => tracing::warn!(epoch, "proposer duties: {err}"),
         }
+        for e in [epoch, epoch + 1] {
+            if self.known().sync.contains_key(&e) {
+                continue;
+            }
+            match beacon.first_success(|n| n.sync_duties(e, &indices)).await {
+                Ok(mut duties) => {
+                    let mut known = self.known();
+                    duties.retain(|d| known.indices.get(&d.pubkey) == Some(&d.validator_index));
+                    known.sync.insert(e, duties);
+                }
+                Err(err) => tracing::warn!(epoch = e, "sync committee duties: {err}"),
+            }
+        }
         let keep_from = epoch.saturating_sub(1);
         let mut known = self.known();
         known.attesters.retain(|e, _| *e >= keep_from);
         known.proposers.retain(|e, _| *e >= keep_from);
+        known.sync.retain(|e, _| *e >= keep_from);
     }
 
     /// Looks up the indices of validators the chain did not know yet (once
@@ -219,6 +237,32 @@ impl Scheduler {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The cluster's sync committee members in `epoch` (empty if unknown).
+    pub fn sync_members(&self, epoch: Epoch) -> Vec<SyncDuty> {
+        self.known().sync.get(&epoch).cloned().unwrap_or_default()
+    }
+
+    /// The cluster's attester duties of `epoch` (empty if unknown).
+    pub fn attesters_in(&self, epoch: Epoch) -> Vec<AttesterDuty> {
+        let known = self.known();
+        known
+            .attesters
+            .get(&epoch)
+            .map(|d| {
+                d.duties
+                    .iter()
+                    .filter(|x| known.indices.get(&x.pubkey) == Some(&x.validator_index))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The cluster's validators the chain gave an index, with that index.
+    pub fn indices(&self) -> Vec<(PublicKeyBytes, u64)> {
+        self.known().indices.iter().map(|(v, i)| (*v, *i)).collect()
     }
 
     /// The cluster's validator that proposes at `slot`, if any.

@@ -9,10 +9,12 @@
 //! could call it in place of its local signer. Operations whose duties are not
 //! implemented yet return [`SignError::NotSupportedYet`], never a signature.
 
+use crate::aggregation::CommitteeAggregate;
 use crate::decided::{approve_attestations, attestations_allowed, ToSign};
 use crate::duty::{Duty, DutyType};
 use crate::metrics::{Metrics, Stage};
 use crate::parsig::Partial;
+use crate::scheduler::SlotClock;
 use crate::signer::Signer;
 use crate::workflow::{ConsensusRequest, Workflow, WorkflowError};
 use beacon_client::{BlobsBundle, ProducedBlock};
@@ -114,7 +116,16 @@ struct Inner {
     db: Arc<SlashingDatabase>,
     spec: ChainSpec,
     genesis_validators_root: Root,
+    clock: SlotClock,
     metrics: Arc<Metrics>,
+}
+
+/// The chain a store signs for: its spec (domains, fork schedule), its
+/// genesis validators root and its slot clock (duty deadlines).
+pub struct ChainContext {
+    pub spec: ChainSpec,
+    pub genesis_validators_root: Root,
+    pub clock: SlotClock,
 }
 
 /// The distributed validator's signing seam; cheap to clone.
@@ -208,10 +219,14 @@ impl DvValidatorStore {
         signer: Signer,
         validators: impl IntoIterator<Item = PublicKeyBytes>,
         db: Arc<SlashingDatabase>,
-        spec: ChainSpec,
-        genesis_validators_root: Root,
+        chain: ChainContext,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let ChainContext {
+            spec,
+            genesis_validators_root,
+            clock,
+        } = chain;
         Self {
             inner: Arc::new(Inner {
                 workflow,
@@ -220,6 +235,7 @@ impl DvValidatorStore {
                 db,
                 spec,
                 genesis_validators_root,
+                clock,
                 metrics,
             }),
         }
@@ -614,66 +630,340 @@ impl DvValidatorStore {
         Ok(root)
     }
 
+    /// What a beacon committee selection proof for `slot` signs.
+    pub fn selection_signing_root(&self, slot: Slot) -> Root {
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        self.signing_root(DomainKind::SelectionProof, epoch, &slot)
+    }
+
+    /// What a sync committee selection proof for `slot` and `subcommittee` signs.
+    pub fn sync_selection_signing_root(&self, slot: Slot, subcommittee: u64) -> Root {
+        let data = SyncAggregatorSelectionData {
+            slot,
+            subcommittee_index: subcommittee,
+        };
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        self.signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &data)
+    }
+
+    /// Lighthouse's `produce_selection_proof`: the validator's combined
+    /// selection proof for `slot`.
     pub async fn produce_selection_proof(
         &self,
-        _validator: PublicKeyBytes,
-        _slot: Slot,
+        validator: PublicKeyBytes,
+        slot: Slot,
+        deadline: Instant,
     ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet(
-            "attestation aggregation (selection proofs)",
-        ))
+        self.produce_selection_proofs(slot, &[validator], deadline)
+            .await?
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })
     }
 
-    pub async fn sign_aggregate_and_proof(
+    /// The combined selection proofs for `slot` of every validator given
+    /// (one exchange: they all sign the same root). Threshold signatures
+    /// are unique, so no consensus is needed.
+    pub async fn produce_selection_proofs(
         &self,
-        _validator: PublicKeyBytes,
-        _slot: Slot,
-    ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet(
-            "attestation aggregation (aggregate and proof)",
-        ))
+        slot: Slot,
+        validators: &[PublicKeyBytes],
+        deadline: Instant,
+    ) -> Result<HashMap<PublicKeyBytes, SignatureBytes>, SignError> {
+        for v in validators {
+            self.check_member(v)?;
+        }
+        let root = self.selection_signing_root(slot);
+        self.threshold_sign(
+            Duty::new(slot, DutyType::Selection),
+            root,
+            validators,
+            deadline,
+        )
+        .await
     }
 
-    pub async fn produce_sync_selection_proof(
+    /// Lighthouse's `produce_sync_selection_proof`, for every (validator,
+    /// subcommittee) given: one exchange per subcommittee.
+    pub async fn produce_sync_selection_proofs(
         &self,
-        _validator: PublicKeyBytes,
-        _slot: Slot,
-    ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet(
-            "sync committee selection proofs",
-        ))
+        slot: Slot,
+        members: &[(PublicKeyBytes, u64)],
+        deadline: Instant,
+    ) -> Result<HashMap<(PublicKeyBytes, u64), SignatureBytes>, SignError> {
+        let mut by_subcommittee: HashMap<u64, Vec<PublicKeyBytes>> = HashMap::new();
+        for (v, sub) in members {
+            self.check_member(v)?;
+            by_subcommittee.entry(*sub).or_default().push(*v);
+        }
+        let duty = Duty::new(slot, DutyType::SyncSelection);
+        let exchanges = by_subcommittee.iter().map(|(sub, validators)| {
+            let root = self.sync_selection_signing_root(slot, *sub);
+            self.threshold_sign(duty, root, validators, deadline)
+        });
+        let mut out = HashMap::new();
+        for (sub, result) in by_subcommittee.keys().zip(join_all(exchanges).await) {
+            for (v, proof) in result? {
+                out.insert((v, *sub), proof);
+            }
+        }
+        Ok(out)
     }
 
-    pub async fn produce_sync_committee_signature(
+    /// Lighthouse's `sign_aggregate_and_proof`, for every aggregator of the
+    /// committee the decided `aggregate` is for: `(validator, index,
+    /// combined selection proof)`. Each signs its own message (its index
+    /// and proof are in it).
+    pub async fn sign_aggregates<A: CommitteeAggregate>(
         &self,
-        _validator: PublicKeyBytes,
-        _slot: Slot,
-        _beacon_block_root: Root,
-    ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet("sync committee messages"))
+        aggregate: &A,
+        aggregators: &[(PublicKeyBytes, u64, SignatureBytes)],
+        deadline: Instant,
+    ) -> Result<Vec<A::Signed>, SignError> {
+        let slot = aggregate.data().slot;
+        let committee = aggregate.committee().map_err(SignError::BadDecidedValue)?;
+        let duty = Duty::new(slot, DutyType::Aggregator { committee });
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        let messages: Vec<(PublicKeyBytes, A::Message)> = aggregators
+            .iter()
+            .map(|(v, index, proof)| (*v, A::message(*index, aggregate.clone(), *proof)))
+            .collect();
+        let signed = messages.iter().map(|(v, message)| {
+            let root = self.signing_root(DomainKind::AggregateAndProof, epoch, message);
+            self.threshold_sign(duty, root, std::slice::from_ref(v), deadline)
+        });
+        let mut out = Vec::new();
+        for ((v, message), result) in messages.iter().zip(join_all(signed).await) {
+            if let Some(signature) = result?.remove(v) {
+                out.push(A::signed(message.clone(), signature));
+            }
+        }
+        Ok(out)
     }
 
-    pub async fn sign_sync_committee_contribution(
+    /// Lighthouse's `produce_sync_committee_signature`, for every member
+    /// given as `(validator, index)`: one exchange (all sign `block_root`).
+    pub async fn sign_sync_messages(
         &self,
-        _validator: PublicKeyBytes,
-        _slot: Slot,
-    ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet("sync committee contributions"))
+        slot: Slot,
+        block_root: Root,
+        members: &[(PublicKeyBytes, u64)],
+        deadline: Instant,
+    ) -> Result<Vec<SyncCommitteeMessage>, SignError> {
+        let validators: Vec<PublicKeyBytes> = members.iter().map(|(v, _)| *v).collect();
+        for v in &validators {
+            self.check_member(v)?;
+        }
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        let root = self.signing_root(DomainKind::SyncCommittee, epoch, &block_root);
+        let mut combined = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::SyncMessage),
+                root,
+                &validators,
+                deadline,
+            )
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|(v, index)| {
+                Some(SyncCommitteeMessage {
+                    slot,
+                    beacon_block_root: block_root,
+                    validator_index: *index,
+                    signature: combined.remove(v)?,
+                })
+            })
+            .collect())
     }
 
+    /// Lighthouse's `sign_sync_committee_contribution`, for every
+    /// aggregator of the decided `contribution`'s subcommittee.
+    pub async fn sign_contributions<P: Preset>(
+        &self,
+        contribution: &SyncCommitteeContribution<P>,
+        aggregators: &[(PublicKeyBytes, u64, SignatureBytes)],
+        deadline: Instant,
+    ) -> Result<Vec<SignedContributionAndProof<P>>, SignError> {
+        let slot = contribution.slot;
+        let duty = Duty::new(
+            slot,
+            DutyType::SyncContribution {
+                subcommittee: contribution.subcommittee_index,
+            },
+        );
+        let epoch = self.inner.spec.epoch_of_slot(slot);
+        let messages: Vec<(PublicKeyBytes, ContributionAndProof<P>)> = aggregators
+            .iter()
+            .map(|(v, index, proof)| {
+                (
+                    *v,
+                    ContributionAndProof {
+                        aggregator_index: *index,
+                        contribution: contribution.clone(),
+                        selection_proof: *proof,
+                    },
+                )
+            })
+            .collect();
+        let signed = messages.iter().map(|(v, message)| {
+            let root = self.signing_root(DomainKind::ContributionAndProof, epoch, message);
+            self.threshold_sign(duty, root, std::slice::from_ref(v), deadline)
+        });
+        let mut out = Vec::new();
+        for ((v, message), result) in messages.iter().zip(join_all(signed).await) {
+            if let Some(signature) = result?.remove(v) {
+                out.push(SignedContributionAndProof {
+                    message: message.clone(),
+                    signature,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The decided value of an aggregation-like `duty` (aggregates, sync
+    /// contributions: built by each beacon node from what it received, so
+    /// nodes can hold different ones): the decision if there is one, else
+    /// consensus with this node's beacon node's value as its proposal. That
+    /// value is built from the slot's messages, which may still be on their
+    /// way (a round change delays them), so `fetch` is retried until 5/6 of
+    /// the slot. Rounds are short and count from the aggregation due time.
+    /// Values travel as SSZ; `is_valid` judges a proposal.
+    pub async fn decide_built<T, F, Fut>(
+        &self,
+        duty: Duty,
+        fetch: F,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<T, SignError>
+    where
+        T: Encode + Decode + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
+    {
+        let value = match self.inner.workflow.decided(duty).await {
+            Some(value) => value,
+            None => self.decide_with_own(duty, fetch, is_valid).await?,
+        };
+        T::from_ssz_bytes(&value)
+            .map_err(|e| SignError::BadDecidedValue(format!("{}: {e:?}", duty.kind.name())))
+    }
+
+    async fn decide_with_own<T, F, Fut>(
+        &self,
+        duty: Duty,
+        fetch: F,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<qbft::Value, SignError>
+    where
+        T: Encode + Decode + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
+    {
+        let clock = self.inner.clock;
+        let slot = duty.slot;
+        let give_up = SlotClock::instant_at(clock.slot_start_ms(slot) + clock.slot_ms * 5 / 6);
+        let own = loop {
+            match fetch().await {
+                Ok(value) => break Some(value.as_ssz_bytes()),
+                Err(e) if Instant::now() >= give_up => {
+                    tracing::warn!(
+                        slot,
+                        duty = duty.kind.name(),
+                        "own beacon node's value unavailable: {e}"
+                    );
+                    break None;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        let due_ms =
+            clock.slot_start_ms(slot) + clock.slot_ms * self.inner.spec.aggregate_due_bps / 10_000;
+        self.decide(ConsensusRequest {
+            duty,
+            proposal: own,
+            is_valid: Box::new(move |value: &[u8]| {
+                T::from_ssz_bytes(value).is_ok_and(|v| is_valid(&v))
+            }),
+            start: SlotClock::instant_at(due_ms),
+            timing: clock.short_round_timing(),
+            deadline: clock.slot_start(slot + 2),
+        })
+        .await
+    }
+
+    /// The head block root the cluster's sync committee messages sign at
+    /// `slot`: operators' beacon nodes can see the head differently around
+    /// a block's arrival, and partials over different roots never combine,
+    /// so the root is agreed on (one instance per slot, each node proposing
+    /// `own`, its beacon node's head). Past two thirds of the slot a message
+    /// is too late to matter: that is the deadline.
+    pub async fn decide_sync_head_root(
+        &self,
+        slot: Slot,
+        own: Option<Root>,
+    ) -> Result<Root, SignError> {
+        let duty = Duty::new(slot, DutyType::SyncMessage);
+        let value = match self.inner.workflow.decided(duty).await {
+            Some(value) => value,
+            None => {
+                let clock = self.inner.clock;
+                let slot_start = clock.slot_start_ms(slot);
+                self.decide(ConsensusRequest {
+                    duty,
+                    proposal: own.map(|r| r.as_slice().to_vec()),
+                    is_valid: Box::new(|value: &[u8]| value.len() == 32),
+                    start: Instant::now(),
+                    timing: clock.short_round_timing(),
+                    deadline: SlotClock::instant_at(slot_start + clock.slot_ms * 2 / 3),
+                })
+                .await?
+            }
+        };
+        <[u8; 32]>::try_from(&value[..])
+            .map(Root::from)
+            .map_err(|_| SignError::BadDecidedValue("a head root is not 32 bytes".into()))
+    }
+
+    /// Lighthouse's `sign_voluntary_exit`: this node's partial over the
+    /// exit (domain pinned to Capella from Deneb on, EIP-7044), combined
+    /// with the peers' once `t` operators signed it, before `deadline`.
     pub async fn sign_voluntary_exit(
         &self,
-        _validator: PublicKeyBytes,
-        _exit: VoluntaryExit,
+        validator: PublicKeyBytes,
+        exit: VoluntaryExit,
+        deadline: Instant,
     ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet("voluntary exits"))
+        self.check_member(&validator)?;
+        let root = self.signing_root(DomainKind::VoluntaryExit, exit.epoch, &exit);
+        let slot = self.inner.spec.start_slot_of_epoch(exit.epoch);
+        self.threshold_sign(
+            Duty::new(slot, DutyType::Exit),
+            root,
+            &[validator],
+            deadline,
+        )
+        .await?
+        .remove(&validator)
+        .ok_or(SignError::InsufficientPartials {
+            combined: 0,
+            wanted: 1,
+        })
     }
 
+    /// Lighthouse's `sign_validator_registration_data` has no threshold
+    /// counterpart here: a registration carries a timestamp each operator
+    /// would pick differently, so the dealer signs each validator's
+    /// registration into the cluster lock and the nodes submit that one.
     pub async fn sign_validator_registration_data(
         &self,
         _validator: PublicKeyBytes,
     ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet("builder registrations"))
+        Err(SignError::NotSupportedYet(
+            "signing builder registrations (they are pre-signed into the cluster lock)",
+        ))
     }
 }
 

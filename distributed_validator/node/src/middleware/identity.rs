@@ -5,7 +5,13 @@
 //! them by the validator public keys. Requests going to the beacon node get
 //! share keys replaced by validator keys, responses going back to the client
 //! the reverse, wherever a key appears (JSON strings, path segments, query
-//! values). Keys of validators outside the cluster pass unchanged.
+//! values, SSZ bodies). Keys of validators outside the cluster pass unchanged.
+//!
+//! SSZ: a BLS public key is a fixed 48-byte field, so mapping one key to
+//! another keeps every offset and length of the encoding; replacing each
+//! occurrence of a known key's bytes is decode-map-re-encode for every SSZ
+//! type at once. (48 bytes equal to a cluster key by chance elsewhere in a
+//! body has probability 2^-384 per position.)
 
 use dv_types::PublicKeyBytes;
 use serde_json::Value;
@@ -15,6 +21,55 @@ pub struct Identity {
     to_validator: HashMap<String, String>,
     to_share: HashMap<String, String>,
     validator_of: HashMap<PublicKeyBytes, PublicKeyBytes>,
+    ssz_to_validator: SszKeyMap,
+    ssz_to_share: SszKeyMap,
+}
+
+/// Key bytes to key bytes, found by their first 8 bytes (one hash lookup
+/// per position of the body scanned).
+#[derive(Default)]
+struct SszKeyMap {
+    by_prefix: HashMap<u64, Vec<KeyPair>>,
+}
+
+/// A key's bytes and the bytes of the key it maps to.
+type KeyPair = ([u8; 48], [u8; 48]);
+
+impl SszKeyMap {
+    fn insert(&mut self, from: &PublicKeyBytes, to: &PublicKeyBytes) {
+        self.by_prefix
+            .entry(prefix(&from.0))
+            .or_default()
+            .push((from.0, to.0));
+    }
+
+    /// Replaces every known key in `bytes`, in place; returns how many.
+    fn rewrite(&self, bytes: &mut [u8]) -> usize {
+        let mut replaced = 0;
+        let mut at = 0;
+        while at + 48 <= bytes.len() {
+            let window = &bytes[at..at + 48];
+            let found = self
+                .by_prefix
+                .get(&prefix(window))
+                .and_then(|keys| keys.iter().find(|(from, _)| from[..] == *window));
+            match found {
+                Some((_, to)) => {
+                    bytes[at..at + 48].copy_from_slice(to);
+                    replaced += 1;
+                    at += 48;
+                }
+                None => at += 1,
+            }
+        }
+        replaced
+    }
+}
+
+fn prefix(bytes: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(first)
 }
 
 fn hex(key: &PublicKeyBytes) -> String {
@@ -64,11 +119,15 @@ impl Identity {
             to_validator: HashMap::new(),
             to_share: HashMap::new(),
             validator_of: HashMap::new(),
+            ssz_to_validator: SszKeyMap::default(),
+            ssz_to_share: SszKeyMap::default(),
         };
         for (validator, share) in pairs {
             identity.to_validator.insert(hex(&share), hex(&validator));
             identity.to_share.insert(hex(&validator), hex(&share));
             identity.validator_of.insert(share, validator);
+            identity.ssz_to_validator.insert(&share, &validator);
+            identity.ssz_to_share.insert(&validator, &share);
         }
         identity
     }
@@ -86,6 +145,16 @@ impl Identity {
     /// A beacon node's JSON answer, made ready for the client.
     pub fn to_client_json(&self, value: &mut Value) {
         rewrite(value, &self.to_share);
+    }
+
+    /// A client request's SSZ body, made ready for the beacon node.
+    pub fn to_beacon_ssz(&self, bytes: &mut [u8]) -> usize {
+        self.ssz_to_validator.rewrite(bytes)
+    }
+
+    /// A beacon node's SSZ answer, made ready for the client.
+    pub fn to_client_ssz(&self, bytes: &mut [u8]) -> usize {
+        self.ssz_to_share.rewrite(bytes)
     }
 
     /// A client's path and query, made ready for the beacon node.
@@ -134,5 +203,36 @@ mod tests {
         );
         assert_eq!(identity.validator_of_share(&key(0xa2)), Some(key(2)));
         assert_eq!(identity.validator_of_share(&key(2)), None);
+    }
+
+    #[test]
+    fn ssz_keys_are_mapped_at_any_offset_and_nothing_else_changes() {
+        use dv_types::ssz::{self, Decode, Encode};
+        // Real SSZ: a list of (pubkey, index) containers, as a duties answer
+        // carries them, at offsets that are not multiples of 48.
+        #[derive(Debug, PartialEq, ssz_derive::Encode, ssz_derive::Decode)]
+        struct Duty {
+            index: u8,
+            pubkey: PublicKeyBytes,
+            slot: u64,
+        }
+        // Real public keys (random-looking bytes, as every BLS key is).
+        let real = || PublicKeyBytes(dv_crypto::SecretKey::random().public_key().to_bytes());
+        let (v1, v2, s1, s2, stranger) = (real(), real(), real(), real(), real());
+        let mk = |pubkey: PublicKeyBytes, index: u8| Duty {
+            index,
+            pubkey,
+            slot: 7,
+        };
+        let identity = Identity::new([(v1, s1), (v2, s2)]);
+        let answer = vec![mk(v1, 0), mk(stranger, 1), mk(v2, 2)];
+        let mut bytes = answer.as_ssz_bytes();
+        assert_eq!(identity.to_client_ssz(&mut bytes), 2);
+        let mapped = Vec::<Duty>::from_ssz_bytes(&bytes).unwrap();
+        assert_eq!(mapped, vec![mk(s1, 0), mk(stranger, 1), mk(s2, 2)]);
+        assert_eq!(identity.to_beacon_ssz(&mut bytes), 2);
+        assert_eq!(bytes, answer.as_ssz_bytes(), "the way back restores it");
+        let mut short = vec![1u8; 47];
+        assert_eq!(identity.to_client_ssz(&mut short), 0);
     }
 }

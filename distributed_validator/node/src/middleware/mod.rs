@@ -32,7 +32,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
 use dv_crypto::PartialSignature;
-use dv_types::ssz::{Decode, Encode};
 use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
 use identity::Identity;
 use proxy::Upstream;
@@ -221,10 +220,7 @@ impl Middleware {
                 "the selection proof is not the combined selection proof of validator {validator}"
             ));
         }
-        let hash = <sha2::Sha256 as sha2::Digest>::digest(proof.0);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&hash[..8]);
-        if u64::from_le_bytes(first) % modulo.max(1) != 0 {
+        if !crate::aggregation::selects(proof, modulo) {
             return Err(format!(
                 "validator {validator} is not selected as an aggregator at slot {}",
                 duty.slot
@@ -415,85 +411,6 @@ impl Middleware {
     }
 }
 
-impl Middleware {
-    /// The decided value of an aggregation-like `duty` (aggregates, sync
-    /// contributions: built by the beacon node from what it received, so
-    /// nodes can hold different ones): the decision if there is one, else
-    /// consensus with this node's beacon node's value as its proposal. That
-    /// value is built from the slot's messages, which may still be on their
-    /// way (a round change delays them), so `fetch` is retried until 5/6 of
-    /// the slot. Rounds count from the aggregation due time. Values travel
-    /// as SSZ; `is_valid` judges a peer's proposal.
-    pub(super) async fn decide_built<T, F, Fut>(
-        &self,
-        duty: Duty,
-        fetch: F,
-        is_valid: impl Fn(&T) -> bool + Send + 'static,
-    ) -> Result<T, ApiError>
-    where
-        T: Encode + Decode + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
-    {
-        let decided = match self.store.workflow().decided(duty).await {
-            Some(value) => value,
-            None => self.decide_with_own(duty, fetch, is_valid).await?,
-        };
-        T::from_ssz_bytes(&decided).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("decided {} value: {e:?}", duty.kind.name()),
-            )
-        })
-    }
-
-    async fn decide_with_own<T, F, Fut>(
-        &self,
-        duty: Duty,
-        fetch: F,
-        is_valid: impl Fn(&T) -> bool + Send + 'static,
-    ) -> Result<qbft::Value, ApiError>
-    where
-        T: Encode + Decode + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
-    {
-        let slot = duty.slot;
-        let give_up =
-            SlotClock::instant_at(self.clock.slot_start_ms(slot) + self.clock.slot_ms * 5 / 6);
-        let own = loop {
-            match fetch().await {
-                Ok(value) => break Some(value.as_ssz_bytes()),
-                Err(e) if tokio::time::Instant::now() >= give_up => {
-                    tracing::warn!(
-                        slot,
-                        duty = duty.kind.name(),
-                        "own beacon node's value unavailable: {e}"
-                    );
-                    break None;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        };
-        let due_ms = self.clock.slot_start_ms(slot)
-            + self.clock.slot_ms * self.store.spec().aggregate_due_bps / 10_000;
-        self.store
-            .workflow()
-            .decide(crate::workflow::ConsensusRequest {
-                duty,
-                proposal: own,
-                is_valid: Box::new(move |value: &[u8]| {
-                    T::from_ssz_bytes(value).is_ok_and(|v| is_valid(&v))
-                }),
-                start: SlotClock::instant_at(due_ms),
-                timing: self.clock.short_round_timing(),
-                deadline: self.clock.slot_start(slot + 2),
-            })
-            .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
-    }
-}
-
 /// Items of the client's batch sorted: the cluster's (to verify, then
 /// group for combination), the others (forwarded as they are), the refused.
 #[derive(Default)]
@@ -647,6 +564,10 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         .route(
             "/eth/v2/validator/aggregate_attestation",
             get(aggregate::aggregate_attestation),
+        )
+        .route(
+            "/eth/v1/validator/aggregate_attestation",
+            get(aggregate::aggregate_attestation_v1),
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",

@@ -1,6 +1,6 @@
 //! Forwarding to the beacon node what the middleware does not handle itself:
 //! method, path, query, headers (`Eth-Consensus-Version`, `Accept`, ...) and
-//! body unchanged except for the share ↔ validator key mapping in JSON.
+//! body unchanged except for the share ↔ validator key mapping (JSON and SSZ).
 //! Responses stream back (the event stream stays a stream); beacon nodes are
 //! tried in order while they fail to answer at all.
 
@@ -28,11 +28,23 @@ pub struct Upstream {
     http: reqwest::Client,
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Largest SSZ answer buffered for key mapping (a duties or validators
+/// answer is far smaller); a larger one (a whole state) streams through as it is.
+const MAX_MAPPED_SSZ_BYTES: u64 = 32 * 1024 * 1024;
+
+fn content_type_is(headers: &HeaderMap, prefix: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with(prefix))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    content_type_is(headers, "application/json")
+}
+
+fn is_ssz(headers: &HeaderMap) -> bool {
+    content_type_is(headers, "application/octet-stream")
 }
 
 impl Upstream {
@@ -104,6 +116,10 @@ impl Upstream {
                     .into_response()
                 }
             }
+        } else if is_ssz(headers) && !body.is_empty() {
+            let mut bytes = body.to_vec();
+            identity.to_beacon_ssz(&mut bytes);
+            Bytes::from(bytes)
         } else {
             body
         };
@@ -115,8 +131,8 @@ impl Upstream {
     }
 }
 
-/// The beacon node's response for the client: JSON gets the key mapping,
-/// anything else (SSZ, the event stream) is streamed through.
+/// The beacon node's response for the client: JSON and SSZ get the key
+/// mapping, anything else (the event stream) is streamed through.
 pub async fn relay(response: reqwest::Response, identity: &Identity) -> Response {
     let status = response.status();
     let mut headers = HeaderMap::new();
@@ -142,6 +158,18 @@ pub async fn relay(response: reqwest::Response, identity: &Identity) -> Response
                 .into_response()
             }
         }
+    } else if is_ssz(response.headers())
+        && response
+            .content_length()
+            .is_none_or(|len| len <= MAX_MAPPED_SSZ_BYTES)
+    {
+        match read_capped(response, MAX_MAPPED_SSZ_BYTES).await {
+            Ok(mut bytes) => {
+                identity.to_client_ssz(&mut bytes);
+                Body::from(bytes)
+            }
+            Err(e) => return ApiError::new(StatusCode::BAD_GATEWAY, e).into_response(),
+        }
     } else {
         Body::from_stream(response.bytes_stream())
     };
@@ -149,4 +177,22 @@ pub async fn relay(response: reqwest::Response, identity: &Identity) -> Response
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+/// A response body of at most `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("beacon node response broke off: {e}"))?
+    {
+        if (out.len() + chunk.len()) as u64 > cap {
+            return Err(format!(
+                "beacon node SSZ answer larger than {cap} bytes without a content length"
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }

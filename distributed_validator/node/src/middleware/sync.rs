@@ -15,11 +15,9 @@
 use super::attest::parse_u64;
 use super::{json_list, ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
-use crate::scheduler::SlotClock;
-use crate::workflow::ConsensusRequest;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dv_types::ssz::Encode;
@@ -52,35 +50,19 @@ pub(super) async fn head_root(State(mw): Shared, request: Request) -> Response {
 async fn agreed_head_root(mw: &Middleware, slot: Slot) -> Result<Root, String> {
     let duty = Duty::new(slot, DutyType::SyncMessage);
     let own = match mw.store.workflow().decided(duty).await {
-        Some(value) => return root_of(&value),
-        None => mw
-            .beacon
-            .first_success(|n| n.head_root())
-            .await
-            .map_err(|e| e.to_string())?,
+        // Decided already: the beacon node need not be asked.
+        Some(_) => None,
+        None => Some(
+            mw.beacon
+                .first_success(|n| n.head_root())
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
     };
-    let slot_start = mw.clock.slot_start_ms(slot);
-    let decided = mw
-        .store
-        .workflow()
-        .decide(ConsensusRequest {
-            duty,
-            proposal: Some(own.as_slice().to_vec()),
-            is_valid: Box::new(|value: &[u8]| value.len() == 32),
-            start: tokio::time::Instant::now(),
-            timing: mw.clock.short_round_timing(),
-            // Past two thirds of the slot a message is too late to matter.
-            deadline: SlotClock::instant_at(slot_start + mw.clock.slot_ms * 2 / 3),
-        })
+    mw.store
+        .decide_sync_head_root(slot, own)
         .await
-        .map_err(|e| e.to_string())?;
-    root_of(&decided)
-}
-
-fn root_of(value: &[u8]) -> Result<Root, String> {
-    <[u8; 32]>::try_from(value)
-        .map(Root::from)
-        .map_err(|_| "a decided head root is not 32 bytes".to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `POST /eth/v1/beacon/pool/sync_committees` with the client's partials.
@@ -153,18 +135,17 @@ async fn decide_contribution<P: Preset>(
     root: Root,
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee });
-    let is_valid = move |c: &SyncCommitteeContribution<P>| {
-        c.slot == slot
-            && c.subcommittee_index == subcommittee
-            && c.beacon_block_root == root
-            && c.aggregation_bits.num_set_bits() > 0
-    };
+    let is_valid = crate::aggregation::contribution_is_valid::<P>(slot, subcommittee, root);
     let fetch = || async move {
         mw.beacon
             .first_success(|n| n.sync_committee_contribution::<P>(slot, subcommittee, root))
             .await
     };
-    let contribution = mw.decide_built(duty, fetch, is_valid).await?;
+    let contribution = mw
+        .store
+        .decide_built(duty, fetch, is_valid)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     if contribution.beacon_block_root != root {
         return Err(ApiError::bad_request(format!(
             "the cluster decided a contribution for another block root at slot {slot}"
@@ -239,8 +220,7 @@ async fn check_contribution<P: Preset>(mw: &Middleware, json: &Value) -> Checked
     let selection_root =
         mw.store
             .signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &selection);
-    let subcommittee_size = (spec.sync_committee_size / spec.sync_committee_subnet_count).max(1);
-    let modulo = subcommittee_size / spec.target_aggregators_per_sync_subcommittee;
+    let modulo = crate::aggregation::sync_modulo(spec);
     mw.check_selection_proof(
         Duty::new(c.slot, DutyType::SyncSelection),
         &validator,

@@ -5,15 +5,23 @@
 //!
 //! Every duty ends in one outcome line (`duty ok ...` with its latency, or
 //! `duty failed: <reason>`) and one count in the outcome metric.
+//!
+//! Attester and proposer duties are here; [`aggregation`], [`sync_committee`]
+//! and the once-an-epoch preparations ([`epoch`]) have modules of their own.
+
+pub mod aggregation;
+pub mod epoch;
+pub mod sync_committee;
 
 use crate::metrics::{Metrics, Stage};
-use crate::scheduler::SlotClock;
+use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::{
     Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation,
 };
-use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
+use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty, Publication};
 use dv_types::ssz_types;
 use dv_types::*;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -26,6 +34,10 @@ pub struct DutyContext {
     pub clock: SlotClock,
     pub metrics: Arc<Metrics>,
     pub graffiti: Graffiti,
+    pub scheduler: Scheduler,
+    /// Builder registrations signed into the cluster lock (and their fee
+    /// recipients), by validator.
+    pub registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration>,
 }
 
 /// The metric label of a failure.
@@ -206,9 +218,17 @@ impl DutyContext {
             })
             .await;
         match published {
-            Ok(()) => self
-                .metrics
-                .duty_ok(slot, DUTY, start_ms, "block published", 1),
+            Ok(Publication::Accepted) => {
+                self.metrics
+                    .duty_ok(slot, DUTY, start_ms, "block published", 1)
+            }
+            Ok(Publication::AlreadyKnown) => self.metrics.duty_ok(
+                slot,
+                DUTY,
+                start_ms,
+                "block published (the beacon node already had it from another operator)",
+                1,
+            ),
             Err(e) => {
                 self.metrics.outcome(DUTY, "beacon_node_error");
                 tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");

@@ -1,0 +1,213 @@
+//! The attestation aggregation service. A slot ahead: the combined
+//! selection proofs of the slot's attesters and the committee subscriptions
+//! (a beacon node keeps unaggregated attestations only for committees some
+//! validator subscribed to as aggregator). At the aggregation due time:
+//! each committee with a selected aggregator of the cluster gets its
+//! aggregate agreed on, signed by each such aggregator and submitted.
+
+use super::DutyContext;
+use crate::aggregation::{aggregate_is_valid, committee_modulo, selects, CommitteeAggregate};
+use crate::duty::{Duty, DutyType};
+use crate::metrics::Stage;
+use crate::scheduler::SlotClock;
+use beacon_client::{AttesterDuty, BeaconCommitteeSubscription};
+use dv_types::ssz::Decode;
+use dv_types::tree_hash::TreeHash;
+use dv_types::*;
+use futures::future::join_all;
+use std::collections::BTreeMap;
+
+const DUTY: &str = "aggregator";
+
+/// One selected aggregator: validator, index, combined selection proof.
+type Aggregator = (PublicKeyBytes, u64, SignatureBytes);
+
+impl DutyContext {
+    /// Aggregation for `slot`'s attesters; call it a slot ahead.
+    pub async fn aggregate<P: Preset>(&self, slot: Slot, duties: Vec<AttesterDuty>) {
+        if duties.is_empty() {
+            return;
+        }
+        if self.spec.fork_at_slot(slot).electra_enabled() {
+            self.aggregate_with::<AttestationElectra<P>>(slot, duties)
+                .await
+        } else {
+            self.aggregate_with::<AttestationDeneb<P>>(slot, duties)
+                .await
+        }
+    }
+
+    async fn aggregate_with<A: CommitteeAggregate>(&self, slot: Slot, duties: Vec<AttesterDuty>) {
+        let due = SlotClock::instant_at(
+            self.clock.slot_start_ms(slot)
+                + self.clock.slot_ms * self.spec.aggregate_due_bps / 10_000,
+        );
+        let Some(by_committee) = self.select_aggregators(slot, &duties, due).await else {
+            return;
+        };
+        if by_committee.is_empty() {
+            return; // no aggregator of the cluster at this slot: no duty
+        }
+        let count: usize = by_committee.values().map(Vec::len).sum();
+        tracing::info!(slot, duty = DUTY, count, "duty started");
+        tokio::time::sleep_until(due).await;
+        let deadline = self.clock.slot_start(slot + 1);
+        let Some(decided) = self.decided_attestation(slot, deadline).await else {
+            return self.metrics.duty_failed(
+                slot,
+                DUTY,
+                "no_attestation_data",
+                "no attestation data was decided for the slot, nothing to aggregate",
+            );
+        };
+        let committees = by_committee
+            .iter()
+            .map(|(committee, aggregators)| async move {
+                let data_root = A::data_for(&decided, *committee).tree_hash_root();
+                let fetch = || {
+                    self.beacon
+                        .first_success(move |n| A::fetch(n, data_root, slot, *committee))
+                };
+                let duty = Duty::new(
+                    slot,
+                    DutyType::Aggregator {
+                        committee: *committee,
+                    },
+                );
+                let t0 = tokio::time::Instant::now();
+                let aggregate = self
+                    .store
+                    .decide_built(
+                        duty,
+                        fetch,
+                        aggregate_is_valid::<A>(slot, *committee, data_root),
+                    )
+                    .await?;
+                self.metrics.stage(DUTY, Stage::Consensus, t0.elapsed());
+                self.store
+                    .sign_aggregates(&aggregate, aggregators, deadline)
+                    .await
+            });
+        let mut signed = Vec::new();
+        for result in join_all(committees).await {
+            match result {
+                Ok(items) => signed.extend(items),
+                Err(e) => self.failed(slot, DUTY, &e),
+            }
+        }
+        if signed.len() < count {
+            self.metrics.duty_failed(
+                slot,
+                DUTY,
+                "insufficient_partials",
+                format!("{} of {count} aggregates signed in time", signed.len()),
+            );
+        }
+        if signed.is_empty() {
+            return;
+        }
+        let fork = self.spec.fork_at_slot(slot);
+        let submit = self
+            .beacon
+            .first_success(|n| n.submit_aggregates(fork, &signed));
+        match self.timed(DUTY, Stage::Submit, submit).await {
+            Ok(()) => self.metrics.duty_ok(
+                slot,
+                DUTY,
+                self.clock.slot_start_ms(slot),
+                "aggregates submitted",
+                signed.len(),
+            ),
+            Err(e) => self.metrics.duty_failed(
+                slot,
+                DUTY,
+                "beacon_node_error",
+                format!("beacon node error: {e}"),
+            ),
+        }
+    }
+
+    /// The slot's decided attestation data, waited for until `deadline`: with
+    /// a leader down the decision comes a round later, after the
+    /// aggregation due time.
+    async fn decided_attestation(
+        &self,
+        slot: Slot,
+        deadline: tokio::time::Instant,
+    ) -> Option<AttestationData> {
+        let duty = Duty::new(slot, DutyType::Attester);
+        loop {
+            if let Some(value) = self.store.workflow().decided(duty).await {
+                return AttestationData::from_ssz_bytes(&value).ok();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The slot's combined selection proofs, the subscriptions they imply
+    /// (sent to the beacon node), and the selected aggregators by committee.
+    /// `None` if the proofs could not be combined (logged).
+    async fn select_aggregators(
+        &self,
+        slot: Slot,
+        duties: &[AttesterDuty],
+        deadline: tokio::time::Instant,
+    ) -> Option<BTreeMap<u64, Vec<Aggregator>>> {
+        let validators: Vec<PublicKeyBytes> = duties.iter().map(|d| d.pubkey).collect();
+        let proofs = match self
+            .store
+            .produce_selection_proofs(slot, &validators, deadline)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed(slot, "selection", &e);
+                return None;
+            }
+        };
+        if proofs.len() < validators.len() {
+            self.metrics.duty_failed(
+                slot,
+                "selection",
+                "insufficient_partials",
+                format!(
+                    "{} of {} selection proofs combined",
+                    proofs.len(),
+                    validators.len()
+                ),
+            );
+        }
+        let mut subscriptions = Vec::with_capacity(duties.len());
+        let mut by_committee: BTreeMap<u64, Vec<Aggregator>> = BTreeMap::new();
+        for d in duties {
+            let proof = proofs.get(&d.pubkey);
+            let modulo = committee_modulo(&self.spec, d.committee_length);
+            let is_aggregator = proof.is_some_and(|p| selects(p, modulo));
+            if let (true, Some(p)) = (is_aggregator, proof) {
+                by_committee.entry(d.committee_index).or_default().push((
+                    d.pubkey,
+                    d.validator_index,
+                    *p,
+                ));
+            }
+            subscriptions.push(BeaconCommitteeSubscription {
+                validator_index: d.validator_index,
+                committee_index: d.committee_index,
+                committees_at_slot: d.committees_at_slot,
+                slot,
+                is_aggregator,
+            });
+        }
+        if let Err(e) = self
+            .beacon
+            .first_success(|n| n.subscribe_beacon_committees(&subscriptions))
+            .await
+        {
+            tracing::warn!(slot, duty = DUTY, "beacon committee subscriptions: {e}");
+        }
+        Some(by_committee)
+    }
+}

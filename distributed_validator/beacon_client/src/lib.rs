@@ -61,6 +61,18 @@ pub enum Publication {
     AlreadyKnown,
 }
 
+impl Publication {
+    /// The outcome line of a published block.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Publication::Accepted => "block published",
+            Publication::AlreadyKnown => {
+                "block published (the beacon node already had it from another operator)"
+            }
+        }
+    }
+}
+
 /// A sync committee member's duty for an epoch (`/eth/v1/validator/duties/sync`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SyncDuty {

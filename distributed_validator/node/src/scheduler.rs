@@ -244,22 +244,6 @@ impl Scheduler {
         self.known().sync.get(&epoch).cloned().unwrap_or_default()
     }
 
-    /// The cluster's attester duties of `epoch` (empty if unknown).
-    pub fn attesters_in(&self, epoch: Epoch) -> Vec<AttesterDuty> {
-        let known = self.known();
-        known
-            .attesters
-            .get(&epoch)
-            .map(|d| {
-                d.duties
-                    .iter()
-                    .filter(|x| known.indices.get(&x.pubkey) == Some(&x.validator_index))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The cluster's validators the chain gave an index, with that index.
     pub fn indices(&self) -> Vec<(PublicKeyBytes, u64)> {
         self.known().indices.iter().map(|(v, i)| (*v, *i)).collect()

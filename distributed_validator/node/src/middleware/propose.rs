@@ -446,12 +446,7 @@ async fn publish_typed<P: Preset>(
     };
     match published {
         Ok(publication) => {
-            let what = match publication {
-                beacon_client::Publication::Accepted => "block published",
-                beacon_client::Publication::AlreadyKnown => {
-                    "block published (the beacon node already had it from another operator)"
-                }
-            };
+            let what = publication.outcome();
             mw.metrics
                 .duty_ok(slot, DUTY, mw.clock.slot_start_ms(slot), what, 1);
             Ok(StatusCode::OK.into_response())

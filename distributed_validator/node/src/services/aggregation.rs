@@ -110,21 +110,8 @@ impl DutyContext {
         let submit = self
             .beacon
             .first_success(|n| n.submit_aggregates(fork, &signed));
-        match self.timed(DUTY, Stage::Submit, submit).await {
-            Ok(()) => self.metrics.duty_ok(
-                slot,
-                DUTY,
-                self.clock.slot_start_ms(slot),
-                "aggregates submitted",
-                signed.len(),
-            ),
-            Err(e) => self.metrics.duty_failed(
-                slot,
-                DUTY,
-                "beacon_node_error",
-                format!("beacon node error: {e}"),
-            ),
-        }
+        let submitted = self.timed(DUTY, Stage::Submit, submit).await;
+        self.submission_outcome(slot, DUTY, "aggregates submitted", signed.len(), submitted);
     }
 
     /// The slot's decided attestation data, waited for until `deadline`: with

@@ -36,26 +36,17 @@ impl DutyContext {
         let registrations: Vec<SignedValidatorRegistration> =
             self.registrations.values().cloned().collect();
         if !registrations.is_empty() {
-            match self
+            let submitted = self
                 .beacon
                 .first_success(|n| n.register_validators(&registrations))
-                .await
-            {
-                Ok(()) => self.metrics.duty_ok(
-                    self.spec.start_slot_of_epoch(epoch),
-                    "registration",
-                    self.clock
-                        .slot_start_ms(self.spec.start_slot_of_epoch(epoch)),
-                    "builder registrations submitted",
-                    registrations.len(),
-                ),
-                Err(e) => self.metrics.duty_failed(
-                    self.spec.start_slot_of_epoch(epoch),
-                    "registration",
-                    "beacon_node_error",
-                    format!("beacon node error: {e}"),
-                ),
-            }
+                .await;
+            self.submission_outcome(
+                self.spec.start_slot_of_epoch(epoch),
+                "registration",
+                "builder registrations submitted",
+                registrations.len(),
+                submitted,
+            );
         }
         let period = self.spec.epochs_per_sync_committee_period.max(1);
         let until_epoch = ((epoch + 1) / period + 1) * period;

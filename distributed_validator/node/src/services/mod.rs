@@ -18,7 +18,7 @@ use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::{
     Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation,
 };
-use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty, Publication};
+use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
 use dv_types::ssz_types;
 use dv_types::*;
 use std::collections::HashMap;
@@ -55,6 +55,29 @@ fn failure_label(e: &SignError) -> &'static str {
 impl DutyContext {
     fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
         self.metrics.duty_failed(slot, duty, failure_label(e), e);
+    }
+
+    /// The outcome line of a submission of `count` signed items for `slot`'s
+    /// `duty`: ok (latency from the slot's start), or the beacon node's error.
+    fn submission_outcome(
+        &self,
+        slot: Slot,
+        duty: &'static str,
+        what: &str,
+        count: usize,
+        submitted: Result<(), beacon_client::Error>,
+    ) {
+        match submitted {
+            Ok(()) => self
+                .metrics
+                .duty_ok(slot, duty, self.clock.slot_start_ms(slot), what, count),
+            Err(e) => self.metrics.duty_failed(
+                slot,
+                duty,
+                "beacon_node_error",
+                format!("beacon node error: {e}"),
+            ),
+        }
     }
 
     /// A stage timed into the stage metric.
@@ -218,17 +241,9 @@ impl DutyContext {
             })
             .await;
         match published {
-            Ok(Publication::Accepted) => {
-                self.metrics
-                    .duty_ok(slot, DUTY, start_ms, "block published", 1)
-            }
-            Ok(Publication::AlreadyKnown) => self.metrics.duty_ok(
-                slot,
-                DUTY,
-                start_ms,
-                "block published (the beacon node already had it from another operator)",
-                1,
-            ),
+            Ok(publication) => self
+                .metrics
+                .duty_ok(slot, DUTY, start_ms, publication.outcome(), 1),
             Err(e) => {
                 self.metrics.outcome(DUTY, "beacon_node_error");
                 tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");

@@ -95,21 +95,9 @@ impl DutyContext {
             let submit = self
                 .beacon
                 .first_success(|n| n.submit_sync_messages(&messages));
-            match self.timed(MESSAGE, Stage::Submit, submit).await {
-                Ok(()) => self.metrics.duty_ok(
-                    slot,
-                    MESSAGE,
-                    self.clock.slot_start_ms(slot),
-                    "sync committee messages submitted",
-                    messages.len(),
-                ),
-                Err(e) => self.metrics.duty_failed(
-                    slot,
-                    MESSAGE,
-                    "beacon_node_error",
-                    format!("beacon node error: {e}"),
-                ),
-            }
+            let submitted = self.timed(MESSAGE, Stage::Submit, submit).await;
+            let what = "sync committee messages submitted";
+            self.submission_outcome(slot, MESSAGE, what, messages.len(), submitted);
         }
         Some(root)
     }
@@ -219,20 +207,8 @@ impl DutyContext {
         let submit = self
             .beacon
             .first_success(|n| n.submit_contributions(&signed));
-        match self.timed(CONTRIBUTION, Stage::Submit, submit).await {
-            Ok(()) => self.metrics.duty_ok(
-                slot,
-                CONTRIBUTION,
-                self.clock.slot_start_ms(slot),
-                "sync contributions submitted",
-                signed.len(),
-            ),
-            Err(e) => self.metrics.duty_failed(
-                slot,
-                CONTRIBUTION,
-                "beacon_node_error",
-                format!("beacon node error: {e}"),
-            ),
-        }
+        let submitted = self.timed(CONTRIBUTION, Stage::Submit, submit).await;
+        let what = "sync contributions submitted";
+        self.submission_outcome(slot, CONTRIBUTION, what, signed.len(), submitted);
     }
 }

@@ -11,6 +11,14 @@
 //! real domain, data that does not match the chain is refused with the reason
 //! a beacon node would give, and any slashable pair a validator ever sends is
 //! recorded, whether or not it was accepted.
+//!
+//! Voluntary exits are judged as `process_voluntary_exit` does (active long
+//! enough by SHARD_COMMITTEE_PERIOD, no exit before, epoch not in the future,
+//! signature under EIP-7044's domain), pooled, and count once a block on the
+//! chain includes them; the exit epoch set is `compute_activation_exit_epoch`
+//! of the inclusion epoch (no churn limit: the simulated chain's validator
+//! set is small). Exited validators keep their duties here: runs end before
+//! an exit epoch comes.
 
 use dv_crypto::{interop_secret_key, PublicKey, Signature};
 use dv_types::*;
@@ -67,6 +75,11 @@ pub struct Report {
     pub sync_rejected: u64,
     pub registrations_ok: u64,
     pub registrations_rejected: u64,
+    /// Voluntary exits accepted into the pool, and refused.
+    pub exits_accepted: u64,
+    pub exits_rejected: u64,
+    /// Validators whose exit a block on the chain included, with the exit epoch it set.
+    pub exits_included: BTreeMap<u64, Epoch>,
     /// Every slashable pair received, described.
     pub slashable: Vec<String>,
     /// Arrival of each accepted attestation, in ms after its slot started.
@@ -153,6 +166,8 @@ pub struct Chain {
     /// node of a cluster submits the same combined signature, and a beacon
     /// node does not check a message it already accepted again.
     verified: HashSet<[u8; 32]>,
+    /// Verified voluntary exits waiting for a block, by validator.
+    exit_pool: BTreeMap<u64, SignedVoluntaryExit>,
 }
 
 /// MAXIMUM_GOSSIP_CLOCK_DISPARITY of the p2p specs.
@@ -220,6 +235,7 @@ impl Chain {
             produced: HashMap::new(),
             registered: BTreeMap::new(),
             verified: HashSet::new(),
+            exit_pool: BTreeMap::new(),
             report: Report {
                 validators,
                 fork: fork.to_string(),
@@ -638,9 +654,17 @@ impl Chain {
             sync_committee_signature: SignatureBytes::infinity(),
         };
         let (commitment, blobs) = blob_for(slot, self.fork);
+        let exits: Vec<SignedVoluntaryExit> = self
+            .exit_pool
+            .values()
+            .take(<<P as Preset>::MaxVoluntaryExits as ssz_types::typenum::Unsigned>::to_usize())
+            .cloned()
+            .collect();
         let fields = BodyFields {
             randao_reveal,
             graffiti,
+            voluntary_exits: ssz_types::VariableList::new(exits)
+                .map_err(|e| ApiError::bad_request(format!("{e:?}")))?,
             sync_aggregate,
             execution_payload: payload,
             blob_kzg_commitments: ssz_types::VariableList::new(vec![commitment])
@@ -822,6 +846,10 @@ impl Chain {
             )));
         }
         self.check_blobs(block, blobs)?;
+        for exit in block.voluntary_exits() {
+            self.check_exit(exit, epoch)
+                .map_err(|e| ApiError::bad_request(format!("invalid voluntary exit: {e}")))?;
+        }
         let header = block.header();
         if !self.known_roots.contains(&header.parent_root) {
             return Err(ApiError::bad_request(format!(
@@ -833,6 +861,13 @@ impl Chain {
         self.blocks.insert(slot, (root, header));
         self.known_roots.insert(root);
         self.landed_proposals.insert(slot);
+        for exit in block.voluntary_exits() {
+            let validator = exit.message.validator_index;
+            self.exit_pool.remove(&validator);
+            self.report
+                .exits_included
+                .insert(validator, activation_exit_epoch(epoch));
+        }
         if slot <= previous_head.0 {
             return Ok(None);
         }
@@ -846,6 +881,76 @@ impl Chain {
             current_duty_dependent_root: self.block_root_at((epoch * spe).saturating_sub(1)),
             execution_optimistic: false,
         }))
+    }
+
+    /// `POST /eth/v1/beacon/pool/voluntary_exits`: a valid exit goes to the
+    /// pool (again: accepted, as Lighthouse answers one it already has).
+    pub fn submit_voluntary_exit(
+        &mut self,
+        exit: &SignedVoluntaryExit,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let validator = exit.message.validator_index;
+        if self.exit_pool.get(&validator) == Some(exit) {
+            return Ok(());
+        }
+        let epoch = self.spec.epoch_of_slot(self.current_slot(now_ms));
+        match self.check_exit(exit, epoch) {
+            Ok(()) => {
+                self.report.exits_accepted += 1;
+                self.exit_pool.insert(validator, exit.clone());
+                Ok(())
+            }
+            Err(e) => {
+                self.report.exits_rejected += 1;
+                self.reject(e.split(':').next().unwrap_or(&e));
+                Err(ApiError::bad_request(format!(
+                    "invalid voluntary exit: {e}"
+                )))
+            }
+        }
+    }
+
+    /// The checks of the spec's `process_voluntary_exit` at `epoch` (every
+    /// validator here was activated at genesis and never slashed).
+    fn check_exit(&mut self, exit: &SignedVoluntaryExit, epoch: Epoch) -> Result<(), String> {
+        let message = &exit.message;
+        let validator = message.validator_index;
+        if validator as usize >= self.keys.len() {
+            return Err(format!("unknown validator: {validator}"));
+        }
+        if let Some(exit_epoch) = self.report.exits_included.get(&validator) {
+            return Err(format!(
+                "exit already initiated: validator {validator} exits at epoch {exit_epoch}"
+            ));
+        }
+        if message.epoch > epoch {
+            return Err(format!(
+                "future exit epoch: {} is after the current epoch {epoch}",
+                message.epoch
+            ));
+        }
+        let period = self.spec.shard_committee_period;
+        if epoch < period {
+            return Err(format!(
+                "not active long enough: validator {validator} may exit from epoch {period} (SHARD_COMMITTEE_PERIOD)"
+            ));
+        }
+        let domain = self.spec.domain(
+            DomainKind::VoluntaryExit,
+            message.epoch,
+            self.genesis_validators_root,
+        );
+        self.verify(
+            validator,
+            compute_signing_root(message, domain),
+            &exit.signature,
+        )
+    }
+
+    /// The exit epoch an included exit set for `validator`, if any.
+    pub fn exit_epoch_of(&self, validator: u64) -> Option<Epoch> {
+        self.report.exits_included.get(&validator).copied()
     }
 
     /// Whether `selection_proof` makes its signer an aggregator of a
@@ -1446,6 +1551,7 @@ fn state_root_for(parent: Root, slot: Slot) -> Root {
 struct BodyFields {
     randao_reveal: SignatureBytes,
     graffiti: Graffiti,
+    voluntary_exits: ssz_types::VariableList<SignedVoluntaryExit, <P as Preset>::MaxVoluntaryExits>,
     sync_aggregate: SyncAggregate<P>,
     execution_payload: ExecutionPayload<P>,
     blob_kzg_commitments:
@@ -1482,6 +1588,11 @@ fn blob_for(slot: Slot, fork: ForkName) -> (KzgCommitment, BlockBlobs) {
     )
 }
 
+/// The spec's `compute_activation_exit_epoch` (MAX_SEED_LOOKAHEAD is 4 in both presets).
+fn activation_exit_epoch(epoch: Epoch) -> Epoch {
+    epoch + 1 + 4
+}
+
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -1500,7 +1611,7 @@ impl IntoBody<BeaconBlockBodyDeneb<P>> for BodyFields {
             attester_slashings: Default::default(),
             attestations: Default::default(),
             deposits: Default::default(),
-            voluntary_exits: Default::default(),
+            voluntary_exits: self.voluntary_exits,
             sync_aggregate: self.sync_aggregate,
             execution_payload: self.execution_payload,
             bls_to_execution_changes: Default::default(),
@@ -1519,7 +1630,7 @@ impl IntoBody<BeaconBlockBodyElectra<P>> for BodyFields {
             attester_slashings: Default::default(),
             attestations: Default::default(),
             deposits: Default::default(),
-            voluntary_exits: Default::default(),
+            voluntary_exits: self.voluntary_exits,
             sync_aggregate: self.sync_aggregate,
             execution_payload: self.execution_payload,
             bls_to_execution_changes: Default::default(),

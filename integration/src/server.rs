@@ -152,6 +152,10 @@ pub fn router(state: Shared) -> Router {
         .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
+            "/eth/v1/beacon/pool/voluntary_exits",
+            post(submit_voluntary_exit),
+        )
+        .route(
             "/eth/v1/validator/register_validator",
             post(register_validators),
         )
@@ -237,10 +241,17 @@ fn validator_json(chain: &Chain, index: u64) -> Option<Value> {
     let pubkey = chain.pubkey(index)?;
     let mut credentials = [0u8; 32];
     credentials[0] = 1;
+    let epoch = chain.spec.epoch_of_slot(chain.current_slot(now_ms()));
+    let exit_epoch = chain.exit_epoch_of(index).unwrap_or(FAR_FUTURE_EPOCH);
+    let status = match exit_epoch {
+        FAR_FUTURE_EPOCH => "active_ongoing",
+        e if epoch < e => "active_exiting",
+        _ => "exited_unslashed",
+    };
     Some(json!({
         "index": index.to_string(),
         "balance": "32000000000",
-        "status": "active_ongoing",
+        "status": status,
         "validator": {
             "pubkey": pubkey,
             "withdrawal_credentials": Root::from(credentials),
@@ -248,8 +259,9 @@ fn validator_json(chain: &Chain, index: u64) -> Option<Value> {
             "slashed": false,
             "activation_eligibility_epoch": "0",
             "activation_epoch": "0",
-            "exit_epoch": FAR_FUTURE_EPOCH.to_string(),
-            "withdrawable_epoch": FAR_FUTURE_EPOCH.to_string(),
+            "exit_epoch": exit_epoch.to_string(),
+            // MIN_VALIDATOR_WITHDRAWABILITY_DELAY is 256 epochs in both presets.
+            "withdrawable_epoch": exit_epoch.saturating_add(256).to_string(),
         }
     }))
 }
@@ -343,6 +355,12 @@ async fn register_validators(State(s): State<Shared>, Json(body): Json<Value>) -
     let items: Vec<SignedValidatorRegistration> =
         from_json(body, "SignedValidatorRegistration list")?;
     s.chain().register_validators(&items)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn submit_voluntary_exit(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+    let exit: SignedVoluntaryExit = from_json(body, "SignedVoluntaryExit")?;
+    s.chain().submit_voluntary_exit(&exit, now_ms())?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -638,3 +638,80 @@ fn sync_messages_and_contributions_are_judged_strictly() {
         (8, 1, 7)
     );
 }
+
+#[test]
+fn voluntary_exits_are_judged_as_process_voluntary_exit_and_count_once_in_a_block() {
+    let now = dv_integration::server::now_ms();
+    // Slot 10: epoch 1.
+    let mut chain = Chain::new(VALIDATORS, ForkName::Deneb, SLOT_MS, now / 1000 - 20);
+    let gvr = chain.genesis_validators_root;
+    let signed = |chain: &Chain, validator: u64, epoch: Epoch, signer: u64| {
+        let message = VoluntaryExit {
+            epoch,
+            validator_index: validator,
+        };
+        // From Deneb the domain is Capella's (EIP-7044).
+        let domain = chain.spec.domain(DomainKind::VoluntaryExit, epoch, gvr);
+        assert_eq!(
+            domain,
+            compute_domain(
+                chain.spec.domain_type(DomainKind::VoluntaryExit),
+                chain.spec.fork_schedule.version_of(ForkName::Capella),
+                gvr
+            )
+        );
+        let root = compute_signing_root(&message, domain);
+        SignedVoluntaryExit {
+            message,
+            signature: SignatureBytes(interop_secret_key(signer).sign(root.as_slice()).to_bytes()),
+        }
+    };
+    // The minimal preset's SHARD_COMMITTEE_PERIOD (64 epochs) has not passed.
+    let early = chain.submit_voluntary_exit(&signed(&chain, 3, 0, 3), now);
+    assert!(early.is_err_and(|e| e.code == 400 && e.message.contains("not active long enough")));
+    chain.spec.shard_committee_period = 0;
+    let future = chain.submit_voluntary_exit(&signed(&chain, 3, 2, 3), now);
+    assert!(future.is_err_and(|e| e.message.contains("future exit epoch")));
+    let forged = chain.submit_voluntary_exit(&signed(&chain, 3, 0, 4), now);
+    assert!(forged.is_err_and(|e| e.message.contains("invalid signature")));
+    let exit = signed(&chain, 3, 0, 3);
+    chain.submit_voluntary_exit(&exit, now).unwrap();
+    chain.submit_voluntary_exit(&exit, now).unwrap();
+    assert_eq!(chain.report.exits_accepted, 1);
+    assert_eq!(chain.report.exits_rejected, 3);
+    assert!(chain.exit_epoch_of(3).is_none(), "pooled is not on chain");
+
+    // The next block carries it; once the block is on the chain the exit counts.
+    let slot = chain.current_slot(now);
+    let proposer = chain.proposer_of(slot);
+    let epoch = chain.spec.epoch_of_slot(slot);
+    let sign = |root: Root| {
+        SignatureBytes(
+            interop_secret_key(proposer)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    };
+    let reveal = sign(compute_signing_root(
+        &epoch,
+        chain.spec.domain(DomainKind::Randao, epoch, gvr),
+    ));
+    let block = chain
+        .produce_block(slot, reveal, Graffiti::ZERO, now)
+        .unwrap();
+    assert_eq!(block.voluntary_exits(), &[exit.clone()][..]);
+    let blobs = chain.blobs_of(&block.root());
+    let proposer_domain = chain.spec.domain(DomainKind::BeaconProposer, epoch, gvr);
+    chain
+        .publish_block(
+            &block,
+            &blobs,
+            &sign(compute_signing_root(&block.root(), proposer_domain)),
+            now,
+        )
+        .unwrap();
+    // compute_activation_exit_epoch: epoch 1 + 1 + MAX_SEED_LOOKAHEAD.
+    assert_eq!(chain.exit_epoch_of(3), Some(6));
+    let again = chain.submit_voluntary_exit(&exit, now);
+    assert!(again.is_err_and(|e| e.message.contains("exit already initiated")));
+}

@@ -136,6 +136,9 @@ pub struct ValidatorInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ValidatorRecord {
     pub pubkey: PublicKeyBytes,
+    /// FAR_FUTURE_EPOCH until the chain processed an exit.
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub exit_epoch: Epoch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

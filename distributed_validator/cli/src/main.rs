@@ -31,6 +31,35 @@ enum Command {
     /// Import or export the node's slashing protection history (EIP-3076).
     #[command(subcommand)]
     SlashingProtection(SlashingCommand),
+    /// Voluntary exits of the cluster's validators.
+    #[command(subcommand)]
+    Exit(ExitCommand),
+}
+
+#[derive(Subcommand)]
+enum ExitCommand {
+    /// Sign this operator's partial of a validator's voluntary exit. The
+    /// partial is written to DATA_DIR/exits/; the node running on that
+    /// directory offers it to its peers every epoch and submits the exit
+    /// once the cluster's threshold of operators have signed it.
+    Sign(ExitSignArgs),
+}
+
+#[derive(Args)]
+struct ExitSignArgs {
+    /// The node's directory (cluster lock and key shares).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The validator's public key (0x-hex, 48 bytes).
+    #[arg(long)]
+    validator: dv_types::PublicKeyBytes,
+    /// The exit's epoch (default: the chain's current epoch); every
+    /// operator must sign the same one.
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Beacon node URL (validator index, genesis, chain spec); repeat for fallbacks.
+    #[arg(long = "beacon-node", required = true)]
+    beacon_nodes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -374,6 +403,26 @@ fn run(args: RunArgs) -> Result<(), String> {
     })
 }
 
+fn exit(command: ExitCommand) -> Result<(), String> {
+    let ExitCommand::Sign(args) = command;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    let (path, exit) = runtime.block_on(dv_node::exits::sign_exit(
+        &args.data_dir,
+        &args.beacon_nodes,
+        args.validator,
+        args.epoch,
+    ))?;
+    println!(
+        "signed this operator's partial of the exit of validator {} (index {}) at epoch {} -> {}",
+        args.validator,
+        exit.validator_index,
+        exit.epoch,
+        path.display()
+    );
+    println!("the node running on {} submits the exit once the cluster's threshold of operators have signed it", args.data_dir.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -381,6 +430,7 @@ fn main() -> ExitCode {
         Command::Create(CreateCommand::Cluster(args)) => create(args),
         Command::Combine(args) => combine(args),
         Command::SlashingProtection(command) => slashing_protection(command),
+        Command::Exit(command) => exit(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

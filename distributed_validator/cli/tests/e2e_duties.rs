@@ -32,7 +32,15 @@ enum Scenario {
     /// Node `0` of `running` is killed with SIGKILL at `at_slot` and started
     /// again with the same data directory `down_slots` slots later.
     Restart { at_slot: u64, down_slots: u64 },
+    /// At slot 2 the operators of nodes 0, 1 and 2 sign the exit of
+    /// validator 5 (a threshold of 4 nodes), those of nodes 0 and 1 the exit
+    /// of validator 6 (fewer), both at epoch 0, with `dvnode exit sign`.
+    Exits,
 }
+
+/// The validators of [`Scenario::Exits`]: signed by three operators, by two.
+const EXIT_SIGNED_BY_THRESHOLD: u64 = 5;
+const EXIT_SIGNED_BY_TOO_FEW: u64 = 6;
 
 struct Outcome {
     summary: dv_integration::chain::DutySummary,
@@ -50,6 +58,34 @@ struct Outcome {
     logs: String,
     /// What the first running node served on `--metrics` at the end.
     metrics: String,
+    /// Validators whose exit a block included, with the exit epoch set.
+    exits_included: std::collections::BTreeMap<u64, u64>,
+    /// The exit files left pending and those moved to `submitted/`, as `node/name`.
+    exit_files: (Vec<String>, Vec<String>),
+}
+
+/// The exit files of every node directory in `cluster`: pending, submitted.
+fn exit_files(cluster: &std::path::Path, n: usize) -> (Vec<String>, Vec<String>) {
+    let names = |dir: std::path::PathBuf, node: usize| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_file())
+                    .map(|e| format!("node{node}/{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let exits = cluster.join(format!("node{i}")).join("exits");
+        out.0.extend(names(exits.clone(), i));
+        out.1.extend(names(exits.join("submitted"), i));
+    }
+    out.0.sort();
+    out.1.sort();
+    out
 }
 
 /// A plain HTTP/1.0 GET (the test has no HTTP client dependency).
@@ -95,6 +131,10 @@ async fn run_on_chain(
     let tmp = tempfile::tempdir().unwrap();
     let cluster = create_cluster(tmp.path(), n);
     let (state, url, genesis) = start_chain(fork, slot_ms, builder).await;
+    if let Scenario::Exits = scenario {
+        // As dev chains set it: validators may exit from genesis on.
+        state.chain().spec.shard_committee_period = 0;
+    }
 
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let start = |i: usize| {
@@ -137,6 +177,37 @@ async fn run_on_chain(
         tokio::time::sleep(Duration::from_millis(down_slots * slot_ms)).await;
         nodes.0[0] = start(running[0]);
     }
+    if let Scenario::Exits = scenario {
+        let at = genesis * 1000 + 2 * slot_ms;
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+        for (validator, signers) in [
+            (EXIT_SIGNED_BY_THRESHOLD, &[0, 1, 2][..]),
+            (EXIT_SIGNED_BY_TOO_FEW, &[0, 1][..]),
+        ] {
+            let pubkey = state.chain().pubkey(validator).unwrap().to_string();
+            for i in signers {
+                let dir = cluster.join(format!("node{i}"));
+                let signed = common::dvnode(&[
+                    "exit",
+                    "sign",
+                    "--data-dir",
+                    dir.to_str().unwrap(),
+                    "--validator",
+                    &pubkey,
+                    "--epoch",
+                    "0",
+                    "--beacon-node",
+                    &url,
+                ]);
+                assert!(signed.status.success(), "{}", common::text(&signed));
+                assert!(
+                    common::text(&signed).contains(&format!("(index {validator}) at epoch 0")),
+                    "{}",
+                    common::text(&signed)
+                );
+            }
+        }
+    }
     // Through the end of epoch 1 (slots 8..15) and one more slot.
     let until = (genesis * 1000) + 17 * slot_ms;
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
@@ -156,6 +227,8 @@ async fn run_on_chain(
         slashable: chain.report.slashable.clone(),
         logs,
         metrics,
+        exits_included: chain.report.exits_included.clone(),
+        exit_files: exit_files(&cluster, n),
     }
 }
 
@@ -345,4 +418,52 @@ async fn blinded_blocks_from_a_builder_are_agreed_signed_and_published() {
     )
     .await;
     assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_signed_by_a_threshold_of_operators_lands_and_one_signed_by_fewer_does_not() {
+    let o = run_on_chain(
+        4,
+        &[0, 1, 2, 3],
+        Scenario::Exits,
+        ForkName::Fulu,
+        false,
+        SLOT_MS,
+    )
+    .await;
+    assert_every_duty_landed(&o);
+    // Validator 5's exit is in a block (exit epoch: inclusion epoch + 5);
+    // validator 6's, signed by two of four operators, is not.
+    assert_eq!(
+        o.exits_included.keys().copied().collect::<Vec<_>>(),
+        vec![EXIT_SIGNED_BY_THRESHOLD],
+        "{}",
+        tail(&o.logs)
+    );
+    assert!(
+        o.logs.contains("duty ok: voluntary exit submitted"),
+        "{}",
+        tail(&o.logs)
+    );
+    assert!(
+        o.logs
+            .contains("fewer than the threshold of operators' partials this epoch"),
+        "{}",
+        tail(&o.logs)
+    );
+    // The three signers' files of validator 5 moved to submitted/; the two of
+    // validator 6 wait for a third operator.
+    let five = format!("exit-{EXIT_SIGNED_BY_THRESHOLD}-0.json");
+    let six = format!("exit-{EXIT_SIGNED_BY_TOO_FEW}-0.json");
+    assert_eq!(
+        o.exit_files,
+        (
+            vec![format!("node0/{six}"), format!("node1/{six}")],
+            vec![
+                format!("node0/{five}"),
+                format!("node1/{five}"),
+                format!("node2/{five}")
+            ]
+        )
+    );
 }

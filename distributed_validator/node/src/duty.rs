@@ -11,7 +11,8 @@ pub enum DutyType {
     Selection,
     /// Sync committee selection proofs.
     SyncSelection,
-    /// Voluntary exits (the slot is the exit epoch's first slot).
+    /// Voluntary exits (the slot is the first of the epoch the pending exits
+    /// are offered in, whatever their exit epoch: see `exits.rs`).
     Exit,
     /// Attestation aggregation for one committee of the slot (each
     /// committee's aggregate is its own decision).

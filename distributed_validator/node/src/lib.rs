@@ -14,6 +14,8 @@
 //!   `--distributed` (middleware mode), on the same pipeline;
 //! - [`aggregation`]: the aggregation duties' definitions (selection,
 //!   aggregate shapes per fork, validity predicates), used by both attachments;
+//! - [`exits`]: voluntary exits, which operators sign when they choose:
+//!   pending partials on disk, offered to the peers once an epoch (both attachments);
 //! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
 
 pub mod aggregation;
@@ -21,6 +23,7 @@ pub mod consensus;
 pub mod decided;
 pub mod duty;
 mod exchange;
+pub mod exits;
 pub mod metrics;
 pub mod middleware;
 pub mod parsig;

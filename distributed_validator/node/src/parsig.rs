@@ -42,6 +42,70 @@ pub enum ParSigError {
     },
 }
 
+/// This node's public shares of the cluster's validators: what checks a
+/// partial that claims to be this node's (from its validator client, or an
+/// operator's exit file) before it is used or sent to peers.
+#[derive(Debug, Clone)]
+pub struct OwnShares {
+    /// Validator public key and public shares, by validator public key.
+    pub keys: HashMap<PublicKeyBytes, ValidatorKeys>,
+    /// This node's share index (1-based).
+    pub share_index: u64,
+}
+
+impl OwnShares {
+    /// This node's public share of `validator`.
+    pub fn share_of(&self, validator: &PublicKeyBytes) -> Result<PublicKey, String> {
+        let keys = self
+            .keys
+            .get(validator)
+            .ok_or_else(|| format!("validator {validator} is not in this cluster"))?;
+        self.share_index
+            .checked_sub(1)
+            .and_then(|position| keys.shares.get(position as usize))
+            .copied()
+            .ok_or_else(|| "the cluster lock has no share for this node".to_string())
+    }
+
+    /// `signature` as this node's partial for `validator`, not verified yet.
+    pub fn parse(
+        &self,
+        validator: &PublicKeyBytes,
+        signature: &dv_types::SignatureBytes,
+    ) -> Result<Partial, String> {
+        self.share_of(validator)?;
+        let partial = PartialSignature::from_bytes(self.share_index, &signature.0)
+            .map_err(|e| format!("signature: {e}"))?;
+        Ok(Partial {
+            validator: *validator,
+            signature: partial,
+        })
+    }
+
+    /// `signature` as this node's partial over `root`, verified against its
+    /// share (rule 4: nothing unverified is used).
+    pub fn verify(
+        &self,
+        validator: &PublicKeyBytes,
+        root: Root,
+        signature: &dv_types::SignatureBytes,
+    ) -> Result<Partial, String> {
+        let partial = self.parse(validator, signature)?;
+        if !self
+            .share_of(validator)?
+            .verify(root.as_slice(), &partial.signature.signature)
+        {
+            return Err(not_our_partial(validator));
+        }
+        Ok(partial)
+    }
+}
+
+/// Why a partial that should be this node's was refused.
+pub fn not_our_partial(validator: &PublicKeyBytes) -> String {
+    format!("the signature does not verify against this node's share of validator {validator}")
+}
+
 /// One partial to store: for which validator, over which root, by which share.
 #[derive(Debug, Clone, Copy)]
 pub struct Partial {

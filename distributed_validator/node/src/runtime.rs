@@ -8,9 +8,10 @@
 //! (consensus instances and partial-signature exchange over libp2p).
 
 use crate::consensus::P2pAuthenticator;
+use crate::exits::{ExitService, PendingExits};
 use crate::metrics::Metrics;
 use crate::middleware::{Middleware, MiddlewareConfig};
-use crate::parsig::{ParSigStore, ValidatorKeys};
+use crate::parsig::{OwnShares, ParSigStore, ValidatorKeys};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::services::DutyContext;
 use crate::signer::Signer;
@@ -59,6 +60,7 @@ pub struct Node {
     metrics: Arc<Metrics>,
     workflow_task: WorkflowTask<SlotClock>,
     metrics_listener: Option<tokio::net::TcpListener>,
+    exits: ExitService,
 }
 
 /// Every validator's public key and public shares, by validator public key.
@@ -88,24 +90,45 @@ fn load_shares(
 ) -> Result<HashMap<PublicKeyBytes, SecretShare>, String> {
     let mut shares = HashMap::new();
     for (k, v) in lock.body.validators.iter().enumerate() {
-        let password = read_password_file(&dir.password_path(k)).map_err(|e| e.to_string())?;
-        let secret = Keystore::load(&dir.keystore_path(k), &password).map_err(|e| e.to_string())?;
-        if secret.public_key().to_bytes() != v.public_shares[me].0 {
+        let share = load_share(dir, lock, k)?;
+        if share.index != me as u64 + 1 {
             return Err(format!(
                 "{}: not this node's share of validator {}",
                 dir.keystore_path(k).display(),
                 v.public_key
             ));
         }
-        shares.insert(
-            v.public_key,
-            SecretShare {
-                index: me as u64 + 1,
-                secret,
-            },
-        );
+        shares.insert(v.public_key, share);
     }
     Ok(shares)
+}
+
+/// The key share in the node directory's keystore of the lock's `k`-th
+/// validator, with its share index (its position among the lock's public shares).
+pub fn load_share(dir: &NodeDir, lock: &ClusterLock, k: usize) -> Result<SecretShare, String> {
+    let v = lock
+        .body
+        .validators
+        .get(k)
+        .ok_or_else(|| format!("the cluster lock has no validator {k}"))?;
+    let password = read_password_file(&dir.password_path(k)).map_err(|e| e.to_string())?;
+    let secret = Keystore::load(&dir.keystore_path(k), &password).map_err(|e| e.to_string())?;
+    let public = secret.public_key().to_bytes();
+    let position = v
+        .public_shares
+        .iter()
+        .position(|s| s.0 == public)
+        .ok_or_else(|| {
+            format!(
+                "{}: not a share of validator {} in the cluster lock",
+                dir.keystore_path(k).display(),
+                v.public_key
+            )
+        })?;
+    Ok(SecretShare {
+        index: position as u64 + 1,
+        secret,
+    })
 }
 
 impl Node {
@@ -235,6 +258,18 @@ impl Node {
             })
             .collect();
         let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
+        let own = OwnShares {
+            keys,
+            share_index: me as u64 + 1,
+        };
+        let exits = ExitService {
+            store: store.clone(),
+            beacon: beacon.clone(),
+            scheduler: scheduler.clone(),
+            own: own.clone(),
+            pending: PendingExits::new(&cfg.data_dir),
+            clock,
+        };
         let attachment = match cfg.validator_api {
             None => Attachment::BuiltIn(Arc::new(DutyContext {
                 store,
@@ -257,8 +292,8 @@ impl Node {
                     scheduler: scheduler.clone(),
                     clock,
                     metrics: metrics.clone(),
-                    keys,
-                    share_index: me as u64 + 1,
+                    own,
+                    exits: PendingExits::new(&cfg.data_dir),
                     registrations,
                 })?;
                 tracing::info!(%addr, "validator API for a validator client run with --distributed");
@@ -276,6 +311,7 @@ impl Node {
             metrics,
             workflow_task,
             metrics_listener,
+            exits,
         })
     }
 
@@ -291,6 +327,7 @@ impl Node {
             metrics,
             workflow_task,
             metrics_listener,
+            exits,
         } = self;
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::metrics::serve(listener, metrics));
@@ -313,6 +350,8 @@ impl Node {
                 (None, Some(middleware))
             }
         };
+        // Voluntary exits, in both attachments.
+        let exit_service = tokio::spawn(exits.run());
         let (stop_workflow, workflow_stopped) = tokio::sync::oneshot::channel::<()>();
         let workflow = tokio::spawn(workflow_task.run(async {
             let _ = workflow_stopped.await;
@@ -402,6 +441,7 @@ impl Node {
             }
             slot = (slot + 1).max(clock.current_slot() + 1);
         }
+        exit_service.abort();
         let _ = stop_workflow.send(());
         let _ = workflow.await;
         tracing::info!("node stopped");

@@ -216,6 +216,14 @@ macro_rules! versioned_block {
                 }
             }
 
+            /// The voluntary exits the block carries.
+            pub fn voluntary_exits(&self) -> &[SignedVoluntaryExit] {
+                match self {
+                    Self::Deneb(b) => &b.body.voluntary_exits,
+                    Self::Electra(b) | Self::Fulu(b) => &b.body.voluntary_exits,
+                }
+            }
+
             /// How many blobs the block commits to.
             pub fn blob_commitment_count(&self) -> usize {
                 match self {

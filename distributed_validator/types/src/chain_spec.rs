@@ -105,6 +105,9 @@ pub struct ChainSpec {
     pub sync_committee_subnet_count: u64,
     pub target_aggregators_per_committee: u64,
     pub target_aggregators_per_sync_subcommittee: u64,
+    /// SHARD_COMMITTEE_PERIOD: epochs a validator must have been active
+    /// before it may exit (dev chains often set it to 0).
+    pub shard_committee_period: u64,
     pub domain_types: BTreeMap<&'static str, DomainType>,
 }
 
@@ -217,6 +220,7 @@ impl ChainSpec {
             sync_committee_subnet_count: 4,
             target_aggregators_per_committee: 16,
             target_aggregators_per_sync_subcommittee: 16,
+            shard_committee_period: 256,
             domain_types: default_domain_types(),
         }
     }
@@ -235,6 +239,7 @@ impl ChainSpec {
             slots_per_epoch: 8,
             epochs_per_sync_committee_period: 8,
             sync_committee_size: 32,
+            shard_committee_period: 64,
             ..Self::mainnet()
         }
     }
@@ -351,6 +356,7 @@ impl ChainSpec {
                 &mut spec.target_aggregators_per_sync_subcommittee,
                 "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
             ),
+            (&mut spec.shard_committee_period, "SHARD_COMMITTEE_PERIOD"),
         ] {
             if let Some(v) = uint(key)? {
                 *field = v;
@@ -417,6 +423,10 @@ impl ChainSpec {
         put(
             "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
             self.target_aggregators_per_sync_subcommittee.to_string(),
+        );
+        put(
+            "SHARD_COMMITTEE_PERIOD",
+            self.shard_committee_period.to_string(),
         );
         for (_, name, _) in DOMAIN_FIELDS {
             if let Some(domain) = self.domain_types.get(name) {

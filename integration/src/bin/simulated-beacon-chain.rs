@@ -28,6 +28,10 @@ struct Args {
     /// /eth/v2/beacon/blinded_blocks).
     #[arg(long)]
     blinded: bool,
+    /// SHARD_COMMITTEE_PERIOD: epochs before a validator may exit (the
+    /// minimal preset's 64 unless a dev chain sets it lower, often to 0).
+    #[arg(long, default_value_t = 64)]
+    shard_committee_period: u64,
     /// Where to write the JSON report at exit.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -48,6 +52,7 @@ async fn main() -> std::process::ExitCode {
     let genesis_time = (now_ms() + args.genesis_delay_ms).div_ceil(1000);
     let mut chain = Chain::new(args.validators, args.fork, args.slot_ms, genesis_time);
     chain.builder = args.blinded;
+    chain.spec.shard_committee_period = args.shard_committee_period;
     let state = AppState::new(chain);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,

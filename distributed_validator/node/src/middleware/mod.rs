@@ -20,8 +20,9 @@ mod select;
 mod sync;
 
 use crate::duty::Duty;
+use crate::exits::PendingExits;
 use crate::metrics::Metrics;
-use crate::parsig::{Partial, ValidatorKeys};
+use crate::parsig::{not_our_partial, OwnShares, Partial};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::DvValidatorStore;
 use axum::body::Bytes;
@@ -31,7 +32,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
-use dv_crypto::PartialSignature;
 use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
 use identity::Identity;
 use proxy::Upstream;
@@ -92,10 +92,10 @@ pub struct Middleware {
     pub scheduler: Scheduler,
     pub clock: SlotClock,
     pub metrics: Arc<Metrics>,
-    /// Validator public key and public shares, by validator public key.
-    pub keys: HashMap<PublicKeyBytes, ValidatorKeys>,
-    /// This node's share index (1-based).
-    pub share_index: u64,
+    /// This node's public shares (what the client's partials are checked against).
+    pub own: OwnShares,
+    /// The node's pending voluntary exits (the client's exits go there).
+    pub exits: PendingExits,
     /// Blocks use the minimal preset's limits (else mainnet's).
     pub minimal: bool,
     /// Builder registrations signed into the cluster lock, by validator.
@@ -113,23 +113,21 @@ pub struct MiddlewareConfig {
     pub scheduler: Scheduler,
     pub clock: SlotClock,
     pub metrics: Arc<Metrics>,
-    pub keys: HashMap<PublicKeyBytes, ValidatorKeys>,
-    /// This node's share index (1-based).
-    pub share_index: u64,
+    pub own: OwnShares,
+    pub exits: PendingExits,
     /// Builder registrations signed into the cluster lock, by validator.
     pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
 }
 
 impl Middleware {
     pub fn new(cfg: MiddlewareConfig) -> Result<Self, String> {
-        let position = (cfg.share_index - 1) as usize;
         let pairs: Vec<(PublicKeyBytes, PublicKeyBytes)> = cfg
+            .own
             .keys
-            .iter()
-            .filter_map(|(v, k)| {
-                k.shares
-                    .get(position)
-                    .map(|share| (*v, PublicKeyBytes(share.to_bytes())))
+            .keys()
+            .filter_map(|v| {
+                let share = cfg.own.share_of(v).ok()?;
+                Some((*v, PublicKeyBytes(share.to_bytes())))
             })
             .collect();
         Ok(Self {
@@ -141,8 +139,8 @@ impl Middleware {
             scheduler: cfg.scheduler,
             clock: cfg.clock,
             metrics: cfg.metrics,
-            keys: cfg.keys,
-            share_index: cfg.share_index,
+            own: cfg.own,
+            exits: cfg.exits,
             registrations: cfg.registrations,
         })
     }
@@ -155,12 +153,7 @@ impl Middleware {
         root: Root,
         signature: &SignatureBytes,
     ) -> Result<Partial, String> {
-        let partial = self.parse_partial(validator, signature)?;
-        let share = self.own_share(validator)?;
-        if !share.verify(root.as_slice(), &partial.signature.signature) {
-            return Err(not_our_partial(validator));
-        }
-        Ok(partial)
+        self.own.verify(validator, root, signature)
     }
 
     /// The client's signature as this node's partial for `validator`, not
@@ -170,25 +163,7 @@ impl Middleware {
         validator: &PublicKeyBytes,
         signature: &SignatureBytes,
     ) -> Result<Partial, String> {
-        self.own_share(validator)?;
-        let partial = PartialSignature::from_bytes(self.share_index, &signature.0)
-            .map_err(|e| format!("signature: {e}"))?;
-        Ok(Partial {
-            validator: *validator,
-            signature: partial,
-        })
-    }
-
-    /// This node's public share of `validator`.
-    fn own_share(&self, validator: &PublicKeyBytes) -> Result<dv_crypto::PublicKey, String> {
-        let keys = self
-            .keys
-            .get(validator)
-            .ok_or_else(|| format!("validator {validator} is not in this cluster"))?;
-        keys.shares
-            .get((self.share_index - 1) as usize)
-            .copied()
-            .ok_or_else(|| "the cluster lock has no share for this node".to_string())
+        self.own.parse(validator, signature)
     }
 
     /// Checks that `proof` is `validator`'s selection proof over `root`
@@ -211,7 +186,7 @@ impl Middleware {
             .await
             .is_some_and(|s| s.to_bytes() == proof.0);
         let valid = combined_here || {
-            let keys = self.keys.get(validator).ok_or("internal: no keys")?;
+            let keys = self.own.keys.get(validator).ok_or("internal: no keys")?;
             dv_crypto::Signature::from_bytes(&proof.0)
                 .is_ok_and(|sig| keys.key.verify(root.as_slice(), &sig))
         };
@@ -445,7 +420,7 @@ impl Sorted {
     fn verified_groups(&mut self, mw: &Middleware) -> HashMap<(Duty, Root), Vec<ToCombine>> {
         let mut keyed = Vec::with_capacity(self.pending.len());
         for (position, duty, root, item) in std::mem::take(&mut self.pending) {
-            match mw.own_share(&item.partial.validator) {
+            match mw.own.share_of(&item.partial.validator) {
                 Ok(share) => keyed.push((position, duty, root, item, share)),
                 Err(e) => self.failures.push((position, e)),
             }
@@ -468,10 +443,6 @@ impl Sorted {
         }
         groups
     }
-}
-
-fn not_our_partial(validator: &PublicKeyBytes) -> String {
-    format!("the signature does not verify against this node's share of validator {validator}")
 }
 
 impl Middleware {

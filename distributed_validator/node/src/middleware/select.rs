@@ -1,11 +1,12 @@
 //! Signatures that need no consensus because every honest operator signs the
 //! same message: aggregation selection proofs (beacon committee and sync
 //! committee) and voluntary exits. The client's partials are verified,
-//! exchanged and combined; selections are answered with the combined proofs,
-//! exits are submitted once combined.
+//! exchanged and combined; selections are answered with the combined proofs;
+//! exits join the node's pending exits (`exits.rs`), which both attachments share.
 
 use super::{ApiError, Middleware, Shared};
 use crate::duty::{Duty, DutyType};
+use crate::exits::PendingExit;
 use crate::parsig::Partial;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,7 +18,6 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,12 +217,10 @@ pub(super) async fn sync_committee_selections(
     combine_selections::<SyncCommitteeSelection>(&mw, &body).await
 }
 
-/// How long an exit waits for the other operators' partials.
-const EXIT_WAIT_SLOTS: u64 = 32;
-
-/// `POST /eth/v1/beacon/pool/voluntary_exits`: the client's exit is a
-/// partial; it is accepted once verified and submitted when `t` operators'
-/// partials have combined (each operator submits through their own node).
+/// `POST /eth/v1/beacon/pool/voluntary_exits`: the client's exit is this
+/// operator's partial; once verified it joins the node's pending exits
+/// (on disk), which the exit service offers the peers every epoch until `t`
+/// operators' partials combine and the exit is submitted.
 pub(super) async fn voluntary_exit(
     State(mw): Shared,
     headers: HeaderMap,
@@ -230,62 +228,31 @@ pub(super) async fn voluntary_exit(
 ) -> Result<Response, ApiError> {
     let exit: SignedVoluntaryExit = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("voluntary exit: {e}")))?;
-    if mw
+    let Some(validator) = mw
         .scheduler
         .validator_by_index(exit.message.validator_index)
-        .is_none()
-    {
+    else {
         let value = serde_json::to_value(&exit).unwrap_or_default();
         return Ok(mw
             .forward_json("/eth/v1/beacon/pool/voluntary_exits", &headers, value)
             .await);
-    }
-    let spec = mw.store.spec();
+    };
     let root = mw
         .store
         .signing_root(DomainKind::VoluntaryExit, exit.message.epoch, &exit.message);
-    let partial = mw
-        .check_partial(exit.message.validator_index, root, &exit.signature)
+    mw.verify_partial(&validator, root, &exit.signature)
         .map_err(ApiError::bad_request)?;
-    let duty = Duty::new(spec.start_slot_of_epoch(exit.message.epoch), DutyType::Exit);
-    let deadline =
-        Instant::now() + std::time::Duration::from_millis(EXIT_WAIT_SLOTS * mw.clock.slot_ms);
-    let mw2: Arc<Middleware> = mw.clone();
-    tokio::spawn(async move {
-        let pending = vec![Pending {
-            position: 0,
-            duty,
-            root,
-            partial,
-        }];
-        let Some(signature) = mw2.combine_all(pending, deadline).await.remove(&0) else {
-            tracing::error!(
-                validator_index = exit.message.validator_index,
-                duty = "exit",
-                "duty failed: insufficient partial signatures for the voluntary exit"
-            );
-            return;
-        };
-        let signed = SignedVoluntaryExit {
-            message: exit.message,
-            signature,
-        };
-        match mw2
-            .beacon
-            .first_success(|n| n.submit_voluntary_exit(&signed))
-            .await
-        {
-            Ok(()) => tracing::info!(
-                validator_index = exit.message.validator_index,
-                duty = "exit",
-                "duty ok: voluntary exit submitted"
-            ),
-            Err(e) => tracing::error!(
-                validator_index = exit.message.validator_index,
-                duty = "exit",
-                "duty failed: beacon node error: {e}"
-            ),
-        }
-    });
+    let path = mw
+        .exits
+        .add(&PendingExit {
+            validator,
+            exit: exit.clone(),
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    tracing::info!(
+        validator_index = exit.message.validator_index,
+        file = %path.display(),
+        "partial voluntary exit accepted from the validator client"
+    );
     Ok((StatusCode::OK, Json(json!({"message": "partial exit accepted; submitted once the cluster's threshold of operators sent theirs"}))).into_response())
 }

@@ -948,6 +948,11 @@ impl Chain {
         )
     }
 
+    /// The exits waiting for a block (`GET /eth/v1/beacon/pool/voluntary_exits`).
+    pub fn pooled_exits(&self) -> Vec<SignedVoluntaryExit> {
+        self.exit_pool.values().cloned().collect()
+    }
+
     /// The exit epoch an included exit set for `validator`, if any.
     pub fn exit_epoch_of(&self, validator: u64) -> Option<Epoch> {
         self.report.exits_included.get(&validator).copied()

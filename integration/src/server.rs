@@ -153,7 +153,7 @@ pub fn router(state: Shared) -> Router {
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
             "/eth/v1/beacon/pool/voluntary_exits",
-            post(submit_voluntary_exit),
+            post(submit_voluntary_exit).get(pooled_exits),
         )
         .route(
             "/eth/v1/validator/register_validator",
@@ -356,6 +356,10 @@ async fn register_validators(State(s): State<Shared>, Json(body): Json<Value>) -
         from_json(body, "SignedValidatorRegistration list")?;
     s.chain().register_validators(&items)?;
     Ok(StatusCode::OK.into_response())
+}
+
+async fn pooled_exits(State(s): State<Shared>) -> ApiResult {
+    data(s.chain().pooled_exits())
 }
 
 async fn submit_voluntary_exit(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {

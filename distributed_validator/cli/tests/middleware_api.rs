@@ -334,7 +334,96 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
         "the lock registration reached the chain"
     );
 
+    // (Slot 0 is then more than a slot past.)
+    while state.chain().current_slot(dv_integration::server::now_ms()) < 3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    hostile_requests_get_prompt_beacon_api_errors(&api).await;
+
     // Still serving.
     let (status, _) = api.get("/eth/v1/node/syncing").await;
     assert_eq!(status, 200);
+}
+
+/// What a buggy or hostile client sends: every answer prompt, small, in the
+/// Beacon API's error shape, and the node keeps serving.
+async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
+    let is_beacon_error = |status: u16, body: &Value| {
+        body["code"] == json!(status) && body["message"].as_str().is_some_and(|m| !m.is_empty())
+    };
+    // Block bodies that are JSON but not a signed block (these panicked once).
+    for path in ["/eth/v2/beacon/blocks", "/eth/v1/beacon/blinded_blocks"] {
+        for bad in [
+            "[null, null]",
+            "5",
+            "\"x\"",
+            "{\"signed_block\": []}",
+            "{\"message\": 1}",
+        ] {
+            let (status, body) = api.post(path, bad, Some("fulu")).await;
+            assert_eq!(status, 400, "{path} {bad}: {body}");
+            assert!(is_beacon_error(status, &body), "{path} {bad}: {body}");
+        }
+    }
+    // A batch one item over the limit is refused at that item, in a small answer.
+    let too_many = format!(
+        "[{}]",
+        vec!["{}"; dv_node::middleware::MIN_BATCH_LIMIT + 1].join(",")
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = api
+        .post("/eth/v1/validator/register_validator", &too_many, None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("more than 1024 items"), "{body}");
+    assert!(body.to_string().len() < 1024, "{body}");
+    // A million items: over the body limit, refused without reading it.
+    let million = format!("[{}]", vec!["{}"; 1_000_000].join(","));
+    let (status, body) = api
+        .post("/eth/v1/beacon/pool/sync_committees", &million, None)
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(is_beacon_error(status, &body), "{body}");
+    // A batch whose every item fails lists a capped number of failures.
+    let failing = format!("[{}]", vec!["{\"x\": 1}"; 1000].join(","));
+    let (status, body) = api
+        .post("/eth/v1/beacon/pool/sync_committees", &failing, None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["failures"].as_array().map(Vec::len),
+        Some(dv_node::middleware::MAX_FAILURES_SHOWN),
+        "{body}"
+    );
+    assert!(
+        message(&body).contains("1000 sync committee messages were refused"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Slots with no work that could finish: refused at once.
+    for query in [
+        "/eth/v1/validator/attestation_data?slot=0&committee_index=0".to_string(),
+        "/eth/v1/validator/attestation_data?slot=1000000&committee_index=0".to_string(),
+        format!("/eth/v1/validator/sync_committee_contribution?slot=1000000&subcommittee_index=0&beacon_block_root={}", Root::ZERO),
+        format!("/eth/v1/validator/sync_committee_contribution?slot=1&subcommittee_index=9&beacon_block_root={}", Root::ZERO),
+        format!("/eth/v2/validator/aggregate_attestation?slot=1&committee_index=16777215&attestation_data_root={}", Root::ZERO),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = api.get(&query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(is_beacon_error(status, &body), "{query}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{query}: {:?}", started.elapsed());
+    }
+    // A bad path segment: the Beacon API's shape, not axum's text.
+    let (status, body) = api.get("/eth/v3/validator/blocks/notaslot").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(is_beacon_error(status, &body), "{body}");
+    // A read on a path the node handles for POST goes to the beacon node.
+    let (status, body) = api.get("/eth/v1/beacon/pool/voluntary_exits").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], json!([]), "{body}");
 }

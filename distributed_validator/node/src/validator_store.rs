@@ -929,7 +929,9 @@ impl DvValidatorStore {
 
     /// Lighthouse's `sign_voluntary_exit`: this node's partial over the
     /// exit (domain pinned to Capella from Deneb on, EIP-7044), combined
-    /// with the peers' once `t` operators signed it, before `deadline`.
+    /// with the peers' once `t` operators signed it, before `deadline`
+    /// (under the current epoch's exit duty, as the exit service offers
+    /// pending exits: see `exits.rs`).
     pub async fn sign_voluntary_exit(
         &self,
         validator: PublicKeyBytes,
@@ -938,19 +940,14 @@ impl DvValidatorStore {
     ) -> Result<SignatureBytes, SignError> {
         self.check_member(&validator)?;
         let root = self.signing_root(DomainKind::VoluntaryExit, exit.epoch, &exit);
-        let slot = self.inner.spec.start_slot_of_epoch(exit.epoch);
-        self.threshold_sign(
-            Duty::new(slot, DutyType::Exit),
-            root,
-            &[validator],
-            deadline,
-        )
-        .await?
-        .remove(&validator)
-        .ok_or(SignError::InsufficientPartials {
-            combined: 0,
-            wanted: 1,
-        })
+        let duty = crate::exits::exit_duty(&self.inner.spec, self.inner.clock.current_slot());
+        self.threshold_sign(duty, root, &[validator], deadline)
+            .await?
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })
     }
 
     /// Lighthouse's `sign_validator_registration_data` has no threshold

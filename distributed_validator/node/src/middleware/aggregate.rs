@@ -8,7 +8,7 @@
 //! exchanged, combined and submitted.
 
 use super::attest::{consensus_version, parse_u64};
-use super::{json_list, ApiError, Checked, Middleware, Shared, Sorted};
+use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::aggregation::{aggregate_is_valid, committee_modulo, CommitteeAggregate};
 use crate::duty::{Duty, DutyType};
 use axum::body::Bytes;
@@ -107,6 +107,7 @@ async fn decide<A: CommitteeAggregate>(
     committee: u64,
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::Aggregator { committee });
+    mw.check_slot_window(duty).await?;
     let fetch = || {
         mw.beacon
             .first_success(move |n| A::fetch(n, root, slot, committee))
@@ -131,7 +132,7 @@ pub(super) async fn submit(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = json_list(&body, "aggregates")?;
+    let items = mw.json_list(&body, "aggregates")?;
     let fork = match consensus_version(&headers)? {
         Some(f) => f,
         None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),

@@ -3,7 +3,7 @@
 //! data, this node's share, this node's slashing database), exchanged,
 //! combined and submitted.
 
-use super::{json_list, ApiError, Middleware, Shared, ToCombine};
+use super::{ApiError, Middleware, Shared, ToCombine};
 use crate::decided::{approve_attestations, ToSign};
 use crate::duty::{Duty, DutyType};
 use crate::parsig::Partial;
@@ -94,12 +94,8 @@ pub(super) async fn attestation_data(
         Some(_) => parse_u64(&query, "committee_index")?,
         None => 0,
     };
-    let current = mw.clock.current_slot();
-    if slot > current + 1 || slot + mw.store.spec().slots_per_epoch < current {
-        return Err(ApiError::bad_request(format!(
-            "slot {slot} is too far from the current slot {current}"
-        )));
-    }
+    mw.check_slot_window(Duty::new(slot, DutyType::Attester))
+        .await?;
     let decided = mw
         .decide_attestation(slot)
         .await
@@ -166,7 +162,7 @@ pub(super) async fn submit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header_fork = consensus_version(&headers)?;
-    let items = json_list(&body, "attestations")?;
+    let items = mw.json_list(&body, "attestations")?;
     let mut failures = Vec::new();
     let mut outsiders = Vec::new();
     let mut accepted: Vec<Item> = Vec::new();

@@ -19,17 +19,18 @@ mod register;
 mod select;
 mod sync;
 
-use crate::duty::Duty;
+use crate::duty::{Duty, DutyType};
 use crate::exits::PendingExits;
 use crate::metrics::Metrics;
 use crate::parsig::{not_our_partial, OwnShares, Partial};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::DvValidatorStore;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
 use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
@@ -61,14 +62,26 @@ impl ApiError {
     }
 
     /// A batch with some refused items (the accepted ones were processed).
-    pub fn batch(what: &str, failures: Vec<(usize, String)>) -> Self {
+    /// The answer and the log carry the first [`MAX_FAILURES_SHOWN`] failures
+    /// and the count of all, so a hostile batch cannot amplify itself.
+    pub fn batch(what: &str, mut failures: Vec<(usize, String)>) -> Self {
+        let total = failures.len();
+        failures.truncate(MAX_FAILURES_SHOWN);
+        let message = if total > MAX_FAILURES_SHOWN {
+            format!("{total} {what} were refused (the first {MAX_FAILURES_SHOWN} are listed)")
+        } else {
+            format!("some {what} were refused")
+        };
         Self {
             status: StatusCode::BAD_REQUEST,
-            message: format!("some {what} were refused"),
+            message,
             failures,
         }
     }
 }
+
+/// Failures listed per refused batch (answer and log).
+pub const MAX_FAILURES_SHOWN: usize = 16;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -230,12 +243,19 @@ impl Middleware {
         body: serde_json::Value,
     ) -> Response {
         let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        // The body sent is JSON, whatever the client sent.
+        let mut headers = headers.clone();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.remove(header::CONTENT_LENGTH);
         self.upstream
             .forward(
                 &self.identity,
                 axum::http::Method::POST,
                 path,
-                headers,
+                &headers,
                 bytes,
             )
             .await
@@ -483,81 +503,282 @@ impl Middleware {
 
 type Shared = State<Arc<Middleware>>;
 
-/// A request body that must be a JSON list (of `what`).
-fn json_list(body: &[u8], what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("{what}: not a JSON list: {e}")))
+/// A request body that must be a JSON list of at most `max` items of `T`
+/// (of `what`): refused at the first item past `max`, before the rest is
+/// read, so a huge batch costs neither memory nor time.
+fn bounded_list<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    max: usize,
+) -> Result<Vec<T>, ApiError> {
+    use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
+    struct Bounded<T>(usize, std::marker::PhantomData<T>);
+    impl<'de, T: serde::de::DeserializeOwned> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a JSON list of at most {} items", self.0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<T>()? {
+                if out.len() == self.0 {
+                    return Err(A::Error::custom(format!(
+                        "more than {} items (the most this node takes in one request)",
+                        self.0
+                    )));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    impl<'de, T: serde::de::DeserializeOwned> DeserializeSeed<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Bounded::<T>(max, std::marker::PhantomData)
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| ApiError::bad_request(format!("{what}: invalid JSON list: {e}")))
 }
+
+impl Middleware {
+    /// The most items one batch request may carry: four per validator of
+    /// the cluster (a validator has at most one attestation, registration
+    /// or sync message per request and a contribution per sync
+    /// subcommittee), and never fewer than [`MIN_BATCH_LIMIT`] (the client
+    /// may hold other validators, whose items are forwarded).
+    pub fn max_batch(&self) -> usize {
+        (4 * self.own.keys.len()).max(MIN_BATCH_LIMIT)
+    }
+
+    /// A request body that must be a JSON list (of `what`), at most [`Self::max_batch`] items.
+    fn json_list(&self, body: &[u8], what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+        bounded_list(body, what, self.max_batch())
+    }
+}
+
+impl Middleware {
+    /// Requests that start a consensus (attestation data, aggregates,
+    /// contributions) are answered only near the current slot: from the
+    /// previous slot (a client a little late) to the next (a clock a little
+    /// fast), and for committees a slot can have. A past slot the cluster
+    /// decided is answered from the decided store; anything else is
+    /// refused at once, not left to time out.
+    pub(super) async fn check_slot_window(&self, duty: Duty) -> Result<(), ApiError> {
+        match duty.kind {
+            DutyType::Aggregator { committee } if committee >= MAX_COMMITTEES_PER_SLOT => {
+                return Err(ApiError::bad_request(format!(
+                    "committee_index {committee}: a slot has at most {MAX_COMMITTEES_PER_SLOT} committees"
+                )))
+            }
+            DutyType::SyncContribution { subcommittee }
+                if subcommittee >= self.store.spec().sync_committee_subnet_count =>
+            {
+                return Err(ApiError::bad_request(format!(
+                    "subcommittee_index {subcommittee}: there are {} sync subcommittees",
+                    self.store.spec().sync_committee_subnet_count
+                )))
+            }
+            _ => {}
+        }
+        let current = self.clock.current_slot();
+        if duty.slot > current + 1 {
+            return Err(ApiError::bad_request(format!(
+                "slot {} is more than one slot after the current slot {current}",
+                duty.slot
+            )));
+        }
+        if duty.slot + 1 < current && self.store.workflow().decided(duty).await.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "slot {} has passed (current slot {current}) and the cluster decided no {} for it",
+                duty.slot,
+                duty.kind.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// MAX_COMMITTEES_PER_SLOT of the mainnet preset (the minimal preset's is smaller).
+const MAX_COMMITTEES_PER_SLOT: u64 = 64;
+
+/// The smallest batch limit (see [`Middleware::max_batch`]).
+pub const MIN_BATCH_LIMIT: usize = 1024;
 
 async fn forward(State(mw): Shared, request: Request) -> Response {
     mw.forward(request).await
 }
 
+/// The largest JSON batch item this node expects (an Electra aggregate of a
+/// full 2,048-member committee is about 1.3 kB): with [`Middleware::max_batch`]
+/// items, the body limit of the batch routes.
+const MAX_BATCH_ITEM_BYTES: usize = 2048;
+
+/// The body limit of the block routes: the largest legal block, in JSON
+/// (hex doubles every byte): a 10 MiB execution payload (EIP-7934's block
+/// size limit) and 48 blobs of 128 KiB with their proofs, plus the rest of
+/// the block. SSZ bodies are half that.
+const MAX_BLOCK_BODY_BYTES: usize = 2 * (10 << 20) + 2 * 48 * (128 << 10) + (4 << 20);
+
+/// A route handled here for its method; any other method goes to the beacon
+/// node (`GET /eth/v2/beacon/pool/attestations` is a real read there).
+fn handled(route: MethodRouter<Arc<Middleware>>) -> MethodRouter<Arc<Middleware>> {
+    route.fallback(forward)
+}
+
+/// A block publication route: handled, with the body limit of the largest legal block.
+fn block_route(route: MethodRouter<Arc<Middleware>>) -> MethodRouter<Arc<Middleware>> {
+    handled(route).layer(DefaultBodyLimit::max(MAX_BLOCK_BODY_BYTES))
+}
+
+/// Every error answer of the validator API in the Beacon API's shape
+/// (`{"code", "message"}`): axum's own refusals (body too large, a bad path
+/// segment or query) are plain text, so they are rewritten here.
+async fn beacon_api_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut rewritten = ApiError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}
+
+/// A handler that panics is answered 500 (and logged), never a dropped connection.
+async fn catch_panics(request: Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    let path = request.uri().path().to_string();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(path, "validator API handler panicked: {what}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error while handling {path}"),
+            )
+            .into_response()
+        }
+    }
+}
+
 pub fn router(mw: Arc<Middleware>) -> Router {
+    let batch_body_limit = mw.max_batch() * MAX_BATCH_ITEM_BYTES;
     Router::new()
         .route(
             "/eth/v1/validator/attestation_data",
-            get(attest::attestation_data),
+            handled(get(attest::attestation_data)),
         )
-        .route("/eth/v1/beacon/pool/attestations", post(attest::submit))
-        .route("/eth/v2/beacon/pool/attestations", post(attest::submit))
-        .route("/eth/v3/validator/blocks/{slot}", get(propose::produce))
-        .route("/eth/v1/beacon/blocks", post(propose::publish_full))
-        .route("/eth/v2/beacon/blocks", post(propose::publish_full))
+        .route(
+            "/eth/v1/beacon/pool/attestations",
+            handled(post(attest::submit)),
+        )
+        .route(
+            "/eth/v2/beacon/pool/attestations",
+            handled(post(attest::submit)),
+        )
+        .route(
+            "/eth/v3/validator/blocks/{slot}",
+            handled(get(propose::produce)),
+        )
+        .route(
+            "/eth/v1/beacon/blocks",
+            block_route(post(propose::publish_full)),
+        )
+        .route(
+            "/eth/v2/beacon/blocks",
+            block_route(post(propose::publish_full)),
+        )
         .route(
             "/eth/v1/beacon/blinded_blocks",
-            post(propose::publish_blinded),
+            block_route(post(propose::publish_blinded)),
         )
         .route(
             "/eth/v2/beacon/blinded_blocks",
-            post(propose::publish_blinded),
+            block_route(post(propose::publish_blinded)),
         )
         .route(
             "/eth/v1/validator/beacon_committee_selections",
-            post(select::beacon_committee_selections),
+            handled(post(select::beacon_committee_selections)),
         )
         .route(
             "/eth/v1/validator/sync_committee_selections",
-            post(select::sync_committee_selections),
+            handled(post(select::sync_committee_selections)),
         )
         .route(
             "/eth/v1/beacon/pool/voluntary_exits",
-            post(select::voluntary_exit),
+            handled(post(select::voluntary_exit)),
         )
         .route(
             "/eth/v1/validator/aggregate_and_proofs",
-            post(aggregate::submit),
+            handled(post(aggregate::submit)),
         )
         .route(
             "/eth/v2/validator/aggregate_and_proofs",
-            post(aggregate::submit),
+            handled(post(aggregate::submit)),
         )
         .route(
             "/eth/v2/validator/aggregate_attestation",
-            get(aggregate::aggregate_attestation),
+            handled(get(aggregate::aggregate_attestation)),
         )
         .route(
             "/eth/v1/validator/aggregate_attestation",
-            get(aggregate::aggregate_attestation_v1),
+            handled(get(aggregate::aggregate_attestation_v1)),
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",
-            post(sync::submit_messages),
+            handled(post(sync::submit_messages)),
         )
         .route(
             "/eth/v1/validator/contribution_and_proofs",
-            post(sync::submit_contributions),
+            handled(post(sync::submit_contributions)),
         )
         .route(
             "/eth/v1/validator/register_validator",
-            post(register::register_validators),
+            handled(post(register::register_validators)),
         )
         .route(
             "/eth/v1/validator/sync_committee_contribution",
-            get(sync::contribution),
+            handled(get(sync::contribution)),
         )
-        .route("/eth/v1/beacon/blocks/head/root", get(sync::head_root))
+        .route(
+            "/eth/v1/beacon/blocks/head/root",
+            handled(get(sync::head_root)),
+        )
         .fallback(forward)
+        .layer(DefaultBodyLimit::max(batch_body_limit))
+        .layer(axum::middleware::map_response(beacon_api_errors))
+        .layer(axum::middleware::from_fn(catch_panics))
         .with_state(mw)
 }
 

@@ -275,6 +275,23 @@ async fn publish(
     }
 }
 
+/// A signed block in JSON, its message decoded once the fork is known.
+#[derive(serde::Deserialize)]
+struct SignedBlockJson {
+    message: Value,
+    signature: SignatureBytes,
+}
+
+/// Deneb's `SignedBlockContents` in JSON.
+#[derive(serde::Deserialize)]
+struct SignedBlockContentsJson {
+    signed_block: SignedBlockJson,
+    #[serde(default)]
+    kzg_proofs: Vec<String>,
+    #[serde(default)]
+    blobs: Vec<String>,
+}
+
 /// The submitted block (with the blobs the client sent along) and its
 /// (partial) signature. The fork comes from the
 /// `Eth-Consensus-Version` header, or else from the block's slot.
@@ -323,20 +340,27 @@ fn parse_signed<P: Preset>(
         return Ok((block, signature));
     }
     let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let object = json
+        .as_object()
+        .ok_or("a signed block must be a JSON object")?;
     // From Deneb a full block comes as SignedBlockContents {signed_block, kzg_proofs, blobs}.
-    let blobs = BlobsBundle {
-        kzg_proofs: serde_json::from_value(json["kzg_proofs"].clone()).unwrap_or_default(),
-        blobs: serde_json::from_value(json["blobs"].clone()).unwrap_or_default(),
+    let (signed, blobs) = if object.contains_key("signed_block") {
+        let contents: SignedBlockContentsJson =
+            serde_json::from_value(json).map_err(|e| format!("not a SignedBlockContents: {e}"))?;
+        let blobs = BlobsBundle {
+            kzg_proofs: contents.kzg_proofs,
+            blobs: contents.blobs,
+        };
+        (contents.signed_block, blobs)
+    } else {
+        let signed: SignedBlockJson =
+            serde_json::from_value(json).map_err(|e| format!("not a signed block: {e}"))?;
+        (signed, BlobsBundle::default())
     };
-    let mut signed = match json.get("signed_block") {
-        Some(inner) => inner.clone(),
-        None => json,
-    };
-    let signature: SignatureBytes = serde_json::from_value(signed["signature"].take())
-        .map_err(|e| format!("signature: {e}"))?;
-    let message = signed["message"].take();
-    let slot: Slot = message["slot"]
-        .as_str()
+    let SignedBlockJson { message, signature } = signed;
+    let slot: Slot = message
+        .get("slot")
+        .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .ok_or("block without a slot")?;
     let fork = header_fork.unwrap_or_else(|| fork_at_slot(slot));

@@ -9,7 +9,7 @@
 //! node submits the lock's registration, provided the client asks for the
 //! lock's fee recipient and gas limit (anything else needs a new lock).
 
-use super::{json_list, ApiError, Middleware, Shared};
+use super::{ApiError, Middleware, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -24,7 +24,7 @@ pub(super) async fn register_validators(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = json_list(&body, "registrations")?;
+    let items = mw.json_list(&body, "registrations")?;
     let mut ours = Vec::new();
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();

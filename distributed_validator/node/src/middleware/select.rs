@@ -103,10 +103,6 @@ impl Middleware {
     }
 }
 
-fn parse_list<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<T>, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
-}
-
 /// A selection request item: whose proof, for which slot, over what.
 trait Selection: Clone + Serialize + serde::de::DeserializeOwned {
     const DUTY: DutyType;
@@ -175,7 +171,7 @@ async fn combine_selections<S: Selection>(
     mw: &Middleware,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let selections: Vec<S> = parse_list(body, "selections")?;
+    let selections: Vec<S> = super::bounded_list(body, "selections", mw.max_batch())?;
     let mut failures = Vec::new();
     let mut pending = Vec::new();
     for (position, s) in selections.iter().enumerate() {

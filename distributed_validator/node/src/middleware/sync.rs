@@ -13,7 +13,7 @@
 //! subcommittee), as aggregates are.
 
 use super::attest::parse_u64;
-use super::{json_list, ApiError, Checked, Middleware, Shared, Sorted};
+use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
@@ -72,7 +72,7 @@ pub(super) async fn submit_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = json_list(&body, "sync committee messages")?;
+    let items = mw.json_list(&body, "sync committee messages")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = check_message(&mw, &json);
@@ -135,6 +135,7 @@ async fn decide_contribution<P: Preset>(
     root: Root,
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee });
+    mw.check_slot_window(duty).await?;
     let is_valid = crate::aggregation::contribution_is_valid::<P>(slot, subcommittee, root);
     let fetch = || async move {
         mw.beacon
@@ -161,7 +162,7 @@ pub(super) async fn submit_contributions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = json_list(&body, "contributions")?;
+    let items = mw.json_list(&body, "contributions")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = if mw.minimal {

@@ -6,7 +6,7 @@
 #
 # Usage: scripts/local-testnet.sh [--nodes 4] [--validators 16] [--epochs 3]
 #                                 [--kill K] [--slot-ms 3000] [--out testnet]
-#                                 [--beacon-node URL] [--mode builtin|middleware]
+#                                 [--beacon-node URL] [--mode builtin|middleware|plain]
 #                                 [--fork deneb|electra|fulu]
 # The nodes perform every duty: attestations, proposals, aggregation, sync
 # committee messages and contributions, builder registrations (the
@@ -16,7 +16,9 @@
 # outcome lines, since only the simulator can judge what the chain received.
 # --mode middleware runs each node with --validator-api and a validator-client
 # simulator (holding that node's key shares) in front of it, instead of the
-# node's built-in validator.
+# node's built-in validator. --mode plain runs one normal validator
+# (`dvnode run --plain` over a 1-node cluster's whole keys: no consensus,
+# no peers): the baseline the distributed runs compare against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +48,8 @@ done
 SLOTS_PER_EPOCH=8
 case "$MODE" in
     builtin|middleware) ;;
-    *) echo "--mode must be builtin or middleware" >&2; exit 2 ;;
+    plain) NODES=1 ;;
+    *) echo "--mode must be builtin, middleware or plain" >&2; exit 2 ;;
 esac
 case "$FORK" in
     deneb|electra|fulu) ;;
@@ -127,7 +130,9 @@ for i in $(seq 0 $((NODES - 1))); do
         CLIENT_PIDS[$i]=$!
         PIDS+=($!)
     else
-        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" 2> "$OUT/node$i.log" &
+        PLAIN=()
+        [ "$MODE" = plain ] && PLAIN=(--plain)
+        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" "${PLAIN[@]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)
         PIDS+=($!)
     fi

@@ -79,8 +79,14 @@ struct RunArgs {
     /// Middleware mode: serve the Beacon API on ADDR to a validator client
     /// run with --distributed that holds this node's key shares (the node
     /// then loads no keystores).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "plain")]
     validator_api: Option<std::net::SocketAddr>,
+    /// Run a normal validator from a 1-node cluster's directory (its shares
+    /// are the whole keys): no consensus, no peers, the same duty services
+    /// and slashing protection. The baseline a distributed validator is
+    /// measured against.
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Subcommand)]
@@ -388,6 +394,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             p2p_listen: args.p2p_listen,
             metrics: args.metrics,
             validator_api: args.validator_api,
+            plain: args.plain,
         })
         .await?;
         let shutdown = async {

@@ -36,6 +36,9 @@ enum Scenario {
     /// validator 5 (a threshold of 4 nodes), those of nodes 0 and 1 the exit
     /// of validator 6 (fewer), both at epoch 0, with `dvnode exit sign`.
     Exits,
+    /// The nodes run as normal validators (`--plain`: whole keys of a
+    /// 1-node cluster, no consensus, no peers).
+    Plain,
 }
 
 /// The validators of [`Scenario::Exits`]: signed by three operators, by two.
@@ -151,6 +154,9 @@ async fn run_on_chain(
         ];
         if i == running[0] {
             args.extend(["--metrics".to_string(), metrics_addr.clone()]);
+        }
+        if let Scenario::Plain = scenario {
+            args.push("--plain".to_string());
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -364,9 +370,30 @@ async fn two_nodes_down_sign_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_single_node_cluster_is_the_plain_validator_baseline() {
+async fn a_single_node_cluster_runs_consensus_alone() {
     let o = run_cluster(1, &[0]).await;
     assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_validator_baseline_performs_every_duty_family() {
+    // The same duty services over the plain store: a normal validator.
+    let o = run_on_chain(
+        1,
+        &[0],
+        Scenario::Plain,
+        ForkName::Fulu,
+        false,
+        ALL_DUTIES_SLOT_MS,
+    )
+    .await;
+    assert_every_duty_family_landed(&o);
+    assert!(
+        o.logs
+            .contains("plain validator started (no consensus, no peers)"),
+        "{}",
+        tail(&o.logs)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,9 @@
 //! time the slot's attester duty runs (own data, consensus, slashing record,
 //! sign, exchange, combine, submit). Each duty is its own task that calls the
 //! signing seam ([`DvValidatorStore`]); the seam talks to the workflow task
-//! (consensus instances and partial-signature exchange over libp2p).
+//! (consensus instances and partial-signature exchange over libp2p). With
+//! `plain` the same services drive [`PlainValidatorStore`] instead: a
+//! normal validator, without peers or consensus.
 
 use crate::consensus::P2pAuthenticator;
 use crate::exits::{ExitService, PendingExits};
@@ -15,7 +17,7 @@ use crate::parsig::{OwnShares, ParSigStore, ValidatorKeys};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::services::DutyContext;
 use crate::signer::Signer;
-use crate::validator_store::{ChainContext, DvValidatorStore};
+use crate::validator_store::{ChainContext, DvValidatorStore, PlainValidatorStore, ValidatorStore};
 use crate::workflow::{Workflow, WorkflowTask};
 use beacon_client::BeaconNodes;
 use dv_cluster::{ClusterLock, NodeDir};
@@ -40,12 +42,15 @@ pub struct RunConfig {
     /// Middleware mode: serve the Beacon API to a validator client (which
     /// holds this node's key shares) here.
     pub validator_api: Option<SocketAddr>,
+    /// A normal validator (a 1-node cluster's whole keys, the plain store):
+    /// no consensus, no peers. The baseline a distributed validator is measured against.
+    pub plain: bool,
 }
 
 /// How the node meets its validator keys.
 enum Attachment {
-    /// It holds the shares and performs the duties itself.
-    BuiltIn(Arc<DutyContext>),
+    /// It holds the keys and performs the duties itself.
+    BuiltIn(BuiltIn),
     /// A validator client holds the shares and talks to the node's validator API.
     Middleware(Arc<Middleware>, tokio::net::TcpListener),
 }
@@ -58,9 +63,76 @@ pub struct Node {
     scheduler: Scheduler,
     attachment: Attachment,
     metrics: Arc<Metrics>,
-    workflow_task: WorkflowTask<SlotClock>,
+    /// The cluster's tasks (none for a plain validator).
+    cluster: Option<ClusterTasks>,
     metrics_listener: Option<tokio::net::TcpListener>,
+}
+
+/// What runs beside the duties in a cluster: consensus and the exchange, exits.
+struct ClusterTasks {
+    workflow: WorkflowTask<SlotClock>,
     exits: ExitService,
+}
+
+/// The built-in validator's duty services, over one of the two stores.
+enum BuiltIn {
+    Dv(Arc<DutyContext<DvValidatorStore>>),
+    Plain(Arc<DutyContext<PlainValidatorStore>>),
+}
+
+impl BuiltIn {
+    fn at_slot_start(
+        &self,
+        scheduler: &Scheduler,
+        slot: Slot,
+        first_slot: bool,
+        prepare: bool,
+        minimal: bool,
+    ) {
+        match self {
+            BuiltIn::Dv(ctx) => at_slot_start(ctx, scheduler, slot, first_slot, prepare, minimal),
+            BuiltIn::Plain(ctx) => {
+                at_slot_start(ctx, scheduler, slot, first_slot, prepare, minimal)
+            }
+        }
+    }
+
+    fn at_attestation_due(
+        &self,
+        slot: Slot,
+        attesters: Vec<beacon_client::AttesterDuty>,
+        minimal: bool,
+    ) {
+        match self {
+            BuiltIn::Dv(ctx) => at_attestation_due(ctx, slot, attesters, minimal),
+            BuiltIn::Plain(ctx) => at_attestation_due(ctx, slot, attesters, minimal),
+        }
+    }
+}
+
+/// What every duty context shares, whatever its store.
+struct DutyParts {
+    beacon: BeaconNodes,
+    spec: ChainSpec,
+    clock: SlotClock,
+    metrics: Arc<Metrics>,
+    scheduler: Scheduler,
+    registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration>,
+}
+
+impl DutyParts {
+    fn with<S: ValidatorStore>(self, store: S) -> DutyContext<S> {
+        DutyContext {
+            store,
+            beacon: self.beacon,
+            spec: self.spec,
+            clock: self.clock,
+            metrics: self.metrics,
+            graffiti: Graffiti::ZERO,
+            scheduler: self.scheduler,
+            registrations: self.registrations,
+        }
+    }
 }
 
 /// Every validator's public key and public shares, by validator public key.
@@ -188,6 +260,63 @@ impl Node {
         db.set_or_check_genesis_validators_root(genesis.genesis_validators_root)
             .map_err(|e| e.to_string())?;
 
+        let clock = SlotClock::new(genesis.genesis_time, &spec);
+        let metrics = Metrics::new();
+        let metrics_listener = match cfg.metrics {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("--metrics {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let db = Arc::new(db);
+        let chain = ChainContext {
+            spec: spec.clone(),
+            genesis_validators_root: genesis.genesis_validators_root,
+            clock,
+        };
+        let registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration> = lock
+            .body
+            .validators
+            .iter()
+            .filter_map(|v| {
+                let r = v.builder_registration.as_ref()?;
+                Some((v.public_key, r.signed(v.public_key)))
+            })
+            .collect();
+        let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
+        let duty_parts = || DutyParts {
+            beacon: beacon.clone(),
+            spec: spec.clone(),
+            clock,
+            metrics: metrics.clone(),
+            scheduler: scheduler.clone(),
+            registrations: registrations.clone(),
+        };
+        if cfg.plain {
+            if cfg.validator_api.is_some() {
+                return Err("--plain holds the keys itself; it takes no --validator-api".into());
+            }
+            // A normal validator: whole keys, no peers, no consensus.
+            let keys = whole_keys(&lock, shares)?;
+            let store = PlainValidatorStore::new(keys, db.clone(), chain);
+            tracing::info!(
+                validators = pubkeys.len(),
+                "plain validator started (no consensus, no peers)"
+            );
+            return Ok(Node {
+                scheduler: scheduler.clone(),
+                spec: spec.clone(),
+                clock,
+                db,
+                beacon: beacon.clone(),
+                attachment: Attachment::BuiltIn(BuiltIn::Plain(Arc::new(duty_parts().with(store)))),
+                metrics: metrics.clone(),
+                cluster: None,
+                metrics_listener,
+            });
+        }
         let members = lock
             .body
             .operators
@@ -217,17 +346,6 @@ impl Node {
         .map_err(|e| e.to_string())?;
         let auth = P2pAuthenticator::new(keypair.clone(), &peers, lock.lock_hash.as_bytes())
             .map_err(|e| format!("consensus keys: {e}"))?;
-        let clock = SlotClock::new(genesis.genesis_time, &spec);
-        let metrics = Metrics::new();
-        let metrics_listener = match cfg.metrics {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("--metrics {addr}: {e}"))?,
-            ),
-            None => None,
-        };
-        let db = Arc::new(db);
         let (workflow_task, workflow): (WorkflowTask<SlotClock>, Workflow) = WorkflowTask::new(
             auth,
             net,
@@ -241,23 +359,9 @@ impl Node {
             Signer::new(shares),
             pubkeys.clone(),
             db.clone(),
-            ChainContext {
-                spec: spec.clone(),
-                genesis_validators_root: genesis.genesis_validators_root,
-                clock,
-            },
+            chain,
             metrics.clone(),
         );
-        let registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration> = lock
-            .body
-            .validators
-            .iter()
-            .filter_map(|v| {
-                let r = v.builder_registration.as_ref()?;
-                Some((v.public_key, r.signed(v.public_key)))
-            })
-            .collect();
-        let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
         let own = OwnShares {
             keys,
             share_index: me as u64 + 1,
@@ -271,16 +375,7 @@ impl Node {
             clock,
         };
         let attachment = match cfg.validator_api {
-            None => Attachment::BuiltIn(Arc::new(DutyContext {
-                store,
-                beacon: beacon.clone(),
-                spec: spec.clone(),
-                clock,
-                metrics: metrics.clone(),
-                graffiti: Graffiti::ZERO,
-                scheduler: scheduler.clone(),
-                registrations,
-            })),
+            None => Attachment::BuiltIn(BuiltIn::Dv(Arc::new(duty_parts().with(store)))),
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -309,9 +404,11 @@ impl Node {
             beacon,
             attachment,
             metrics,
-            workflow_task,
+            cluster: Some(ClusterTasks {
+                workflow: workflow_task,
+                exits,
+            }),
             metrics_listener,
-            exits,
         })
     }
 
@@ -325,9 +422,8 @@ impl Node {
             scheduler,
             attachment,
             metrics,
-            workflow_task,
+            cluster,
             metrics_listener,
-            exits,
         } = self;
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::metrics::serve(listener, metrics));
@@ -350,12 +446,17 @@ impl Node {
                 (None, Some(middleware))
             }
         };
-        // Voluntary exits, in both attachments.
-        let exit_service = tokio::spawn(exits.run());
         let (stop_workflow, workflow_stopped) = tokio::sync::oneshot::channel::<()>();
-        let workflow = tokio::spawn(workflow_task.run(async {
-            let _ = workflow_stopped.await;
-        }));
+        let (workflow, exit_service) = match cluster {
+            Some(ClusterTasks { workflow, exits }) => (
+                Some(tokio::spawn(workflow.run(async {
+                    let _ = workflow_stopped.await;
+                }))),
+                // Voluntary exits, in both attachments.
+                Some(tokio::spawn(exits.run())),
+            ),
+            None => (None, None),
+        };
         let preset_is_minimal = spec.preset_base == "minimal";
         tokio::pin!(shutdown);
         let mut slot = clock.current_slot() + 1;
@@ -380,30 +481,11 @@ impl Node {
                     "duty polling took longer than a third of a slot; using the duties known"
                 );
             }
-            // (In middleware mode the client's block request starts the proposal.)
-            if let (Some(duty), Some(duties)) = (scheduler.proposer_at(slot), &duties) {
-                let ctx = duties.clone();
-                tokio::spawn(async move {
-                    if preset_is_minimal {
-                        ctx.propose::<Minimal>(duty).await
-                    } else {
-                        ctx.propose::<Mainnet>(duty).await
-                    }
-                });
-            }
             // (In middleware mode the client does these itself.)
             if let Some(duties) = &duties {
-                if first_slot {
-                    // The first slot's aggregation had no slot ahead to start in.
-                    spawn_aggregation(duties, &scheduler, slot, preset_is_minimal);
-                }
-                spawn_slot_services(duties, &scheduler, slot, preset_is_minimal);
-                if prepared_epoch != Some(epoch) {
-                    prepared_epoch = Some(epoch);
-                    let ctx = duties.clone();
-                    let next_sync = scheduler.sync_members(epoch + 1);
-                    tokio::spawn(async move { ctx.prepare_epoch(epoch, next_sync).await });
-                }
+                let prepare = prepared_epoch != Some(epoch);
+                prepared_epoch = Some(epoch);
+                duties.at_slot_start(&scheduler, slot, first_slot, prepare, preset_is_minimal);
             }
             // Attestation due time: the slot's attester duty.
             tokio::select! {
@@ -413,16 +495,7 @@ impl Node {
             let attesters = scheduler.attesters_at(slot);
             match (&duties, &middleware) {
                 _ if attesters.is_empty() => {}
-                (Some(duties), _) => {
-                    let ctx = duties.clone();
-                    tokio::spawn(async move {
-                        if preset_is_minimal {
-                            ctx.attest::<Minimal>(slot, attesters).await
-                        } else {
-                            ctx.attest::<Mainnet>(slot, attesters).await
-                        }
-                    });
-                }
+                (Some(duties), _) => duties.at_attestation_due(slot, attesters, preset_is_minimal),
                 // Middleware: take part in the slot's consensus even if the client is late or down.
                 (None, Some(mw)) => {
                     let mw = mw.clone();
@@ -441,18 +514,44 @@ impl Node {
             }
             slot = (slot + 1).max(clock.current_slot() + 1);
         }
-        exit_service.abort();
+        if let Some(exits) = exit_service {
+            exits.abort();
+        }
         let _ = stop_workflow.send(());
-        let _ = workflow.await;
+        if let Some(workflow) = workflow {
+            let _ = workflow.await;
+        }
         tracing::info!("node stopped");
     }
 }
 
-/// The built-in validator's per-slot services started at `slot`'s start:
-/// the aggregation of the next slot (its selection proofs and subscriptions
-/// must be ready before that slot's attestations) and this slot's sync
-/// committee duties.
-fn spawn_slot_services(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot, minimal: bool) {
+/// The built-in validator's work at `slot`'s start: the slot's proposal
+/// (if one of its validators proposes), the aggregation of the next slot (its
+/// selection proofs and subscriptions must be ready before that slot's
+/// attestations; the first slot's own too, having had no slot ahead), this
+/// slot's sync committee duties, and once an epoch (`prepare`) the epoch's
+/// preparations.
+fn at_slot_start<S: ValidatorStore>(
+    ctx: &Arc<DutyContext<S>>,
+    scheduler: &Scheduler,
+    slot: Slot,
+    first_slot: bool,
+    prepare: bool,
+    minimal: bool,
+) {
+    if let Some(duty) = scheduler.proposer_at(slot) {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if minimal {
+                ctx.propose::<Minimal>(duty).await
+            } else {
+                ctx.propose::<Mainnet>(duty).await
+            }
+        });
+    }
+    if first_slot {
+        spawn_aggregation(ctx, scheduler, slot, minimal);
+    }
     spawn_aggregation(ctx, scheduler, slot + 1, minimal);
     // The members who sign at `slot` are those of the committee of `slot + 1`'s epoch.
     let members = scheduler.sync_members(ctx.spec.epoch_of_slot(slot + 1));
@@ -466,11 +565,39 @@ fn spawn_slot_services(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot
             }
         });
     }
+    if prepare {
+        let epoch = ctx.spec.epoch_of_slot(slot);
+        let next_sync = scheduler.sync_members(epoch + 1);
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.prepare_epoch(epoch, next_sync).await });
+    }
+}
+
+/// The slot's attester duty, at its due time.
+fn at_attestation_due<S: ValidatorStore>(
+    ctx: &Arc<DutyContext<S>>,
+    slot: Slot,
+    attesters: Vec<beacon_client::AttesterDuty>,
+    minimal: bool,
+) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if minimal {
+            ctx.attest::<Minimal>(slot, attesters).await
+        } else {
+            ctx.attest::<Mainnet>(slot, attesters).await
+        }
+    });
 }
 
 /// The aggregation duty of `slot` (selection proofs and subscriptions now,
 /// aggregates at the slot's aggregation due time).
-fn spawn_aggregation(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot, minimal: bool) {
+fn spawn_aggregation<S: ValidatorStore>(
+    ctx: &Arc<DutyContext<S>>,
+    scheduler: &Scheduler,
+    slot: Slot,
+    minimal: bool,
+) {
     let attesters = scheduler.attesters_at(slot);
     if attesters.is_empty() {
         return;
@@ -483,6 +610,29 @@ fn spawn_aggregation(ctx: &Arc<DutyContext>, scheduler: &Scheduler, slot: Slot, 
             ctx.aggregate::<Mainnet>(slot, attesters).await
         }
     });
+}
+
+/// The whole validator keys of a plain validator: a 1-node cluster's
+/// shares are the keys themselves (a polynomial of degree 0).
+fn whole_keys(
+    lock: &ClusterLock,
+    shares: HashMap<PublicKeyBytes, SecretShare>,
+) -> Result<HashMap<PublicKeyBytes, dv_crypto::SecretKey>, String> {
+    if lock.body.node_count() != 1 {
+        return Err(format!(
+            "--plain runs a normal validator with whole keys: a 1-node cluster, not one of {} nodes",
+            lock.body.node_count()
+        ));
+    }
+    shares
+        .into_iter()
+        .map(|(validator, share)| {
+            if share.secret.public_key().to_bytes() != validator.0 {
+                return Err(format!("the key of validator {validator} is not whole"));
+            }
+            Ok((validator, share.secret))
+        })
+        .collect()
 }
 
 /// Slashing history this old can no longer matter (Lighthouse prunes the same

@@ -11,6 +11,7 @@ use super::attest::{consensus_version, parse_u64};
 use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::aggregation::{aggregate_is_valid, committee_modulo, CommitteeAggregate};
 use crate::duty::{Duty, DutyType};
+use crate::validator_store::{FetchBuilt, ValidatorStore};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
+use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -108,10 +110,12 @@ async fn decide<A: CommitteeAggregate>(
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::Aggregator { committee });
     mw.check_slot_window(duty).await?;
-    let fetch = || {
-        mw.beacon
+    let beacon = &mw.beacon;
+    let fetch: FetchBuilt<'_, A> = Box::new(move || {
+        beacon
             .first_success(move |n| A::fetch(n, root, slot, committee))
-    };
+            .boxed()
+    });
     let aggregate: A = mw
         .store
         .decide_built(duty, fetch, aggregate_is_valid::<A>(slot, committee, root))

@@ -15,6 +15,7 @@
 use super::attest::parse_u64;
 use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::duty::{Duty, DutyType};
+use crate::validator_store::{FetchBuilt, ValidatorStore};
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dv_types::ssz::Encode;
 use dv_types::*;
+use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -137,11 +139,12 @@ async fn decide_contribution<P: Preset>(
     let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee });
     mw.check_slot_window(duty).await?;
     let is_valid = crate::aggregation::contribution_is_valid::<P>(slot, subcommittee, root);
-    let fetch = || async move {
-        mw.beacon
-            .first_success(|n| n.sync_committee_contribution::<P>(slot, subcommittee, root))
-            .await
-    };
+    let beacon = &mw.beacon;
+    let fetch: FetchBuilt<'_, SyncCommitteeContribution<P>> = Box::new(move || {
+        beacon
+            .first_success(move |n| n.sync_committee_contribution::<P>(slot, subcommittee, root))
+            .boxed()
+    });
     let contribution = mw
         .store
         .decide_built(duty, fetch, is_valid)

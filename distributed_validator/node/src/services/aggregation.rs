@@ -10,11 +10,12 @@ use crate::aggregation::{aggregate_is_valid, committee_modulo, selects, Committe
 use crate::duty::{Duty, DutyType};
 use crate::metrics::Stage;
 use crate::scheduler::SlotClock;
+use crate::validator_store::{FetchBuilt, ValidatorStore};
 use beacon_client::{AttesterDuty, BeaconCommitteeSubscription};
-use dv_types::ssz::Decode;
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use futures::future::join_all;
+use futures::FutureExt;
 use std::collections::BTreeMap;
 
 const DUTY: &str = "aggregator";
@@ -22,7 +23,7 @@ const DUTY: &str = "aggregator";
 /// One selected aggregator: validator, index, combined selection proof.
 type Aggregator = (PublicKeyBytes, u64, SignatureBytes);
 
-impl DutyContext {
+impl<S: ValidatorStore> DutyContext<S> {
     /// Aggregation for `slot`'s attesters; call it a slot ahead.
     pub async fn aggregate<P: Preset>(&self, slot: Slot, duties: Vec<AttesterDuty>) {
         if duties.is_empty() {
@@ -64,23 +65,20 @@ impl DutyContext {
             .iter()
             .map(|(committee, aggregators)| async move {
                 let data_root = A::data_for(&decided, *committee).tree_hash_root();
-                let fetch = || {
-                    self.beacon
-                        .first_success(move |n| A::fetch(n, data_root, slot, *committee))
-                };
-                let duty = Duty::new(
-                    slot,
-                    DutyType::Aggregator {
-                        committee: *committee,
-                    },
-                );
+                let (committee, beacon) = (*committee, &self.beacon);
+                let fetch: FetchBuilt<'_, A> = Box::new(move || {
+                    beacon
+                        .first_success(move |n| A::fetch(n, data_root, slot, committee))
+                        .boxed()
+                });
+                let duty = Duty::new(slot, DutyType::Aggregator { committee });
                 let t0 = tokio::time::Instant::now();
                 let aggregate = self
                     .store
                     .decide_built(
                         duty,
                         fetch,
-                        aggregate_is_valid::<A>(slot, *committee, data_root),
+                        aggregate_is_valid::<A>(slot, committee, data_root),
                     )
                     .await?;
                 self.metrics.stage(DUTY, Stage::Consensus, t0.elapsed());
@@ -122,10 +120,9 @@ impl DutyContext {
         slot: Slot,
         deadline: tokio::time::Instant,
     ) -> Option<AttestationData> {
-        let duty = Duty::new(slot, DutyType::Attester);
         loop {
-            if let Some(value) = self.store.workflow().decided(duty).await {
-                return AttestationData::from_ssz_bytes(&value).ok();
+            if let Some(data) = self.store.decided_attestation_data(slot).await {
+                return Some(data);
             }
             if tokio::time::Instant::now() >= deadline {
                 return None;

@@ -4,10 +4,11 @@
 //! committee subnets its members must join.
 
 use super::DutyContext;
+use crate::validator_store::ValidatorStore;
 use beacon_client::{ProposerPreparation, SyncCommitteeSubscription, SyncDuty};
 use dv_types::*;
 
-impl DutyContext {
+impl<S: ValidatorStore> DutyContext<S> {
     /// `epoch`'s preparations; `next_sync` are the sync committee members of the next epoch.
     pub async fn prepare_epoch(&self, epoch: Epoch, next_sync: Vec<SyncDuty>) {
         let preparations: Vec<ProposerPreparation> = self

@@ -1,7 +1,9 @@
 //! The built-in validator's duty services: for each duty, the fetcher (this
 //! node's beacon node's proposal), the signing seam, and the broadcaster
 //! (submission with fallback). They play the role of Lighthouse's
-//! attestation and block services, with [`DvValidatorStore`] as the signer.
+//! attestation and block services, generic over the signing seam
+//! ([`ValidatorStore`]): `dvnode run` drives them with the distributed
+//! store, a normal validator with the plain one.
 //!
 //! Every duty ends in one outcome line (`duty ok ...` with its latency, or
 //! `duty failed: <reason>`) and one count in the outcome metric.
@@ -16,7 +18,7 @@ pub mod sync_committee;
 use crate::metrics::{Metrics, Stage};
 use crate::scheduler::{Scheduler, SlotClock};
 use crate::validator_store::{
-    Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation,
+    Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation, ValidatorStore,
 };
 use beacon_client::{AttesterDuty, BeaconNodes, ProducedBlock, ProposerDuty};
 use dv_types::ssz_types;
@@ -26,9 +28,9 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// What every duty service needs.
-pub struct DutyContext {
-    pub store: DvValidatorStore,
+/// What every duty service needs; `S` is the signing seam.
+pub struct DutyContext<S: ValidatorStore = DvValidatorStore> {
+    pub store: S,
     pub beacon: BeaconNodes,
     pub spec: ChainSpec,
     pub clock: SlotClock,
@@ -48,11 +50,12 @@ fn failure_label(e: &SignError) -> &'static str {
         SignError::SlashingRefused(_) => "slashing_refused",
         SignError::Database(_) => "database_error",
         SignError::NotSupportedYet(_) => "not_supported",
+        SignError::NoOwnValue(_) => "no_beacon_node_value",
         _ => "internal_error",
     }
 }
 
-impl DutyContext {
+impl<S: ValidatorStore> DutyContext<S> {
     fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
         self.metrics.duty_failed(slot, duty, failure_label(e), e);
     }

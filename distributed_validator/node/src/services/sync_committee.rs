@@ -10,15 +10,17 @@ use crate::aggregation::{contribution_is_valid, selects, subcommittees_of, sync_
 use crate::duty::{Duty, DutyType};
 use crate::metrics::Stage;
 use crate::scheduler::SlotClock;
+use crate::validator_store::{FetchBuilt, ValidatorStore};
 use beacon_client::SyncDuty;
 use dv_types::*;
 use futures::future::join_all;
+use futures::FutureExt;
 use std::collections::BTreeMap;
 
 const MESSAGE: &str = "sync_message";
 const CONTRIBUTION: &str = "sync_contribution";
 
-impl DutyContext {
+impl<S: ValidatorStore> DutyContext<S> {
     /// `slot`'s sync committee duties of the cluster's `members`; call it at the slot's start.
     pub async fn sync_committee<P: Preset>(&self, slot: Slot, members: Vec<SyncDuty>) {
         if members.is_empty() {
@@ -171,14 +173,17 @@ impl DutyContext {
         let deadline = self.clock.slot_start(slot + 1);
         let subcommittees = selected.iter().map(|(sub, aggregators)| async move {
             let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee: *sub });
-            let fetch = || {
-                self.beacon
-                    .first_success(move |n| n.sync_committee_contribution::<P>(slot, *sub, root))
-            };
+            let sub = *sub;
+            let beacon = &self.beacon;
+            let fetch: FetchBuilt<'_, SyncCommitteeContribution<P>> = Box::new(move || {
+                beacon
+                    .first_success(move |n| n.sync_committee_contribution::<P>(slot, sub, root))
+                    .boxed()
+            });
             let t0 = tokio::time::Instant::now();
             let contribution = self
                 .store
-                .decide_built(duty, fetch, contribution_is_valid::<P>(slot, *sub, root))
+                .decide_built(duty, fetch, contribution_is_valid::<P>(slot, sub, root))
                 .await?;
             self.metrics
                 .stage(CONTRIBUTION, Stage::Consensus, t0.elapsed());

@@ -1,14 +1,11 @@
-//! The signing seam: what a validator client calls to sign, with the
-//! operations of Lighthouse's `ValidatorStore` trait. Behind each call the
-//! cluster agrees on the data (QBFT), the slashing database checks and records
-//! it, this node signs with its share, the partials are exchanged and the
-//! combined signature is verified against the validator key before it is
-//! returned.
-//!
-//! The built-in validator's duty services call this type; a Lighthouse build
-//! could call it in place of its local signer. Operations whose duties are not
-//! implemented yet return [`SignError::NotSupportedYet`], never a signature.
+//! The distributed validator's store: behind each call the cluster agrees
+//! on the data (QBFT), the slashing database checks and records it, this
+//! node signs with its share, the partials are exchanged and the combined
+//! signature is verified against the validator key before it is returned.
+//! Operations whose duties are not implemented return
+//! [`SignError::NotSupportedYet`], never a signature.
 
+use super::*;
 use crate::aggregation::CommitteeAggregate;
 use crate::decided::{approve_attestations, attestations_allowed, ToSign};
 use crate::duty::{Duty, DutyType};
@@ -16,96 +13,15 @@ use crate::metrics::{Metrics, Stage};
 use crate::parsig::Partial;
 use crate::scheduler::SlotClock;
 use crate::signer::Signer;
-use crate::workflow::{ConsensusRequest, Workflow, WorkflowError};
+use crate::workflow::{ConsensusRequest, Workflow};
 use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_types::ssz::{Decode, Encode};
 use dv_types::*;
 use futures::future::join_all;
-use qbft::RoundTiming;
-use slashing_protection::{NotSafe, SlashingDatabase};
+use slashing_protection::SlashingDatabase;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SignError {
-    #[error("no consensus before the duty's deadline")]
-    NoConsensus,
-    #[error("insufficient partial signatures: {combined} of {wanted} signatures combined")]
-    InsufficientPartials { combined: usize, wanted: usize },
-    #[error("slashing protection refused: {0}")]
-    SlashingRefused(NotSafe),
-    #[error("slashing database: {0}")]
-    Database(NotSafe),
-    #[error("validator {0} is not in this cluster")]
-    UnknownValidator(PublicKeyBytes),
-    #[error("the decided value is malformed: {0}")]
-    BadDecidedValue(String),
-    #[error("{0} is not supported yet")]
-    NotSupportedYet(&'static str),
-    #[error("{0}")]
-    Workflow(WorkflowError),
-}
-
-impl From<WorkflowError> for SignError {
-    fn from(e: WorkflowError) -> Self {
-        match e {
-            WorkflowError::NoConsensus => SignError::NoConsensus,
-            other => SignError::Workflow(other),
-        }
-    }
-}
-
-/// When a duty's signing must be done by, and how long consensus rounds last.
-#[derive(Debug, Clone, Copy)]
-pub struct DutyTiming {
-    pub start: Instant,
-    pub deadline: Instant,
-    pub rounds: RoundTiming,
-}
-
-/// One of a slot's attesters: which validator, in which committee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attester {
-    pub validator: PublicKeyBytes,
-    pub committee_index: u64,
-}
-
-impl From<&beacon_client::AttesterDuty> for Attester {
-    fn from(duty: &beacon_client::AttesterDuty) -> Self {
-        Self {
-            validator: duty.pubkey,
-            committee_index: duty.committee_index,
-        }
-    }
-}
-
-/// One validator's combined attestation signature and the data it signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignedAttestation {
-    pub validator: PublicKeyBytes,
-    pub data: AttestationData,
-    pub signature: SignatureBytes,
-}
-
-/// The outcome of signing one slot's attestations.
-#[derive(Debug)]
-pub struct SignedAttestations {
-    /// The data the cluster decided (committee index 0).
-    pub decided: AttestationData,
-    pub signatures: Vec<SignedAttestation>,
-    /// Validators the slashing database refused, with the reason.
-    pub refused: Vec<(PublicKeyBytes, NotSafe)>,
-    /// Validators whose signature could not be combined in time.
-    pub missing: Vec<PublicKeyBytes>,
-}
-
-/// A block the cluster decided and its combined signature.
-#[derive(Debug)]
-pub struct SignedProposal<P: Preset> {
-    pub block: ProducedBlock<P>,
-    pub signature: SignatureBytes,
-}
 
 struct Inner {
     workflow: Workflow,
@@ -118,14 +34,6 @@ struct Inner {
     genesis_validators_root: Root,
     clock: SlotClock,
     metrics: Arc<Metrics>,
-}
-
-/// The chain a store signs for: its spec (domains, fork schedule), its
-/// genesis validators root and its slot clock (duty deadlines).
-pub struct ChainContext {
-    pub spec: ChainSpec,
-    pub genesis_validators_root: Root,
-    pub clock: SlotClock,
 }
 
 /// The distributed validator's signing seam; cheap to clone.
@@ -260,11 +168,15 @@ impl DvValidatorStore {
         epoch: Epoch,
         object: &T,
     ) -> Root {
-        let domain = self
-            .inner
-            .spec
-            .domain(kind, epoch, self.inner.genesis_validators_root);
-        compute_signing_root(object, domain)
+        self.roots().of(kind, epoch, object)
+    }
+
+    /// The signing roots of this store's chain.
+    pub fn roots(&self) -> SigningRoots<'_> {
+        SigningRoots {
+            spec: &self.inner.spec,
+            genesis_validators_root: self.inner.genesis_validators_root,
+        }
     }
 
     /// Signs `root` with this node's shares of `validators`, exchanges the
@@ -358,34 +270,7 @@ impl DvValidatorStore {
 
     /// What a randao reveal for `slot` signs.
     pub fn randao_signing_root(&self, slot: Slot) -> Root {
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        self.signing_root(DomainKind::Randao, epoch, &epoch)
-    }
-
-    /// The validator's randao reveal for `slot`'s epoch. Threshold signatures
-    /// are unique, so every node gets the same reveal without consensus.
-    pub async fn randao_reveal(
-        &self,
-        validator: PublicKeyBytes,
-        slot: Slot,
-        deadline: Instant,
-    ) -> Result<SignatureBytes, SignError> {
-        self.check_member(&validator)?;
-        let root = self.randao_signing_root(slot);
-        let mut signatures = self
-            .threshold_sign(
-                Duty::new(slot, DutyType::Randao),
-                root,
-                &[validator],
-                deadline,
-            )
-            .await?;
-        signatures
-            .remove(&validator)
-            .ok_or(SignError::InsufficientPartials {
-                combined: 0,
-                wanted: 1,
-            })
+        self.roots().randao(slot)
     }
 
     /// What each attester signs if `data` (committee index 0) is decided:
@@ -396,44 +281,7 @@ impl DvValidatorStore {
         data: &AttestationData,
         attesters: &[Attester],
     ) -> Vec<ToSign> {
-        let electra = self.inner.spec.fork_at_slot(data.slot).electra_enabled();
-        let mut roots: HashMap<u64, (AttestationData, Root)> = HashMap::new();
-        attesters
-            .iter()
-            .map(|a| {
-                let index = if electra { 0 } else { a.committee_index };
-                let (data, signing_root) = *roots.entry(index).or_insert_with(|| {
-                    let d = AttestationData { index, ..*data };
-                    (
-                        d,
-                        self.signing_root(DomainKind::BeaconAttester, d.target.epoch, &d),
-                    )
-                });
-                ToSign {
-                    validator: a.validator,
-                    data,
-                    signing_root,
-                }
-            })
-            .collect()
-    }
-
-    /// Signs one slot's attestations. The cluster decides one
-    /// `AttestationData` for the slot (committee index 0, as from Electra);
-    /// `own` is this node's beacon node's data: its proposal, and the
-    /// chain-split guard for the others'.
-    pub async fn sign_attestations(
-        &self,
-        slot: Slot,
-        own: Option<AttestationData>,
-        attesters: &[Attester],
-        timing: DutyTiming,
-    ) -> Result<SignedAttestations, SignError> {
-        let decided = self
-            .decide_attestation(slot, own, attesters, timing)
-            .await?;
-        self.sign_decided_attestation(decided, attesters, timing.deadline)
-            .await
+        self.roots().attestations(data, attesters)
     }
 
     /// The consensus half of [`Self::sign_attestations`]: the slot's decided
@@ -531,39 +379,6 @@ impl DvValidatorStore {
         })
     }
 
-    /// Agrees on the block for `slot` (built with the combined `randao_reveal`),
-    /// records it in the slashing database and signs it. `own` is the block
-    /// this node's beacon node produced, if any.
-    pub async fn sign_block<P: Preset>(
-        &self,
-        validator: PublicKeyBytes,
-        validator_index: u64,
-        slot: Slot,
-        randao_reveal: SignatureBytes,
-        own: Option<ProducedBlock<P>>,
-        timing: DutyTiming,
-    ) -> Result<SignedProposal<P>, SignError> {
-        let block = self
-            .decide_block(validator, validator_index, slot, randao_reveal, own, timing)
-            .await?;
-        let root = self.record_block(&validator, &block)?;
-        let mut signatures = self
-            .threshold_sign(
-                Duty::new(slot, DutyType::Proposer),
-                root,
-                &[validator],
-                timing.deadline,
-            )
-            .await?;
-        let signature = signatures
-            .remove(&validator)
-            .ok_or(SignError::InsufficientPartials {
-                combined: 0,
-                wanted: 1,
-            })?;
-        Ok(SignedProposal { block, signature })
-    }
-
     /// The consensus half of [`Self::sign_block`]: the block the cluster decided.
     pub async fn decide_block<P: Preset>(
         &self,
@@ -606,9 +421,7 @@ impl DvValidatorStore {
 
     /// What signing `block` signs.
     pub fn block_signing_root<P: Preset>(&self, block: &ProducedBlock<P>) -> Root {
-        let (_, slot, _, _, block_root) = block_summary(block);
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        self.signing_root(DomainKind::BeaconProposer, epoch, &block_root)
+        self.roots().block(block)
     }
 
     /// Checks and records `block` for `validator` in the slashing database
@@ -618,32 +431,17 @@ impl DvValidatorStore {
         validator: &PublicKeyBytes,
         block: &ProducedBlock<P>,
     ) -> Result<Root, SignError> {
-        let (_, slot, _, _, _) = block_summary(block);
-        let root = self.block_signing_root(block);
-        self.inner
-            .db
-            .check_and_insert_block(validator, slot, root)
-            .map_err(|e| match e {
-                NotSafe::Database(_) | NotSafe::ValueTooLarge(_) => SignError::Database(e),
-                refusal => SignError::SlashingRefused(refusal),
-            })?;
-        Ok(root)
+        record_block(&self.inner.db, self.roots(), validator, block)
     }
 
     /// What a beacon committee selection proof for `slot` signs.
     pub fn selection_signing_root(&self, slot: Slot) -> Root {
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        self.signing_root(DomainKind::SelectionProof, epoch, &slot)
+        self.roots().selection(slot)
     }
 
     /// What a sync committee selection proof for `slot` and `subcommittee` signs.
     pub fn sync_selection_signing_root(&self, slot: Slot, subcommittee: u64) -> Root {
-        let data = SyncAggregatorSelectionData {
-            slot,
-            subcommittee_index: subcommittee,
-        };
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        self.signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &data)
+        self.roots().sync_selection(slot, subcommittee)
     }
 
     /// Lighthouse's `produce_selection_proof`: the validator's combined
@@ -663,10 +461,148 @@ impl DvValidatorStore {
             })
     }
 
+    async fn decide_with_own<T, F, Fut>(
+        &self,
+        duty: Duty,
+        fetch: F,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<qbft::Value, SignError>
+    where
+        T: Encode + Decode + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
+    {
+        let clock = self.inner.clock;
+        let slot = duty.slot;
+        let own = fetch_own_built(&clock, duty, fetch)
+            .await
+            .map(|value| value.as_ssz_bytes());
+        let due_ms =
+            clock.slot_start_ms(slot) + clock.slot_ms * self.inner.spec.aggregate_due_bps / 10_000;
+        self.decide(ConsensusRequest {
+            duty,
+            proposal: own,
+            is_valid: Box::new(move |value: &[u8]| {
+                T::from_ssz_bytes(value).is_ok_and(|v| is_valid(&v))
+            }),
+            start: SlotClock::instant_at(due_ms),
+            timing: clock.short_round_timing(),
+            deadline: clock.slot_start(slot + 2),
+        })
+        .await
+    }
+
+    /// Lighthouse's `sign_validator_registration_data` has no threshold
+    /// counterpart here: a registration carries a timestamp each operator
+    /// would pick differently, so the dealer signs each validator's
+    /// registration into the cluster lock and the nodes submit that one.
+    pub async fn sign_validator_registration_data(
+        &self,
+        _validator: PublicKeyBytes,
+    ) -> Result<SignatureBytes, SignError> {
+        Err(SignError::NotSupportedYet(
+            "signing builder registrations (they are pre-signed into the cluster lock)",
+        ))
+    }
+}
+
+/// Lighthouse's operations through the cluster (the middleware calls them
+/// too, for its clients' duties).
+impl ValidatorStore for DvValidatorStore {
+    fn spec(&self) -> &ChainSpec {
+        &self.inner.spec
+    }
+
+    /// The validator's randao reveal for `slot`'s epoch. Threshold signatures
+    /// are unique, so every node gets the same reveal without consensus.
+    async fn randao_reveal(
+        &self,
+        validator: PublicKeyBytes,
+        slot: Slot,
+        deadline: Instant,
+    ) -> Result<SignatureBytes, SignError> {
+        self.check_member(&validator)?;
+        let root = self.randao_signing_root(slot);
+        let mut signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Randao),
+                root,
+                &[validator],
+                deadline,
+            )
+            .await?;
+        signatures
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })
+    }
+
+    /// Signs one slot's attestations. The cluster decides one
+    /// `AttestationData` for the slot (committee index 0, as from Electra);
+    /// `own` is this node's beacon node's data: its proposal, and the
+    /// chain-split guard for the others'.
+    async fn sign_attestations(
+        &self,
+        slot: Slot,
+        own: Option<AttestationData>,
+        attesters: &[Attester],
+        timing: DutyTiming,
+    ) -> Result<SignedAttestations, SignError> {
+        let decided = self
+            .decide_attestation(slot, own, attesters, timing)
+            .await?;
+        self.sign_decided_attestation(decided, attesters, timing.deadline)
+            .await
+    }
+
+    async fn decided_attestation_data(&self, slot: Slot) -> Option<AttestationData> {
+        let value = self
+            .inner
+            .workflow
+            .decided(Duty::new(slot, DutyType::Attester))
+            .await?;
+        AttestationData::from_ssz_bytes(&value).ok()
+    }
+
+    /// Agrees on the block for `slot` (built with the combined `randao_reveal`),
+    /// records it in the slashing database and signs it. `own` is the block
+    /// this node's beacon node produced, if any.
+    async fn sign_block<P: Preset>(
+        &self,
+        validator: PublicKeyBytes,
+        validator_index: u64,
+        slot: Slot,
+        randao_reveal: SignatureBytes,
+        own: Option<ProducedBlock<P>>,
+        timing: DutyTiming,
+    ) -> Result<SignedProposal<P>, SignError> {
+        let block = self
+            .decide_block(validator, validator_index, slot, randao_reveal, own, timing)
+            .await?;
+        let root = self.record_block(&validator, &block)?;
+        let mut signatures = self
+            .threshold_sign(
+                Duty::new(slot, DutyType::Proposer),
+                root,
+                &[validator],
+                timing.deadline,
+            )
+            .await?;
+        let signature = signatures
+            .remove(&validator)
+            .ok_or(SignError::InsufficientPartials {
+                combined: 0,
+                wanted: 1,
+            })?;
+        Ok(SignedProposal { block, signature })
+    }
+
     /// The combined selection proofs for `slot` of every validator given
     /// (one exchange: they all sign the same root). Threshold signatures
     /// are unique, so no consensus is needed.
-    pub async fn produce_selection_proofs(
+    async fn produce_selection_proofs(
         &self,
         slot: Slot,
         validators: &[PublicKeyBytes],
@@ -687,7 +623,7 @@ impl DvValidatorStore {
 
     /// Lighthouse's `produce_sync_selection_proof`, for every (validator,
     /// subcommittee) given: one exchange per subcommittee.
-    pub async fn produce_sync_selection_proofs(
+    async fn produce_sync_selection_proofs(
         &self,
         slot: Slot,
         members: &[(PublicKeyBytes, u64)],
@@ -712,11 +648,36 @@ impl DvValidatorStore {
         Ok(out)
     }
 
+    /// The decided value of an aggregation-like `duty` (aggregates, sync
+    /// contributions: built by each beacon node from what it received, so
+    /// nodes can hold different ones): the decision if there is one, else
+    /// consensus with this node's beacon node's value as its proposal. That
+    /// value is built from the slot's messages, which may still be on their
+    /// way (a round change delays them), so `fetch` is retried until 5/6 of
+    /// the slot. Rounds are short and count from the aggregation due time.
+    /// Values travel as SSZ; `is_valid` judges a proposal.
+    async fn decide_built<'a, T>(
+        &'a self,
+        duty: Duty,
+        fetch: FetchBuilt<'a, T>,
+        is_valid: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<T, SignError>
+    where
+        T: Encode + Decode + Send + 'static,
+    {
+        let value = match self.inner.workflow.decided(duty).await {
+            Some(value) => value,
+            None => self.decide_with_own(duty, fetch, is_valid).await?,
+        };
+        T::from_ssz_bytes(&value)
+            .map_err(|e| SignError::BadDecidedValue(format!("{}: {e:?}", duty.kind.name())))
+    }
+
     /// Lighthouse's `sign_aggregate_and_proof`, for every aggregator of the
     /// committee the decided `aggregate` is for: `(validator, index,
     /// combined selection proof)`. Each signs its own message (its index
     /// and proof are in it).
-    pub async fn sign_aggregates<A: CommitteeAggregate>(
+    async fn sign_aggregates<A: CommitteeAggregate>(
         &self,
         aggregate: &A,
         aggregators: &[(PublicKeyBytes, u64, SignatureBytes)],
@@ -743,9 +704,42 @@ impl DvValidatorStore {
         Ok(out)
     }
 
+    /// The head block root the cluster's sync committee messages sign at
+    /// `slot`: operators' beacon nodes can see the head differently around
+    /// a block's arrival, and partials over different roots never combine,
+    /// so the root is agreed on (one instance per slot, each node proposing
+    /// `own`, its beacon node's head). Past two thirds of the slot a message
+    /// is too late to matter: that is the deadline.
+    async fn decide_sync_head_root(
+        &self,
+        slot: Slot,
+        own: Option<Root>,
+    ) -> Result<Root, SignError> {
+        let duty = Duty::new(slot, DutyType::SyncMessage);
+        let value = match self.inner.workflow.decided(duty).await {
+            Some(value) => value,
+            None => {
+                let clock = self.inner.clock;
+                let slot_start = clock.slot_start_ms(slot);
+                self.decide(ConsensusRequest {
+                    duty,
+                    proposal: own.map(|r| r.as_slice().to_vec()),
+                    is_valid: Box::new(|value: &[u8]| value.len() == 32),
+                    start: Instant::now(),
+                    timing: clock.short_round_timing(),
+                    deadline: SlotClock::instant_at(slot_start + clock.slot_ms * 2 / 3),
+                })
+                .await?
+            }
+        };
+        <[u8; 32]>::try_from(&value[..])
+            .map(Root::from)
+            .map_err(|_| SignError::BadDecidedValue("a head root is not 32 bytes".into()))
+    }
+
     /// Lighthouse's `produce_sync_committee_signature`, for every member
     /// given as `(validator, index)`: one exchange (all sign `block_root`).
-    pub async fn sign_sync_messages(
+    async fn sign_sync_messages(
         &self,
         slot: Slot,
         block_root: Root,
@@ -781,7 +775,7 @@ impl DvValidatorStore {
 
     /// Lighthouse's `sign_sync_committee_contribution`, for every
     /// aggregator of the decided `contribution`'s subcommittee.
-    pub async fn sign_contributions<P: Preset>(
+    async fn sign_contributions<P: Preset>(
         &self,
         contribution: &SyncCommitteeContribution<P>,
         aggregators: &[(PublicKeyBytes, u64, SignatureBytes)],
@@ -824,115 +818,12 @@ impl DvValidatorStore {
         Ok(out)
     }
 
-    /// The decided value of an aggregation-like `duty` (aggregates, sync
-    /// contributions: built by each beacon node from what it received, so
-    /// nodes can hold different ones): the decision if there is one, else
-    /// consensus with this node's beacon node's value as its proposal. That
-    /// value is built from the slot's messages, which may still be on their
-    /// way (a round change delays them), so `fetch` is retried until 5/6 of
-    /// the slot. Rounds are short and count from the aggregation due time.
-    /// Values travel as SSZ; `is_valid` judges a proposal.
-    pub async fn decide_built<T, F, Fut>(
-        &self,
-        duty: Duty,
-        fetch: F,
-        is_valid: impl Fn(&T) -> bool + Send + 'static,
-    ) -> Result<T, SignError>
-    where
-        T: Encode + Decode + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
-    {
-        let value = match self.inner.workflow.decided(duty).await {
-            Some(value) => value,
-            None => self.decide_with_own(duty, fetch, is_valid).await?,
-        };
-        T::from_ssz_bytes(&value)
-            .map_err(|e| SignError::BadDecidedValue(format!("{}: {e:?}", duty.kind.name())))
-    }
-
-    async fn decide_with_own<T, F, Fut>(
-        &self,
-        duty: Duty,
-        fetch: F,
-        is_valid: impl Fn(&T) -> bool + Send + 'static,
-    ) -> Result<qbft::Value, SignError>
-    where
-        T: Encode + Decode + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, beacon_client::Error>>,
-    {
-        let clock = self.inner.clock;
-        let slot = duty.slot;
-        let give_up = SlotClock::instant_at(clock.slot_start_ms(slot) + clock.slot_ms * 5 / 6);
-        let own = loop {
-            match fetch().await {
-                Ok(value) => break Some(value.as_ssz_bytes()),
-                Err(e) if Instant::now() >= give_up => {
-                    tracing::warn!(
-                        slot,
-                        duty = duty.kind.name(),
-                        "own beacon node's value unavailable: {e}"
-                    );
-                    break None;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        };
-        let due_ms =
-            clock.slot_start_ms(slot) + clock.slot_ms * self.inner.spec.aggregate_due_bps / 10_000;
-        self.decide(ConsensusRequest {
-            duty,
-            proposal: own,
-            is_valid: Box::new(move |value: &[u8]| {
-                T::from_ssz_bytes(value).is_ok_and(|v| is_valid(&v))
-            }),
-            start: SlotClock::instant_at(due_ms),
-            timing: clock.short_round_timing(),
-            deadline: clock.slot_start(slot + 2),
-        })
-        .await
-    }
-
-    /// The head block root the cluster's sync committee messages sign at
-    /// `slot`: operators' beacon nodes can see the head differently around
-    /// a block's arrival, and partials over different roots never combine,
-    /// so the root is agreed on (one instance per slot, each node proposing
-    /// `own`, its beacon node's head). Past two thirds of the slot a message
-    /// is too late to matter: that is the deadline.
-    pub async fn decide_sync_head_root(
-        &self,
-        slot: Slot,
-        own: Option<Root>,
-    ) -> Result<Root, SignError> {
-        let duty = Duty::new(slot, DutyType::SyncMessage);
-        let value = match self.inner.workflow.decided(duty).await {
-            Some(value) => value,
-            None => {
-                let clock = self.inner.clock;
-                let slot_start = clock.slot_start_ms(slot);
-                self.decide(ConsensusRequest {
-                    duty,
-                    proposal: own.map(|r| r.as_slice().to_vec()),
-                    is_valid: Box::new(|value: &[u8]| value.len() == 32),
-                    start: Instant::now(),
-                    timing: clock.short_round_timing(),
-                    deadline: SlotClock::instant_at(slot_start + clock.slot_ms * 2 / 3),
-                })
-                .await?
-            }
-        };
-        <[u8; 32]>::try_from(&value[..])
-            .map(Root::from)
-            .map_err(|_| SignError::BadDecidedValue("a head root is not 32 bytes".into()))
-    }
-
     /// Lighthouse's `sign_voluntary_exit`: this node's partial over the
     /// exit (domain pinned to Capella from Deneb on, EIP-7044), combined
     /// with the peers' once `t` operators signed it, before `deadline`
     /// (under the current epoch's exit duty, as the exit service offers
     /// pending exits: see `exits.rs`).
-    pub async fn sign_voluntary_exit(
+    async fn sign_voluntary_exit(
         &self,
         validator: PublicKeyBytes,
         exit: VoluntaryExit,
@@ -948,19 +839,6 @@ impl DvValidatorStore {
                 combined: 0,
                 wanted: 1,
             })
-    }
-
-    /// Lighthouse's `sign_validator_registration_data` has no threshold
-    /// counterpart here: a registration carries a timestamp each operator
-    /// would pick differently, so the dealer signs each validator's
-    /// registration into the cluster lock and the nodes submit that one.
-    pub async fn sign_validator_registration_data(
-        &self,
-        _validator: PublicKeyBytes,
-    ) -> Result<SignatureBytes, SignError> {
-        Err(SignError::NotSupportedYet(
-            "signing builder registrations (they are pre-signed into the cluster lock)",
-        ))
     }
 }
 

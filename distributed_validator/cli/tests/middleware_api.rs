@@ -384,6 +384,7 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
         .await;
     assert_eq!(status, 413, "{body}");
     assert!(is_beacon_error(status, &body), "{body}");
+    assert!(message(&body).contains("over this route's limit"), "{body}");
     // A batch whose every item fails lists a capped number of failures.
     let failing = format!("[{}]", vec!["{\"x\": 1}"; 1000].join(","));
     let (status, body) = api

@@ -203,14 +203,36 @@ impl Middleware {
             dv_crypto::Signature::from_bytes(&proof.0)
                 .is_ok_and(|sig| keys.key.verify(root.as_slice(), &sig))
         };
+        // The client knows the validator by this node's share key: name that.
+        let share = self
+            .own
+            .share_of(validator)
+            .map(|k| PublicKeyBytes(k.to_bytes()).to_string())
+            .unwrap_or_else(|_| validator.to_string());
         if !valid {
+            let endpoint = match duty.kind {
+                DutyType::SyncSelection => "sync_committee_selections",
+                _ => "beacon_committee_selections",
+            };
+            // A client that never asks the selections endpoint puts its own
+            // partial in its messages; partials over different messages
+            // (each operator's has its own proof in it) can never combine.
+            let cause = if self.own.verify(validator, root, proof).is_ok() {
+                format!(
+                    "it is this operator's partial selection proof, not the cluster's combined one: \
+                     the validator client must get the combined proof from POST /eth/v1/validator/{endpoint} \
+                     (as clients run with --distributed do) and sign its message over that"
+                )
+            } else {
+                "it is neither the cluster's combined proof nor this operator's partial".to_string()
+            };
             return Err(format!(
-                "the selection proof is not the combined selection proof of validator {validator}"
+                "the selection proof of validator {share} is refused: {cause}"
             ));
         }
         if !crate::aggregation::selects(proof, modulo) {
             return Err(format!(
-                "validator {validator} is not selected as an aggregator at slot {}",
+                "validator {share} is not selected as an aggregator at slot {}",
                 duty.slot
             ));
         }
@@ -624,15 +646,57 @@ const MAX_BATCH_ITEM_BYTES: usize = 2048;
 /// the block. SSZ bodies are half that.
 const MAX_BLOCK_BODY_BYTES: usize = 2 * (10 << 20) + 2 * 48 * (128 << 10) + (4 << 20);
 
-/// A route handled here for its method; any other method goes to the beacon
-/// node (`GET /eth/v2/beacon/pool/attestations` is a real read there).
-fn handled(route: MethodRouter<Arc<Middleware>>) -> MethodRouter<Arc<Middleware>> {
-    route.fallback(forward)
+/// A route handled here for its method, with a body limit of `limit` bytes;
+/// any other method goes to the beacon node (`GET
+/// /eth/v2/beacon/pool/attestations` is a real read there).
+fn handled(route: MethodRouter<Arc<Middleware>>, limit: usize) -> MethodRouter<Arc<Middleware>> {
+    route
+        .fallback(forward)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_oversized(limit, request, next)
+        }))
+}
+
+/// Request body read and thrown away, at most, to deliver a 413.
+const MAX_DRAINED_BYTES: usize = 64 << 20;
+
+/// A body whose declared length is over `limit` is answered 413 in the
+/// Beacon API's shape without being kept. The rest of it is read and
+/// dropped first (up to [`MAX_DRAINED_BYTES`]), as servers linger before
+/// closing: a connection closed on a client still sending loses the answer.
+async fn refuse_oversized(
+    limit: usize,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let Some(length) = declared.filter(|length| *length > limit) else {
+        return next.run(request).await;
+    };
+    use futures::StreamExt;
+    let mut body = request.into_body().into_data_stream();
+    let mut drained = 0usize;
+    while drained <= MAX_DRAINED_BYTES {
+        match body.next().await {
+            Some(Ok(chunk)) => drained += chunk.len(),
+            _ => break,
+        }
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body of {length} bytes is over this route's limit of {limit} bytes"),
+    )
+    .into_response()
 }
 
 /// A block publication route: handled, with the body limit of the largest legal block.
 fn block_route(route: MethodRouter<Arc<Middleware>>) -> MethodRouter<Arc<Middleware>> {
-    handled(route).layer(DefaultBodyLimit::max(MAX_BLOCK_BODY_BYTES))
+    handled(route, MAX_BLOCK_BODY_BYTES)
 }
 
 /// Every error answer of the validator API in the Beacon API's shape
@@ -697,19 +761,19 @@ pub fn router(mw: Arc<Middleware>) -> Router {
     Router::new()
         .route(
             "/eth/v1/validator/attestation_data",
-            handled(get(attest::attestation_data)),
+            handled(get(attest::attestation_data), batch_body_limit),
         )
         .route(
             "/eth/v1/beacon/pool/attestations",
-            handled(post(attest::submit)),
+            handled(post(attest::submit), batch_body_limit),
         )
         .route(
             "/eth/v2/beacon/pool/attestations",
-            handled(post(attest::submit)),
+            handled(post(attest::submit), batch_body_limit),
         )
         .route(
             "/eth/v3/validator/blocks/{slot}",
-            handled(get(propose::produce)),
+            handled(get(propose::produce), batch_body_limit),
         )
         .route(
             "/eth/v1/beacon/blocks",
@@ -729,54 +793,53 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         )
         .route(
             "/eth/v1/validator/beacon_committee_selections",
-            handled(post(select::beacon_committee_selections)),
+            handled(post(select::beacon_committee_selections), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/sync_committee_selections",
-            handled(post(select::sync_committee_selections)),
+            handled(post(select::sync_committee_selections), batch_body_limit),
         )
         .route(
             "/eth/v1/beacon/pool/voluntary_exits",
-            handled(post(select::voluntary_exit)),
+            handled(post(select::voluntary_exit), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/aggregate_and_proofs",
-            handled(post(aggregate::submit)),
+            handled(post(aggregate::submit), batch_body_limit),
         )
         .route(
             "/eth/v2/validator/aggregate_and_proofs",
-            handled(post(aggregate::submit)),
+            handled(post(aggregate::submit), batch_body_limit),
         )
         .route(
             "/eth/v2/validator/aggregate_attestation",
-            handled(get(aggregate::aggregate_attestation)),
+            handled(get(aggregate::aggregate_attestation), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/aggregate_attestation",
-            handled(get(aggregate::aggregate_attestation_v1)),
+            handled(get(aggregate::aggregate_attestation_v1), batch_body_limit),
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",
-            handled(post(sync::submit_messages)),
+            handled(post(sync::submit_messages), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/contribution_and_proofs",
-            handled(post(sync::submit_contributions)),
+            handled(post(sync::submit_contributions), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/register_validator",
-            handled(post(register::register_validators)),
+            handled(post(register::register_validators), batch_body_limit),
         )
         .route(
             "/eth/v1/validator/sync_committee_contribution",
-            handled(get(sync::contribution)),
+            handled(get(sync::contribution), batch_body_limit),
         )
         .route(
             "/eth/v1/beacon/blocks/head/root",
-            handled(get(sync::head_root)),
+            handled(get(sync::head_root), batch_body_limit),
         )
         .fallback(forward)
-        .layer(DefaultBodyLimit::max(batch_body_limit))
         .layer(axum::middleware::map_response(beacon_api_errors))
         .layer(axum::middleware::from_fn(catch_panics))
         .with_state(mw)

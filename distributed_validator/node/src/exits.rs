@@ -86,8 +86,8 @@ impl PendingExits {
         Ok(path)
     }
 
-    /// Every pending exit file with what it holds (or why it cannot be read), oldest name first.
-    pub fn list(&self) -> Vec<(PathBuf, Result<PendingExit, String>)> {
+    /// Every pending exit file, oldest name first (at most [`MAX_PENDING`]).
+    pub fn list(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -98,12 +98,16 @@ impl PendingExits {
         paths.sort();
         paths.truncate(MAX_PENDING);
         paths
-            .into_iter()
-            .map(|path| {
-                let read = read_pending(&path);
-                (path, read)
-            })
-            .collect()
+    }
+
+    /// What a pending exit file holds, or why it cannot be read.
+    pub fn read(path: &Path) -> Result<PendingExit, String> {
+        let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        if size > MAX_FILE_BYTES {
+            return Err(format!("{size} bytes is too large for a pending exit"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("not a pending exit: {e}"))
     }
 
     /// Moves a handled exit's file to `exits/submitted/`.
@@ -116,13 +120,12 @@ impl PendingExits {
     }
 }
 
-fn read_pending(path: &Path) -> Result<PendingExit, String> {
-    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(format!("{size} bytes is too large for a pending exit"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| format!("not a pending exit: {e}"))
+/// A pending exit whose partial verified, with what it signs.
+struct CheckedExit {
+    validator: PublicKeyBytes,
+    message: VoluntaryExit,
+    root: Root,
+    partial: crate::parsig::Partial,
 }
 
 /// Offers every pending exit to the peers once an epoch, combines, submits.
@@ -146,23 +149,20 @@ impl ExitService {
             let slot = service.clock.current_slot();
             let epoch = service.store.spec().epoch_of_slot(slot);
             let files = service.pending.list();
-            let present: HashSet<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+            let present: HashSet<&PathBuf> = files.iter().collect();
             offered.retain(|p, _| present.contains(p));
             refused.retain(|p| present.contains(p));
-            for (path, read) in &files {
+            for path in &files {
                 if offered.get(path) == Some(&epoch) || refused.contains(path) {
                     continue;
                 }
-                match read
-                    .as_ref()
-                    .map_err(String::clone)
-                    .and_then(|p| service.check(p).map(|partial| (p.clone(), partial)))
-                {
-                    Ok((exit, partial)) => {
+                // Read and checked once an epoch: the file may have been replaced.
+                match PendingExits::read(path).and_then(|exit| service.check(exit)) {
+                    Ok(checked) => {
                         offered.insert(path.clone(), epoch);
                         let service = service.clone();
                         let path = path.clone();
-                        tokio::spawn(async move { service.offer(path, exit, partial, slot).await });
+                        tokio::spawn(async move { service.offer(path, checked, slot).await });
                     }
                     Err(e) => {
                         tracing::warn!(file = %path.display(), "pending exit refused: {e}");
@@ -174,39 +174,44 @@ impl ExitService {
         }
     }
 
-    /// The file's partial, checked: the index is the validator's, the
+    /// The file's exit, checked: the index is the validator's, the
     /// signature this node's share over the exit.
-    fn check(&self, p: &PendingExit) -> Result<crate::parsig::Partial, String> {
-        let index = p.exit.message.validator_index;
+    fn check(&self, pending: PendingExit) -> Result<CheckedExit, String> {
+        let index = pending.exit.message.validator_index;
         if let Some(known) = self.scheduler.validator_by_index(index) {
-            if known != p.validator {
+            if known != pending.validator {
                 return Err(format!(
                     "validator index {index} belongs to {known}, not {}",
-                    p.validator
+                    pending.validator
                 ));
             }
         }
-        let root = self.signing_root(&p.exit.message);
-        self.own.verify(&p.validator, root, &p.exit.signature)
-    }
-
-    fn signing_root(&self, exit: &VoluntaryExit) -> Root {
-        self.store
-            .signing_root(DomainKind::VoluntaryExit, exit.epoch, exit)
+        let message = pending.exit.message;
+        let root = self
+            .store
+            .signing_root(DomainKind::VoluntaryExit, message.epoch, &message);
+        let partial = self
+            .own
+            .verify(&pending.validator, root, &pending.exit.signature)?;
+        Ok(CheckedExit {
+            validator: pending.validator,
+            message,
+            root,
+            partial,
+        })
     }
 
     /// One epoch's offer of one exit: done if the chain shows the exit
     /// already, else the exchange until the epoch ends, then the submission.
-    async fn offer(
-        &self,
-        path: PathBuf,
-        pending: PendingExit,
-        partial: crate::parsig::Partial,
-        slot: Slot,
-    ) {
-        let message = pending.exit.message;
+    async fn offer(&self, path: PathBuf, exit: CheckedExit, slot: Slot) {
+        let CheckedExit {
+            validator,
+            message,
+            root,
+            partial,
+        } = exit;
         let index = message.validator_index;
-        if self.on_chain(&pending.validator).await {
+        if self.on_chain(&validator).await {
             tracing::info!(
                 validator_index = index,
                 duty = "exit",
@@ -221,15 +226,9 @@ impl ExitService {
         let deadline = self.clock.slot_start(spec.start_slot_of_epoch(next_epoch));
         let combined = self
             .store
-            .exchange_partials(
-                duty,
-                self.signing_root(&message),
-                vec![partial],
-                &[pending.validator],
-                deadline,
-            )
+            .exchange_partials(duty, root, vec![partial], &[validator], deadline)
             .await;
-        let signature = match combined.map(|mut s| s.remove(&pending.validator)) {
+        let signature = match combined.map(|mut s| s.remove(&validator)) {
             Ok(Some(signature)) => signature,
             Ok(None) => {
                 tracing::info!(
@@ -314,12 +313,7 @@ pub async fn sign_exit(
         .first_success(|n| n.genesis())
         .await
         .map_err(|e| format!("beacon node: {e}"))?;
-    if genesis.genesis_fork_version != lock.body.fork_version {
-        return Err(format!(
-            "the beacon node's chain has genesis fork version {}, the cluster lock {}",
-            genesis.genesis_fork_version, lock.body.fork_version
-        ));
-    }
+    crate::runtime::check_same_chain(&lock, &genesis)?;
     let spec = beacon
         .first_success(|n| n.spec())
         .await
@@ -341,12 +335,11 @@ pub async fn sign_exit(
         epoch,
         validator_index: index,
     };
-    let domain = spec.domain(
-        DomainKind::VoluntaryExit,
-        epoch,
-        genesis.genesis_validators_root,
-    );
-    let root = compute_signing_root(&message, domain);
+    let root = crate::validator_store::SigningRoots {
+        spec: &spec,
+        genesis_validators_root: genesis.genesis_validators_root,
+    }
+    .of(DomainKind::VoluntaryExit, epoch, &message);
     let partial = share.sign(root.as_slice());
     let path = PendingExits::new(data_dir).add(&PendingExit {
         validator,
@@ -386,10 +379,8 @@ mod tests {
         std::fs::write(dir.join(EXITS_DIR).join("junk.json"), "{").unwrap();
         let listed = exits.list();
         assert_eq!(listed.len(), 3);
-        assert_eq!(listed[0].1.as_ref().unwrap(), &pending(3, 10));
-        assert!(listed[2]
-            .1
-            .as_ref()
+        assert_eq!(PendingExits::read(&listed[0]).unwrap(), pending(3, 10));
+        assert!(PendingExits::read(&listed[2])
             .unwrap_err()
             .contains("not a pending exit"));
         exits.mark_submitted(&path).unwrap();

@@ -175,6 +175,20 @@ fn load_shares(
     Ok(shares)
 }
 
+/// Refuses a beacon node of another chain than the cluster lock's.
+pub fn check_same_chain(
+    lock: &ClusterLock,
+    genesis: &beacon_client::Genesis,
+) -> Result<(), String> {
+    if genesis.genesis_fork_version != lock.body.fork_version {
+        return Err(format!(
+            "the beacon node's chain has genesis fork version {}, the cluster lock {}",
+            genesis.genesis_fork_version, lock.body.fork_version
+        ));
+    }
+    Ok(())
+}
+
 /// The key share in the node directory's keystore of the lock's `k`-th
 /// validator, with its share index (its position among the lock's public shares).
 pub fn load_share(dir: &NodeDir, lock: &ClusterLock, k: usize) -> Result<SecretShare, String> {
@@ -247,12 +261,7 @@ impl Node {
                 }
             }
         };
-        if genesis.genesis_fork_version != lock.body.fork_version {
-            return Err(format!(
-                "the beacon node's chain has genesis fork version {}, the cluster lock {}",
-                genesis.genesis_fork_version, lock.body.fork_version
-            ));
-        }
+        check_same_chain(&lock, &genesis)?;
         let spec = beacon
             .first_success(|n| n.spec())
             .await
@@ -286,7 +295,7 @@ impl Node {
             })
             .collect();
         let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
-        let duty_parts = || DutyParts {
+        let parts = DutyParts {
             beacon: beacon.clone(),
             spec: spec.clone(),
             clock,
@@ -311,7 +320,7 @@ impl Node {
                 clock,
                 db,
                 beacon: beacon.clone(),
-                attachment: Attachment::BuiltIn(BuiltIn::Plain(Arc::new(duty_parts().with(store)))),
+                attachment: Attachment::BuiltIn(BuiltIn::Plain(Arc::new(parts.with(store)))),
                 metrics: metrics.clone(),
                 cluster: None,
                 metrics_listener,
@@ -366,16 +375,17 @@ impl Node {
             keys,
             share_index: me as u64 + 1,
         };
+        let pending_exits = PendingExits::new(&cfg.data_dir);
         let exits = ExitService {
             store: store.clone(),
             beacon: beacon.clone(),
             scheduler: scheduler.clone(),
             own: own.clone(),
-            pending: PendingExits::new(&cfg.data_dir),
+            pending: pending_exits.clone(),
             clock,
         };
         let attachment = match cfg.validator_api {
-            None => Attachment::BuiltIn(BuiltIn::Dv(Arc::new(duty_parts().with(store)))),
+            None => Attachment::BuiltIn(BuiltIn::Dv(Arc::new(parts.with(store)))),
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -388,7 +398,7 @@ impl Node {
                     clock,
                     metrics: metrics.clone(),
                     own,
-                    exits: PendingExits::new(&cfg.data_dir),
+                    exits: pending_exits,
                     registrations,
                 })?;
                 tracing::info!(%addr, "validator API for a validator client run with --distributed");

@@ -203,12 +203,13 @@ impl Middleware {
             dv_crypto::Signature::from_bytes(&proof.0)
                 .is_ok_and(|sig| keys.key.verify(root.as_slice(), &sig))
         };
-        // The client knows the validator by this node's share key: name that.
-        let share = self
-            .own
-            .share_of(validator)
-            .map(|k| PublicKeyBytes(k.to_bytes()).to_string())
-            .unwrap_or_else(|_| validator.to_string());
+        // Refusals name the key the client knows: this node's share key.
+        let share = || {
+            self.own
+                .share_of(validator)
+                .map(|k| PublicKeyBytes(k.to_bytes()).to_string())
+                .unwrap_or_else(|_| validator.to_string())
+        };
         if !valid {
             let endpoint = match duty.kind {
                 DutyType::SyncSelection => "sync_committee_selections",
@@ -227,12 +228,14 @@ impl Middleware {
                 "it is neither the cluster's combined proof nor this operator's partial".to_string()
             };
             return Err(format!(
-                "the selection proof of validator {share} is refused: {cause}"
+                "the selection proof of validator {} is refused: {cause}",
+                share()
             ));
         }
         if !crate::aggregation::selects(proof, modulo) {
             return Err(format!(
-                "validator {share} is not selected as an aggregator at slot {}",
+                "validator {} is not selected as an aggregator at slot {}",
+                share(),
                 duty.slot
             ));
         }
@@ -581,9 +584,7 @@ impl Middleware {
     fn json_list(&self, body: &[u8], what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
         bounded_list(body, what, self.max_batch())
     }
-}
 
-impl Middleware {
     /// Requests that start a consensus (attestation data, aggregates,
     /// contributions) are answered only near the current slot: from the
     /// previous slot (a client a little late) to the next (a clock a little
@@ -758,22 +759,23 @@ async fn catch_panics(request: Request, next: axum::middleware::Next) -> Respons
 
 pub fn router(mw: Arc<Middleware>) -> Router {
     let batch_body_limit = mw.max_batch() * MAX_BATCH_ITEM_BYTES;
+    let batch = |route| handled(route, batch_body_limit);
     Router::new()
         .route(
             "/eth/v1/validator/attestation_data",
-            handled(get(attest::attestation_data), batch_body_limit),
+            batch(get(attest::attestation_data)),
         )
         .route(
             "/eth/v1/beacon/pool/attestations",
-            handled(post(attest::submit), batch_body_limit),
+            batch(post(attest::submit)),
         )
         .route(
             "/eth/v2/beacon/pool/attestations",
-            handled(post(attest::submit), batch_body_limit),
+            batch(post(attest::submit)),
         )
         .route(
             "/eth/v3/validator/blocks/{slot}",
-            handled(get(propose::produce), batch_body_limit),
+            batch(get(propose::produce)),
         )
         .route(
             "/eth/v1/beacon/blocks",
@@ -793,51 +795,51 @@ pub fn router(mw: Arc<Middleware>) -> Router {
         )
         .route(
             "/eth/v1/validator/beacon_committee_selections",
-            handled(post(select::beacon_committee_selections), batch_body_limit),
+            batch(post(select::beacon_committee_selections)),
         )
         .route(
             "/eth/v1/validator/sync_committee_selections",
-            handled(post(select::sync_committee_selections), batch_body_limit),
+            batch(post(select::sync_committee_selections)),
         )
         .route(
             "/eth/v1/beacon/pool/voluntary_exits",
-            handled(post(select::voluntary_exit), batch_body_limit),
+            batch(post(select::voluntary_exit)),
         )
         .route(
             "/eth/v1/validator/aggregate_and_proofs",
-            handled(post(aggregate::submit), batch_body_limit),
+            batch(post(aggregate::submit)),
         )
         .route(
             "/eth/v2/validator/aggregate_and_proofs",
-            handled(post(aggregate::submit), batch_body_limit),
+            batch(post(aggregate::submit)),
         )
         .route(
             "/eth/v2/validator/aggregate_attestation",
-            handled(get(aggregate::aggregate_attestation), batch_body_limit),
+            batch(get(aggregate::aggregate_attestation)),
         )
         .route(
             "/eth/v1/validator/aggregate_attestation",
-            handled(get(aggregate::aggregate_attestation_v1), batch_body_limit),
+            batch(get(aggregate::aggregate_attestation_v1)),
         )
         .route(
             "/eth/v1/beacon/pool/sync_committees",
-            handled(post(sync::submit_messages), batch_body_limit),
+            batch(post(sync::submit_messages)),
         )
         .route(
             "/eth/v1/validator/contribution_and_proofs",
-            handled(post(sync::submit_contributions), batch_body_limit),
+            batch(post(sync::submit_contributions)),
         )
         .route(
             "/eth/v1/validator/register_validator",
-            handled(post(register::register_validators), batch_body_limit),
+            batch(post(register::register_validators)),
         )
         .route(
             "/eth/v1/validator/sync_committee_contribution",
-            handled(get(sync::contribution), batch_body_limit),
+            batch(get(sync::contribution)),
         )
         .route(
             "/eth/v1/beacon/blocks/head/root",
-            handled(get(sync::head_root), batch_body_limit),
+            batch(get(sync::head_root)),
         )
         .fallback(forward)
         .layer(axum::middleware::map_response(beacon_api_errors))

@@ -132,9 +132,7 @@ impl Selection for BeaconCommitteeSelection {
         }
     }
     fn signing_root(&self, mw: &Middleware) -> Root {
-        let epoch = mw.store.spec().epoch_of_slot(self.slot);
-        mw.store
-            .signing_root(DomainKind::SelectionProof, epoch, &self.slot)
+        mw.store.selection_signing_root(self.slot)
     }
 }
 
@@ -156,13 +154,8 @@ impl Selection for SyncCommitteeSelection {
         }
     }
     fn signing_root(&self, mw: &Middleware) -> Root {
-        let data = SyncAggregatorSelectionData {
-            slot: self.slot,
-            subcommittee_index: self.subcommittee_index,
-        };
-        let epoch = mw.store.spec().epoch_of_slot(self.slot);
         mw.store
-            .signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &data)
+            .sync_selection_signing_root(self.slot, self.subcommittee_index)
     }
 }
 

@@ -98,10 +98,10 @@ fn check_message(mw: &Middleware, json: &Value) -> Checked {
     let Some(validator) = mw.scheduler.validator_by_index(message.validator_index) else {
         return Ok(None);
     };
-    let epoch = mw.store.spec().epoch_of_slot(message.slot);
     let root = mw
         .store
-        .signing_root(DomainKind::SyncCommittee, epoch, &message.beacon_block_root);
+        .roots()
+        .sync_message(message.slot, &message.beacon_block_root);
     let partial = mw.parse_partial(&validator, &message.signature)?;
     Ok(Some((
         Duty::new(message.slot, DutyType::SyncMessage),
@@ -217,13 +217,9 @@ async fn check_contribution<P: Preset>(mw: &Middleware, json: &Value) -> Checked
     // The selection proof must be the validator's combined one and select it.
     let spec = mw.store.spec();
     let epoch = spec.epoch_of_slot(c.slot);
-    let selection = SyncAggregatorSelectionData {
-        slot: c.slot,
-        subcommittee_index: c.subcommittee_index,
-    };
-    let selection_root =
-        mw.store
-            .signing_root(DomainKind::SyncCommitteeSelectionProof, epoch, &selection);
+    let selection_root = mw
+        .store
+        .sync_selection_signing_root(c.slot, c.subcommittee_index);
     let modulo = crate::aggregation::sync_modulo(spec);
     mw.check_selection_proof(
         Duty::new(c.slot, DutyType::SyncSelection),

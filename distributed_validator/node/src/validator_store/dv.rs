@@ -391,14 +391,13 @@ impl DvValidatorStore {
     ) -> Result<ProducedBlock<P>, SignError> {
         self.check_member(&validator)?;
         let store = self.clone();
-        let epoch = self.inner.spec.epoch_of_slot(slot);
         let expected_fork = self.inner.spec.fork_at_slot(slot);
         let is_valid = Box::new(move |value: &[u8]| {
             let Ok(block) = decode_block::<P>(value) else {
                 return false;
             };
-            let (fork, block_slot, proposer, reveal, block_root) = block_summary(&block);
-            let root = store.signing_root(DomainKind::BeaconProposer, epoch, &block_root);
+            let (fork, block_slot, proposer, reveal, _) = block_summary(&block);
+            let root = store.roots().block(&block);
             fork == expected_fork
                 && block_slot == slot
                 && proposer == validator_index
@@ -750,8 +749,7 @@ impl ValidatorStore for DvValidatorStore {
         for v in &validators {
             self.check_member(v)?;
         }
-        let epoch = self.inner.spec.epoch_of_slot(slot);
-        let root = self.signing_root(DomainKind::SyncCommittee, epoch, &block_root);
+        let root = self.roots().sync_message(slot, &block_root);
         let mut combined = self
             .threshold_sign(
                 Duty::new(slot, DutyType::SyncMessage),

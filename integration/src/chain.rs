@@ -263,7 +263,7 @@ impl Chain {
     }
 
     pub fn slot_start_ms(&self, slot: Slot) -> u64 {
-        self.genesis_time * 1000 + slot * self.spec.slot_duration_ms
+        (self.genesis_time * 1000).saturating_add(slot.saturating_mul(self.spec.slot_duration_ms))
     }
 
     /// The current slot at `now_ms` (unix ms); slot 0 before genesis.
@@ -1250,7 +1250,9 @@ impl Chain {
         let opens = self
             .slot_start_ms(slot)
             .saturating_sub(MAX_CLOCK_DISPARITY_MS);
-        let closes = self.slot_start_ms(slot + 1) + MAX_CLOCK_DISPARITY_MS;
+        let closes = self
+            .slot_start_ms(slot.saturating_add(1))
+            .saturating_add(MAX_CLOCK_DISPARITY_MS);
         if (opens..=closes).contains(&now_ms) {
             Ok(())
         } else {

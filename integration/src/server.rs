@@ -75,6 +75,31 @@ fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("invalid {what}: {text:?}")))
 }
 
+/// The epoch of a duties request, refused as Lighthouse refuses it when it
+/// is more than one epoch after the current one (sync duties: more than
+/// one sync committee period after the current period).
+fn duty_epoch(chain: &Chain, text: &str, sync: bool) -> Result<Epoch, ApiError> {
+    let epoch: Epoch = parse(text, "epoch")?;
+    let current = chain.spec.epoch_of_slot(chain.current_slot(now_ms()));
+    let period = |e: Epoch| e / chain.spec.epochs_per_sync_committee_period;
+    let too_far = if sync {
+        period(epoch) > period(current) + 1
+    } else {
+        epoch > current + 1
+    };
+    if too_far {
+        return Err(ApiError::bad_request(format!(
+            "request epoch {epoch} is more than one {} past the current epoch {current}",
+            if sync {
+                "sync committee period"
+            } else {
+                "epoch"
+            }
+        )));
+    }
+    Ok(epoch)
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
@@ -317,9 +342,9 @@ async fn sync_duties(
     Path(epoch): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
-    let _epoch: Epoch = parse(&epoch, "epoch")?;
-    let indices: Vec<String> = from_json(body, "validator indices")?;
     let chain = s.chain();
+    duty_epoch(&chain, &epoch, true)?;
+    let indices: Vec<String> = from_json(body, "validator indices")?;
     let n = chain.validator_count() as u64;
     let size = chain.spec.sync_committee_size;
     let mut duties = Vec::new();
@@ -411,9 +436,9 @@ async fn attester_duties(
     Path(epoch): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
-    let epoch: Epoch = parse(&epoch, "epoch")?;
-    let indices: Vec<String> = from_json(body, "validator indices")?;
     let chain = s.chain();
+    let epoch = duty_epoch(&chain, &epoch, false)?;
+    let indices: Vec<String> = from_json(body, "validator indices")?;
     let mut duties = Vec::new();
     for text in &indices {
         let index: u64 = parse(text, "validator index")?;
@@ -439,8 +464,8 @@ async fn attester_duties(
 }
 
 async fn proposer_duties(State(s): State<Shared>, Path(epoch): Path<String>) -> ApiResult {
-    let epoch: Epoch = parse(&epoch, "epoch")?;
     let chain = s.chain();
+    let epoch = duty_epoch(&chain, &epoch, false)?;
     let start = chain.spec.start_slot_of_epoch(epoch);
     let duties: Vec<Value> = (start..start + chain.spec.slots_per_epoch)
         .map(|slot| {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::generated::{generate, Gen};
 use common::{
     create_cluster, free_port, node_logs, start_chain, tail, Processes, EPOCH_1_ALL_LANDED,
 };
@@ -35,13 +36,18 @@ struct Outcome {
     slashable: Vec<String>,
     clients: Vec<ClientCounts>,
     /// What the chain refused, by reason.
-    rejections: String,
+    rejections: std::collections::BTreeMap<String, u64>,
     logs: String,
+    /// Generated hostile requests sent to node 0 during the run, and how many it refused.
+    hostile: (usize, usize),
 }
 
 /// A 4-node cluster in middleware mode; nodes (and their clients) in
-/// `running` take part. The clients run slots 1..=16.
-async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
+/// `running` take part. The clients run slots 1..=16. With `hostile`,
+/// generated malformed requests (`common/generated.rs`) go to the first
+/// running node's validator API throughout, about ten a second, beside its
+/// own client.
+async fn run_middleware(running: &[usize], fork: ForkName, hostile: bool) -> Outcome {
     // The clients' errors, in the test's output.
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let tmp = tempfile::tempdir().unwrap();
@@ -93,7 +99,33 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
             client.counts()
         }
     });
-    let clients = futures::future::join_all(clients).await;
+    let attacker = {
+        let base = format!("http://{}", apis[0]);
+        let stop_ms = genesis * 1000 + 16 * SLOT_MS;
+        async move {
+            if !hostile {
+                return (0, 0);
+            }
+            let http = reqwest::Client::new();
+            let up = format!("{base}/eth/v1/node/syncing");
+            while http.get(&up).send().await.is_err() && now_ms() < stop_ms {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut gen = Gen::from_env();
+            let (mut sent, mut refused) = (0, 0);
+            while now_ms() < stop_ms {
+                let request = generate(&mut gen, 3);
+                refused += request
+                    .send_and_check(&http, &base, Duration::from_millis(2 * SLOT_MS))
+                    .await as usize;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (sent, refused)
+        }
+    };
+    let (clients, hostile) =
+        futures::future::join(futures::future::join_all(clients), attacker).await;
     let until = genesis * 1000 + 17 * SLOT_MS;
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
     let logs = node_logs(tmp.path(), running);
@@ -106,8 +138,9 @@ async fn run_middleware(running: &[usize], fork: ForkName) -> Outcome {
         invalid_signatures: chain.report.invalid_signatures,
         slashable: chain.report.slashable.clone(),
         clients,
-        rejections: format!("{:?}", chain.report.rejections),
+        rejections: chain.report.rejections.clone(),
         logs,
+        hostile,
     }
 }
 
@@ -115,7 +148,7 @@ fn assert_every_duty_landed(o: &Outcome) {
     assert_eq!(
         o.invalid_signatures,
         0,
-        "{}\n{}",
+        "{:?}\n{}",
         o.rejections,
         tail(&o.logs)
     );
@@ -142,8 +175,16 @@ fn assert_every_duty_landed(o: &Outcome) {
         "sync messages and contributions landed, missed\n{}",
         tail(&o.logs)
     );
-    // Each validator's registration from the cluster lock, nothing refused.
-    assert_eq!(o.registered, (8, 0), "{}", o.rejections);
+    // Each validator's registration from the cluster lock, nothing refused
+    // (but the hostile requests' registrations of unknown keys, which the
+    // node forwards as it forwards every registration not its own).
+    assert_eq!(o.registered.0, 8, "{:?}", o.rejections);
+    if o.hostile.0 == 0 {
+        assert_eq!(o.registered.1, 0, "{:?}", o.rejections);
+    } else {
+        let unknown = o.rejections.get("unknown validator").copied().unwrap_or(0);
+        assert!(o.registered.1 <= unknown, "{:?}", o.rejections);
+    }
     for c in &o.clients {
         assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
         // Each client holds a share of all 8 validators: 16 slots of 1
@@ -173,12 +214,18 @@ fn assert_every_duty_landed(o: &Outcome) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
-    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu).await;
+    // Node 0 gets hostile requests all along: the duties go on regardless.
+    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu, true).await;
+    eprintln!(
+        "hostile requests to node 0 (sent, refused): {:?}",
+        o.hostile
+    );
+    assert!(o.hostile.0 > 100, "{:?}", o.hostile);
     assert_every_duty_landed(&o);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_and_its_client_down_changes_nothing() {
-    let o = run_middleware(&[0, 2, 3], ForkName::Fulu).await;
+    let o = run_middleware(&[0, 2, 3], ForkName::Fulu, false).await;
     assert_every_duty_landed(&o);
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::generated::{generate, Gen, Usage};
 use common::{create_cluster, free_port, start_chain, Processes, FEE_RECIPIENT};
 use dv_crypto::interop_secret_key;
 use dv_integration::validator_client::load_share_keys;
@@ -55,8 +56,9 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     let cluster = create_cluster(tmp.path(), 4);
     let (state, url, _genesis) = start_chain(ForkName::Fulu, 1000, false).await;
     let api_addr = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(tmp.path().join("node0.log")).unwrap();
-    let _node = Processes(vec![Command::new(env!("CARGO_BIN_EXE_dvnode"))
+    let log_path = tmp.path().join("node0.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let node = Command::new(env!("CARGO_BIN_EXE_dvnode"))
         .args([
             "run",
             "--data-dir",
@@ -69,7 +71,9 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .unwrap()]);
+        .unwrap();
+    let pid = node.id();
+    let _node = Processes(vec![node]);
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{api_addr}"),
@@ -191,10 +195,10 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
         .post("/eth/v2/beacon/blocks", "{\"x\": 1}", Some("fulu"))
         .await;
     assert_eq!(status, 400, "{body}");
+    // (Slot 1, the next: every slot's proposer is one of the cluster's.)
     let (status, body) = api
         .get(&format!(
-            "/eth/v3/validator/blocks/{}?randao_reveal={}",
-            index.max(1),
+            "/eth/v3/validator/blocks/1?randao_reveal={}",
             SignatureBytes::infinity()
         ))
         .await;
@@ -338,7 +342,27 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     while state.chain().current_slot(dv_integration::server::now_ms()) < 3 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let baseline = Usage::of(pid, &log_path);
     hostile_requests_get_prompt_beacon_api_errors(&api).await;
+    let refused = generated_requests_get_bounded_answers(&api, index).await;
+    let after = Usage::of(pid, &log_path);
+    eprintln!(
+        "node RSS {} -> {} kB, log {} -> {} bytes over {refused} refused generated requests",
+        baseline.rss_kb, after.rss_kb, baseline.log_bytes, after.log_bytes
+    );
+    assert!(
+        after.rss_kb < baseline.rss_kb + 50 * 1024,
+        "RSS grew from {} kB to {} kB",
+        baseline.rss_kb,
+        after.rss_kb
+    );
+    assert!(
+        after.log_bytes - baseline.log_bytes < 2048 * (refused as u64 + 16),
+        "the log grew by {} bytes for {refused} refused requests",
+        after.log_bytes - baseline.log_bytes
+    );
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!logged.contains("panicked"), "{}", common::tail(&logged));
 
     // Still serving.
     let (status, _) = api.get("/eth/v1/node/syncing").await;
@@ -427,4 +451,21 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     let (status, body) = api.get("/eth/v1/beacon/pool/voluntary_exits").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], json!([]), "{body}");
+}
+
+/// Generated requests (see `common/generated.rs`), four in flight, each
+/// checked; returns how many were refused.
+async fn generated_requests_get_bounded_answers(api: &Api, index: u64) -> usize {
+    use futures::stream::{self, StreamExt};
+    const REQUESTS: usize = 1500;
+    let mut gen = Gen::from_env();
+    let requests: Vec<_> = (0..REQUESTS).map(|_| generate(&mut gen, index)).collect();
+    let refused: Vec<bool> = stream::iter(requests)
+        .map(|r| r.send_and_check(&api.http, &api.base, Duration::from_secs(4)))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let refused = refused.into_iter().filter(|r| *r).count();
+    eprintln!("{REQUESTS} generated requests, {refused} refused");
+    refused
 }

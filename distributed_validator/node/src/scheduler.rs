@@ -36,11 +36,14 @@ impl SlotClock {
     }
 
     pub fn slot_start_ms(&self, slot: Slot) -> u64 {
-        self.genesis_ms + slot * self.slot_ms
+        // Saturating: a slot can come from a peer or a client.
+        self.genesis_ms
+            .saturating_add(slot.saturating_mul(self.slot_ms))
     }
 
     pub fn attestation_due_ms(&self, slot: Slot) -> u64 {
-        self.slot_start_ms(slot) + self.slot_ms * self.attestation_due_bps / 10_000
+        self.slot_start_ms(slot)
+            .saturating_add(self.slot_ms * self.attestation_due_bps / 10_000)
     }
 
     pub fn current_slot(&self) -> Slot {
@@ -51,7 +54,11 @@ impl SlotClock {
     pub fn instant_at(unix_ms: u64) -> Instant {
         let now = now_ms();
         if unix_ms >= now {
-            Instant::now() + Duration::from_millis(unix_ms - now)
+            // A time centuries away (a slot from outside) is "far away", not an overflow.
+            let far = Duration::from_secs(1 << 32);
+            Instant::now()
+                .checked_add(Duration::from_millis(unix_ms - now).min(far))
+                .unwrap_or_else(Instant::now)
         } else {
             Instant::now()
                 .checked_sub(Duration::from_millis(now - unix_ms))

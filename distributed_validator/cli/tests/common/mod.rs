@@ -2,6 +2,8 @@
 //! fixtures the end-to-end tests share (each test binary uses a part).
 #![allow(dead_code)]
 
+pub mod generated;
+
 use dv_integration::server::now_ms;
 use dv_integration::{router, AppState, Chain};
 use dv_types::ForkName;

@@ -153,6 +153,10 @@ pub(super) async fn produce(
     let slot: Slot = slot
         .parse()
         .map_err(|_| ApiError::bad_request(format!("invalid slot {slot:?}")))?;
+    // Only near the current slot: a request for any other slot would have
+    // the node look up (and keep) the duties of an epoch nobody needs.
+    mw.check_slot_window(Duty::new(slot, DutyType::Proposer))
+        .await?;
     // A client may ask at the first slot of an epoch before the slot loop
     // polled that epoch's duties: look them up rather than guess.
     let epoch = mw.store.spec().epoch_of_slot(slot);

@@ -7,7 +7,7 @@
 # Usage: scripts/local-testnet.sh [--nodes 4] [--validators 16] [--epochs 3]
 #                                 [--kill K] [--slot-ms 3000] [--out testnet]
 #                                 [--beacon-node URL] [--mode builtin|middleware|plain]
-#                                 [--fork deneb|electra|fulu]
+#                                 [--fork deneb|electra|fulu] [--client-json]
 # The nodes perform every duty: attestations, proposals, aggregation, sync
 # committee messages and contributions, builder registrations (the
 # simulated chain runs --fork, default fulu, from genesis). With --beacon-node the nodes use that beacon
@@ -16,7 +16,8 @@
 # outcome lines, since only the simulator can judge what the chain received.
 # --mode middleware runs each node with --validator-api and a validator-client
 # simulator (holding that node's key shares) in front of it, instead of the
-# node's built-in validator. --mode plain runs one normal validator
+# node's built-in validator; the clients speak SSZ wherever the Beacon API
+# offers it, as Lodestar's does (--client-json: JSON only). --mode plain runs one normal validator
 # (`dvnode run --plain` over a 1-node cluster's whole keys: no consensus,
 # no peers): the baseline the distributed runs compare against.
 set -euo pipefail
@@ -31,6 +32,7 @@ OUT=testnet
 EXTERNAL_URL=
 MODE=builtin
 FORK=fulu
+CLIENT_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
         --beacon-node) EXTERNAL_URL=$2; shift 2 ;;
         --mode) MODE=$2; shift 2 ;;
         --fork) FORK=$2; shift 2 ;;
+        --client-json) CLIENT_ARGS=(--json); shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -126,7 +129,7 @@ for i in $(seq 0 $((NODES - 1))); do
         PIDS+=($!)
         # The validator client holds node i's key shares and takes the node for its beacon node.
         ./target/release/validator-client-simulator --beacon-node "http://$API" --keys "$OUT/node$i/validator_keys" \
-            > "$OUT/client$i.out" 2> "$OUT/client$i.log" &
+            "${CLIENT_ARGS[@]}" > "$OUT/client$i.out" 2> "$OUT/client$i.log" &
         CLIENT_PIDS[$i]=$!
         PIDS+=($!)
     else

@@ -8,7 +8,7 @@
 //! `prepare_beacon_proposer`, and partial beacon committee selection proofs
 //! exchanged for combined ones. Per slot: a proposal at slot start when one
 //! of its validators proposes (partial randao reveal, block production v3,
-//! partial block signature; SSZ on odd slots, JSON on even ones), and
+//! partial block signature), and
 //! attestations at a third of the slot (attestation data, partial
 //! signatures, `SingleAttestation` from Electra or `Attestation` before)
 //! and sync committee messages (over the head root it asks for, as
@@ -19,6 +19,9 @@
 //! It checks what it is served (its share keys come back in duties, blocks
 //! are for the right slot and proposer, selections come back combined) and
 //! counts what it did; the simulated chain judges the outcome.
+//!
+//! It speaks SSZ wherever the Beacon API offers it, as Lodestar's client
+//! does by default, or JSON throughout ([`Encoding`]).
 
 use crate::server::now_ms;
 use dv_crypto::keystore::read_password_file;
@@ -49,9 +52,26 @@ pub struct ClientCounts {
     pub errors: u64,
 }
 
+/// What the client speaks where the Beacon API offers both encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// SSZ answers asked for (as Lodestar's client asks:
+    /// `application/octet-stream;q=1.0,application/json;q=0.9`) and SSZ
+    /// bodies posted, wherever the API has them: attestation data,
+    /// aggregates, block production and publication, v2 attestations and
+    /// aggregates, builder registrations.
+    Ssz,
+    /// JSON everywhere.
+    Json,
+}
+
+/// The `Accept` header of an SSZ-speaking client (Lodestar's).
+const ACCEPT_SSZ: &str = "application/octet-stream;q=1.0,application/json;q=0.9";
+
 pub struct ValidatorClient {
     http: reqwest::Client,
     base: String,
+    encoding: Encoding,
     /// Share secret keys by share public key.
     keys: HashMap<PublicKeyBytes, SecretKey>,
     /// Validator index by share public key (as the middleware maps it).
@@ -99,6 +119,7 @@ impl ValidatorClient {
     pub async fn start(
         base: &str,
         keys: HashMap<PublicKeyBytes, SecretKey>,
+        encoding: Encoding,
     ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -107,6 +128,7 @@ impl ValidatorClient {
         let mut client = Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            encoding,
             keys,
             indices: BTreeMap::new(),
             spec: ChainSpec::minimal(),
@@ -186,6 +208,72 @@ impl ValidatorClient {
             .await
             .map_err(|e| format!("POST {path}: {e}"))?;
         read_json(response, path).await
+    }
+
+    /// A `data` answer where the API offers SSZ: asked for in the client's
+    /// encoding, and refused if it comes back in the other.
+    async fn get_data<T: serde::de::DeserializeOwned + ssz::Decode>(
+        &self,
+        path: &str,
+    ) -> Result<T, String> {
+        let ssz = self.encoding == Encoding::Ssz;
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Accept", if ssz { ACCEPT_SSZ } else { "application/json" })
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = response.bytes().await.map_err(|e| format!("{path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "{path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        if ssz != content_type.starts_with(SSZ) {
+            return Err(format!(
+                "{path}: asked for {}, got {content_type:?}",
+                if ssz { "SSZ" } else { "JSON" }
+            ));
+        }
+        if ssz {
+            return T::from_ssz_bytes(&bytes).map_err(|e| format!("{path}: SSZ: {e:?}"));
+        }
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+        serde_json::from_value(v["data"].clone()).map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// Posts a list where the API takes SSZ bodies: in the client's encoding.
+    async fn post_list<T: serde::Serialize + ssz::Encode>(
+        &self,
+        path: &str,
+        items: Vec<T>,
+        fork: Option<ForkName>,
+    ) -> Result<(), String> {
+        if self.encoding == Encoding::Json {
+            return self.post_json(path, &json!(items), fork).await.map(|_| ());
+        }
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", SSZ)
+            .body(ssz::Encode::as_ssz_bytes(&items));
+        if let Some(fork) = fork {
+            request = request.header("Eth-Consensus-Version", fork.as_str());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        read_json(response, path).await.map(|_| ())
     }
 
     fn sign<T: tree_hash::TreeHash>(
@@ -382,7 +470,7 @@ impl ValidatorClient {
     /// Lighthouse sends them), signed with its shares.
     async fn register(&self) -> Result<u64, String> {
         let timestamp = now_ms() / 1000;
-        let items: Vec<Value> = self
+        let items: Vec<SignedValidatorRegistration> = self
             .keys
             .keys()
             .map(|share| {
@@ -393,11 +481,11 @@ impl ValidatorClient {
                     pubkey: *share,
                 };
                 let signature = self.sign(share, DomainKind::ApplicationBuilder, 0, &message);
-                json!(SignedValidatorRegistration { message, signature })
+                SignedValidatorRegistration { message, signature }
             })
             .collect();
         let count = items.len() as u64;
-        self.post_json("/eth/v1/validator/register_validator", &json!(items), None)
+        self.post_list("/eth/v1/validator/register_validator", items, None)
             .await?;
         Ok(count)
     }
@@ -731,7 +819,7 @@ impl ValidatorClient {
     async fn propose(&self, slot: Slot, share: PublicKeyBytes, index: u64) -> Result<(), String> {
         let epoch = self.spec.epoch_of_slot(slot);
         let reveal = self.sign(&share, DomainKind::Randao, epoch, &epoch);
-        let ssz = slot % 2 == 1;
+        let ssz = self.encoding == Encoding::Ssz;
         let path = format!(
             "/eth/v3/validator/blocks/{slot}?randao_reveal={reveal}&graffiti=0x{}",
             "00".repeat(32)
@@ -739,7 +827,7 @@ impl ValidatorClient {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
-            .header("Accept", if ssz { SSZ } else { "application/json" })
+            .header("Accept", if ssz { ACCEPT_SSZ } else { "application/json" })
             .send()
             .await
             .map_err(|e| format!("GET block: {e}"))?;
@@ -900,7 +988,8 @@ impl ValidatorClient {
     ) -> Result<u64, String> {
         let fork = self.spec.fork_at_slot(slot);
         let epoch = self.spec.epoch_of_slot(slot);
-        let mut items = Vec::new();
+        let mut electra_items = Vec::new();
+        let mut deneb_items = Vec::new();
         for d in duties {
             let share = self.check_own_key(d)?;
             let index = quoted(&d["validator_index"])?;
@@ -921,14 +1010,11 @@ impl ValidatorClient {
                 .ok_or("aggregate: no attestation data for the committee")?;
             let root = data.tree_hash_root();
             if fork.electra_enabled() {
-                let answer = self
-                    .get_json(&format!(
+                let aggregate: AttestationElectra<Minimal> = self
+                    .get_data(&format!(
                         "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
                     ))
                     .await?;
-                let aggregate: AttestationElectra<Minimal> =
-                    serde_json::from_value(answer["data"].clone())
-                        .map_err(|e| format!("aggregate: {e}"))?;
                 if aggregate.data != *data {
                     return Err("aggregate: of other data than this client attested to".into());
                 }
@@ -938,7 +1024,7 @@ impl ValidatorClient {
                     selection_proof: proof,
                 };
                 let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
-                items.push(json!(SignedAggregateAndProofElectra { message, signature }));
+                electra_items.push(SignedAggregateAndProofElectra { message, signature });
             } else {
                 // Before Electra, what Lighthouse's client asks: /eth/v1, the
                 // committee named by the data.
@@ -959,24 +1045,23 @@ impl ValidatorClient {
                     selection_proof: proof,
                 };
                 let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
-                items.push(json!(SignedAggregateAndProofDeneb { message, signature }));
+                deneb_items.push(json!(SignedAggregateAndProofDeneb { message, signature }));
             }
         }
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let count = items.len() as u64;
-        if fork.electra_enabled() {
-            self.post_json(
+        let count = (electra_items.len() + deneb_items.len()) as u64;
+        if !electra_items.is_empty() {
+            self.post_list(
                 "/eth/v2/validator/aggregate_and_proofs",
-                &json!(items),
+                electra_items,
                 Some(fork),
             )
             .await?;
-        } else {
+        }
+        if !deneb_items.is_empty() {
+            // (v1 takes JSON only.)
             self.post_json(
                 "/eth/v1/validator/aggregate_and_proofs",
-                &json!(items),
+                &json!(deneb_items),
                 None,
             )
             .await?;
@@ -990,7 +1075,8 @@ impl ValidatorClient {
         duties: &[Value],
     ) -> Result<(u64, HashMap<u64, AttestationData>), String> {
         let fork = self.spec.fork_at_slot(slot);
-        let mut items = Vec::new();
+        let mut electra_items = Vec::new();
+        let mut deneb_items = Vec::new();
         let mut data_by_committee: HashMap<u64, AttestationData> = HashMap::new();
         for d in duties {
             let share = self.check_own_key(d)?;
@@ -998,13 +1084,11 @@ impl ValidatorClient {
             let data = match data_by_committee.get(&committee_index) {
                 Some(data) => *data,
                 None => {
-                    let answer = self
-                        .get_json(&format!(
+                    let data: AttestationData = self
+                        .get_data(&format!(
                             "/eth/v1/validator/attestation_data?slot={slot}&committee_index={committee_index}"
                         ))
                         .await?;
-                    let data: AttestationData = serde_json::from_value(answer["data"].clone())
-                        .map_err(|e| e.to_string())?;
                     if data.slot != slot {
                         return Err(format!(
                             "attestation data for slot {} when {slot} was asked",
@@ -1017,34 +1101,36 @@ impl ValidatorClient {
             };
             let signature = self.sign(&share, DomainKind::BeaconAttester, data.target.epoch, &data);
             if fork.electra_enabled() {
-                items.push(json!(SingleAttestation {
+                electra_items.push(SingleAttestation {
                     committee_index,
                     attester_index: quoted(&d["validator_index"])?,
                     data,
                     signature,
-                }));
+                });
             } else {
                 let length = quoted(&d["committee_length"])? as usize;
                 let position = quoted(&d["validator_committee_index"])? as usize;
-                let mut bits = vec![0u8; length / 8 + 1];
-                bits[position / 8] |= 1 << (position % 8);
-                bits[length / 8] |= 1 << (length % 8);
-                items.push(json!({"aggregation_bits": format!("0x{}", hex_encode(&bits)), "data": data, "signature": signature}));
+                let mut aggregation_bits =
+                    ssz_types::BitList::with_capacity(length).map_err(|e| format!("{e:?}"))?;
+                aggregation_bits
+                    .set(position, true)
+                    .map_err(|e| format!("{e:?}"))?;
+                deneb_items.push(AttestationDeneb::<Minimal> {
+                    aggregation_bits,
+                    data,
+                    signature,
+                });
             }
         }
-        let count = items.len() as u64;
-        self.post_json(
-            "/eth/v2/beacon/pool/attestations",
-            &json!(items),
-            Some(fork),
-        )
-        .await?;
+        let count = (electra_items.len() + deneb_items.len()) as u64;
+        let path = "/eth/v2/beacon/pool/attestations";
+        if fork.electra_enabled() {
+            self.post_list(path, electra_items, Some(fork)).await?;
+        } else {
+            self.post_list(path, deneb_items, Some(fork)).await?;
+        }
         Ok((count, data_by_committee))
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {

@@ -12,7 +12,7 @@ use common::{
 };
 use dv_integration::chain::DutySummary;
 use dv_integration::server::now_ms;
-use dv_integration::validator_client::{load_share_keys, ClientCounts, ValidatorClient};
+use dv_integration::validator_client::{load_share_keys, ClientCounts, Encoding, ValidatorClient};
 use dv_types::ForkName;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -47,7 +47,12 @@ struct Outcome {
 /// generated malformed requests (`common/generated.rs`) go to the first
 /// running node's validator API throughout, about ten a second, beside its
 /// own client.
-async fn run_middleware(running: &[usize], fork: ForkName, hostile: bool) -> Outcome {
+async fn run_middleware(
+    running: &[usize],
+    fork: ForkName,
+    encoding: Encoding,
+    hostile: bool,
+) -> Outcome {
     // The clients' errors, in the test's output.
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let tmp = tempfile::tempdir().unwrap();
@@ -86,7 +91,7 @@ async fn run_middleware(running: &[usize], fork: ForkName, hostile: bool) -> Out
         async move {
             let mut client = None;
             for _ in 0..50 {
-                match ValidatorClient::start(&base, keys.clone()).await {
+                match ValidatorClient::start(&base, keys.clone(), encoding).await {
                     Ok(c) => {
                         client = Some(c);
                         break;
@@ -214,8 +219,9 @@ fn assert_every_duty_landed(o: &Outcome) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
-    // Node 0 gets hostile requests all along: the duties go on regardless.
-    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu, true).await;
+    // Clients speaking SSZ (Lodestar's default); node 0 gets hostile
+    // requests all along: the duties go on regardless.
+    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu, Encoding::Ssz, true).await;
     eprintln!(
         "hostile requests to node 0 (sent, refused): {:?}",
         o.hostile
@@ -226,6 +232,13 @@ async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_and_its_client_down_changes_nothing() {
-    let o = run_middleware(&[0, 2, 3], ForkName::Fulu, false).await;
+    let o = run_middleware(&[0, 2, 3], ForkName::Fulu, Encoding::Json, false).await;
+    assert_every_duty_landed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deneb_clients_speaking_ssz_perform_every_duty() {
+    // Before Electra: Deneb attestations (SSZ, v2), aggregates on v1 (JSON).
+    let o = run_middleware(&[0, 1, 2, 3], ForkName::Deneb, Encoding::Ssz, false).await;
     assert_every_duty_landed(&o);
 }

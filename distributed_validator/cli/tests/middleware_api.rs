@@ -401,6 +401,33 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains("more than 1024 items"), "{body}");
     assert!(body.to_string().len() < 1024, "{body}");
+    // The same in SSZ (180-byte registrations), counted before decoding.
+    let ssz_registrations = vec![0u8; 180 * (dv_node::middleware::MIN_BATCH_LIMIT + 1)];
+    let r = api
+        .http
+        .post(format!("{}/eth/v1/validator/register_validator", api.base))
+        .header("content-type", "application/octet-stream")
+        .body(ssz_registrations)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("more than 1024"), "{body}");
+    // SSZ where the Beacon API takes JSON only: 415.
+    let r = api
+        .http
+        .post(format!("{}/eth/v1/beacon/pool/sync_committees", api.base))
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 200])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 415, "{body}");
+    assert!(is_beacon_error(status, &body), "{body}");
     // A million items: over the body limit, refused without reading it.
     let million = format!("[{}]", vec!["{}"; 1_000_000].join(","));
     let (status, body) = api

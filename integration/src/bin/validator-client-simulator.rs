@@ -4,7 +4,7 @@
 //! SIGTERM and prints what it did.
 
 use clap::Parser;
-use dv_integration::validator_client::{load_share_keys, ValidatorClient};
+use dv_integration::validator_client::{load_share_keys, Encoding, ValidatorClient};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +16,10 @@ struct Args {
     /// Directory of keystore-*.json with keystore-*.txt passwords.
     #[arg(long)]
     keys: PathBuf,
+    /// Speak JSON only (by default SSZ wherever the Beacon API offers it,
+    /// as Lodestar's validator client does).
+    #[arg(long)]
+    json: bool,
 }
 
 #[tokio::main]
@@ -25,6 +29,11 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(false)
         .init();
     let args = Args::parse();
+    let encoding = if args.json {
+        Encoding::Json
+    } else {
+        Encoding::Ssz
+    };
     let keys = match load_share_keys(&args.keys) {
         Ok(k) => k,
         Err(e) => {
@@ -35,7 +44,7 @@ async fn main() -> std::process::ExitCode {
     // The node may still be starting: retry the first contact for a while.
     let mut client = None;
     for _ in 0..60 {
-        match ValidatorClient::start(&args.beacon_node, keys.clone()).await {
+        match ValidatorClient::start(&args.beacon_node, keys.clone(), encoding).await {
             Ok(c) => {
                 client = Some(c);
                 break;

@@ -8,36 +8,43 @@
 //! exchanged, combined and submitted.
 
 use super::attest::{consensus_version, parse_u64};
+use super::encoding::{data_response, wants_ssz};
 use super::{ApiError, Checked, Middleware, Shared, Sorted};
 use crate::aggregation::{aggregate_is_valid, committee_modulo, CommitteeAggregate};
 use crate::duty::{Duty, DutyType};
 use crate::validator_store::{FetchBuilt, ValidatorStore};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use futures::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// `GET /eth/v2/validator/aggregate_attestation`: the committee's decided aggregate, any fork.
 pub(super) async fn aggregate_attestation(
     State(mw): Shared,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let slot = parse_u64(&query, "slot")?;
     let committee = parse_u64(&query, "committee_index")?;
     let root = data_root(&query)?;
     let fork = mw.store.spec().fork_at_slot(slot);
-    let aggregate = decided_for_fork(&mw, fork, root, slot, committee).await?;
-    let mut response = Json(json!({"version": fork, "data": aggregate})).into_response();
-    if let Ok(v) = HeaderValue::from_str(fork.as_str()) {
-        response.headers_mut().insert("Eth-Consensus-Version", v);
-    }
-    Ok(response)
+    let answer = Answer {
+        ssz: wants_ssz(&headers),
+        fork: Some(fork),
+    };
+    decided_for_fork(&mw, fork, root, slot, committee, answer).await
+}
+
+/// How the client wants its aggregate: SSZ or JSON, versioned (v2) or not (v1).
+#[derive(Clone, Copy)]
+struct Answer {
+    ssz: bool,
+    fork: Option<ForkName>,
 }
 
 /// `GET /eth/v1/validator/aggregate_attestation` (before Electra): the
@@ -75,8 +82,11 @@ pub(super) async fn aggregate_attestation_v1(
                 "no committee of this cluster attests to data root {root} at slot {slot}"
             ))
         })?;
-    let aggregate = decided_for_fork(&mw, fork, root, slot, committee).await?;
-    Ok(Json(json!({ "data": aggregate })).into_response())
+    let answer = Answer {
+        ssz: false,
+        fork: None,
+    };
+    decided_for_fork(&mw, fork, root, slot, committee, answer).await
 }
 
 fn data_root(query: &HashMap<String, String>) -> Result<Root, ApiError> {
@@ -93,21 +103,21 @@ async fn decided_for_fork(
     root: Root,
     slot: Slot,
     committee: u64,
-) -> Result<Value, ApiError> {
+    answer: Answer,
+) -> Result<Response, ApiError> {
+    let at = (root, slot, committee, answer);
     match (fork.electra_enabled(), mw.minimal) {
-        (true, true) => decide::<AttestationElectra<Minimal>>(mw, root, slot, committee).await,
-        (true, false) => decide::<AttestationElectra<Mainnet>>(mw, root, slot, committee).await,
-        (false, true) => decide::<AttestationDeneb<Minimal>>(mw, root, slot, committee).await,
-        (false, false) => decide::<AttestationDeneb<Mainnet>>(mw, root, slot, committee).await,
+        (true, true) => decide::<AttestationElectra<Minimal>>(mw, at).await,
+        (true, false) => decide::<AttestationElectra<Mainnet>>(mw, at).await,
+        (false, true) => decide::<AttestationDeneb<Minimal>>(mw, at).await,
+        (false, false) => decide::<AttestationDeneb<Mainnet>>(mw, at).await,
     }
 }
 
 async fn decide<A: CommitteeAggregate>(
     mw: &Middleware,
-    root: Root,
-    slot: Slot,
-    committee: u64,
-) -> Result<Value, ApiError> {
+    (root, slot, committee, answer): (Root, Slot, u64, Answer),
+) -> Result<Response, ApiError> {
     let duty = Duty::new(slot, DutyType::Aggregator { committee });
     mw.check_slot_window(duty).await?;
     let beacon = &mw.beacon;
@@ -126,7 +136,7 @@ async fn decide<A: CommitteeAggregate>(
             "the cluster decided an aggregate of other data for committee {committee} at slot {slot}"
         )));
     }
-    Ok(json!(aggregate))
+    Ok(data_response(&aggregate, answer.ssz, answer.fork))
 }
 
 /// `POST /eth/v1|v2/validator/aggregate_and_proofs` with the client's partials.
@@ -136,10 +146,30 @@ pub(super) async fn submit(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = mw.json_list(&body, "aggregates")?;
     let fork = match consensus_version(&headers)? {
         Some(f) => f,
         None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),
+    };
+    // v2 takes SSZ too, of the fork's shape.
+    let what = "aggregates";
+    let items = match (
+        uri.path().starts_with("/eth/v1/"),
+        fork.electra_enabled(),
+        mw.minimal,
+    ) {
+        (true, _, _) => mw.json_list(&headers, &body, what)?,
+        (false, true, true) => {
+            mw.batch_items::<SignedAggregateAndProofElectra<Minimal>>(&headers, &body, what)?
+        }
+        (false, true, false) => {
+            mw.batch_items::<SignedAggregateAndProofElectra<Mainnet>>(&headers, &body, what)?
+        }
+        (false, false, true) => {
+            mw.batch_items::<SignedAggregateAndProofDeneb<Minimal>>(&headers, &body, what)?
+        }
+        (false, false, false) => {
+            mw.batch_items::<SignedAggregateAndProofDeneb<Mainnet>>(&headers, &body, what)?
+        }
     };
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {

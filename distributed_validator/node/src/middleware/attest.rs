@@ -13,10 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use dv_types::ssz::Decode;
 use dv_types::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -75,7 +74,7 @@ impl Middleware {
             .collect();
         let timing = DutyTiming {
             start: SlotClock::instant_at(self.clock.attestation_due_ms(slot)),
-            deadline: self.clock.slot_start(slot + 2),
+            deadline: self.clock.slot_start(slot.saturating_add(2)),
             rounds: self.clock.round_timing(),
         };
         self.store
@@ -87,6 +86,7 @@ impl Middleware {
 /// `GET /eth/v1/validator/attestation_data`: the cluster's decision.
 pub(super) async fn attestation_data(
     State(mw): Shared,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let slot = parse_u64(&query, "slot")?;
@@ -106,7 +106,11 @@ pub(super) async fn attestation_data(
     } else {
         committee_index
     };
-    Ok(Json(json!({"data": AttestationData { index, ..decided }})).into_response())
+    Ok(super::encoding::data_response(
+        &AttestationData { index, ..decided },
+        super::encoding::wants_ssz(&headers),
+        None,
+    ))
 }
 
 /// One item of the client's batch, resolved to a cluster validator.
@@ -121,12 +125,10 @@ struct Item {
 /// in its committee, matched against the slot's duties.
 fn deneb_attester(
     mw: &Middleware,
-    item: &Value,
+    bits_hex: Option<&str>,
     data: &AttestationData,
 ) -> Result<Option<Attester>, String> {
-    let bits_hex = item["aggregation_bits"]
-        .as_str()
-        .ok_or("aggregation_bits missing")?;
+    let bits_hex = bits_hex.ok_or("aggregation_bits missing")?;
     let bytes = hex::decode(bits_hex.trim_start_matches("0x"))
         .map_err(|e| format!("aggregation_bits: {e}"))?;
     let last = *bytes.last().ok_or("aggregation_bits empty")?;
@@ -162,7 +164,28 @@ pub(super) async fn submit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header_fork = consensus_version(&headers)?;
-    let items = mw.json_list(&body, "attestations")?;
+    let what = "attestations";
+    let ssz_allowed = uri.path().starts_with("/eth/v2/");
+    let items = match header_fork {
+        // v2 takes SSZ too, of the fork the header names.
+        Some(fork) if ssz_allowed && super::encoding::is_ssz(&headers) => {
+            match (fork.electra_enabled(), mw.minimal) {
+                (true, _) => mw.batch_items::<SingleAttestation>(&headers, &body, what)?,
+                (false, true) => {
+                    mw.batch_items::<AttestationDeneb<Minimal>>(&headers, &body, what)?
+                }
+                (false, false) => {
+                    mw.batch_items::<AttestationDeneb<Mainnet>>(&headers, &body, what)?
+                }
+            }
+        }
+        None if ssz_allowed && super::encoding::is_ssz(&headers) => {
+            return Err(ApiError::bad_request(
+                "an SSZ body needs the Eth-Consensus-Version header",
+            ))
+        }
+        _ => mw.json_list(&headers, &body, what)?,
+    };
     let mut failures = Vec::new();
     let mut outsiders = Vec::new();
     let mut accepted: Vec<Item> = Vec::new();
@@ -240,10 +263,18 @@ async fn resolve(
     json: &Value,
     header_fork: Option<ForkName>,
 ) -> Result<Option<Item>, String> {
-    let data: AttestationData =
-        serde_json::from_value(json["data"].clone()).map_err(|e| format!("data: {e}"))?;
-    let signature: SignatureBytes =
-        serde_json::from_value(json["signature"].clone()).map_err(|e| format!("signature: {e}"))?;
+    /// The fields every attestation shape has (`Attestation`, `SingleAttestation`).
+    #[derive(serde::Deserialize)]
+    struct Common {
+        data: AttestationData,
+        signature: SignatureBytes,
+        aggregation_bits: Option<String>,
+    }
+    let Common {
+        data,
+        signature,
+        aggregation_bits,
+    } = serde_json::from_value(json.clone()).map_err(|e| format!("not an attestation: {e}"))?;
     let fork = header_fork.unwrap_or_else(|| mw.store.spec().fork_at_slot(data.slot));
     let attester = if fork.electra_enabled() {
         let single: SingleAttestation = serde_json::from_value(json.clone())
@@ -255,7 +286,7 @@ async fn resolve(
                 committee_index: single.committee_index,
             })
     } else {
-        deneb_attester(mw, json, &data)?
+        deneb_attester(mw, aggregation_bits.as_deref(), &data)?
     };
     let Some(attester) = attester else {
         return Ok(None);

@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod attest;
+mod encoding;
 pub mod identity;
 mod propose;
 mod proxy;
@@ -395,7 +396,7 @@ impl Middleware {
         let slot = duty.slot;
         let validators: Vec<PublicKeyBytes> = items.iter().map(|i| i.partial.validator).collect();
         let partials: Vec<Partial> = items.iter().map(|i| i.partial).collect();
-        let deadline = self.clock.slot_start(slot + 2);
+        let deadline = self.clock.slot_start(slot.saturating_add(2));
         let combined = match self
             .store
             .exchange_partials(duty, root, partials, &validators, deadline)
@@ -423,7 +424,10 @@ impl Middleware {
             .into_iter()
             .filter_map(|mut i| {
                 let signature = combined.get(&i.partial.validator)?;
-                i.json["signature"] = json!(signature);
+                // (An object: its fields were read when it was checked.)
+                i.json
+                    .as_object_mut()?
+                    .insert("signature".into(), json!(signature));
                 Some(i.json)
             })
             .collect();
@@ -580,9 +584,57 @@ impl Middleware {
         (4 * self.own.keys.len()).max(MIN_BATCH_LIMIT)
     }
 
-    /// A request body that must be a JSON list (of `what`), at most [`Self::max_batch`] items.
-    fn json_list(&self, body: &[u8], what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+    /// A request body that must be a JSON list (of `what`), at most
+    /// [`Self::max_batch`] items, on a route the Beacon API gives no SSZ
+    /// body (an SSZ one is answered 415).
+    fn json_list(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        what: &str,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        if encoding::is_ssz(headers) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{what}: this route takes JSON (the Beacon API defines no SSZ body for it)"
+                ),
+            ));
+        }
         bounded_list(body, what, self.max_batch())
+    }
+
+    /// A request body that is a list of `T` (of `what`), at most
+    /// [`Self::max_batch`] items, in JSON or, where the Beacon API allows
+    /// it, in SSZ: SSZ items are decoded and handled in their JSON form,
+    /// as the rest of the batch path (and the beacon node) takes them.
+    fn batch_items<T: dv_types::ssz::Decode + serde::Serialize>(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        what: &str,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        if !encoding::is_ssz(headers) {
+            return bounded_list(body, what, self.max_batch());
+        }
+        let invalid = |e: String| ApiError::bad_request(format!("{what}: invalid SSZ list: {e}"));
+        let count = encoding::ssz_list_len::<T>(body).map_err(invalid)?;
+        if count > self.max_batch() {
+            return Err(invalid(format!(
+                "{count} items, more than {} (the most this node takes in one request)",
+                self.max_batch()
+            )));
+        }
+        let items = <Vec<T> as dv_types::ssz::Decode>::from_ssz_bytes(body)
+            .map_err(|e| invalid(format!("{e:?}")))?;
+        items
+            .iter()
+            .map(|item| {
+                serde_json::to_value(item).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
+                })
+            })
+            .collect()
     }
 
     /// Requests that start a consensus (attestation data, aggregates,
@@ -615,7 +667,9 @@ impl Middleware {
                 duty.slot
             )));
         }
-        if duty.slot + 1 < current && self.store.workflow().decided(duty).await.is_none() {
+        if duty.slot.saturating_add(1) < current
+            && self.store.workflow().decided(duty).await.is_none()
+        {
             return Err(ApiError::bad_request(format!(
                 "slot {} has passed (current slot {current}) and the cluster decided no {} for it",
                 duty.slot,

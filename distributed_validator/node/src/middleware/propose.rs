@@ -5,34 +5,19 @@
 //! that block; it is checked, recorded, exchanged, combined and published.
 
 use super::attest::consensus_version;
+use super::encoding::{is_ssz, wants_ssz, SSZ};
 use super::{ApiError, Middleware, Shared};
 use crate::duty::{Duty, DutyType};
 use crate::scheduler::SlotClock;
 use crate::validator_store::{decode_block, DutyTiming};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-const SSZ: &str = "application/octet-stream";
-
-fn wants_ssz(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(SSZ))
-}
-
-fn is_ssz(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(SSZ))
-}
 
 /// SSZ of a container whose fields are all variable-size: offsets, then the parts.
 fn ssz_container(parts: &[&[u8]]) -> Vec<u8> {
@@ -202,7 +187,7 @@ async fn produce_typed<P: Preset>(
     let partial = mw
         .verify_partial(&validator, root, &partial_reveal)
         .map_err(|e| ApiError::bad_request(format!("randao_reveal: {e}")))?;
-    let deadline = mw.clock.slot_start(slot + 1);
+    let deadline = mw.clock.slot_start(slot.saturating_add(1));
     let mut combined = mw
         .store
         .exchange_partials(
@@ -426,7 +411,7 @@ async fn publish_typed<P: Preset>(
     mw.store
         .record_block(&validator, &decided)
         .map_err(Middleware::sign_error)?;
-    let deadline = mw.clock.slot_start(slot + 1);
+    let deadline = mw.clock.slot_start(slot.saturating_add(1));
     let mut combined = mw
         .store
         .exchange_partials(

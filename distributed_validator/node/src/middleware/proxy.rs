@@ -4,6 +4,7 @@
 //! Responses stream back (the event stream stays a stream); beacon nodes are
 //! tried in order while they fail to answer at all.
 
+use super::encoding::{is_json, is_ssz};
 use super::identity::Identity;
 use super::ApiError;
 use axum::body::{Body, Bytes};
@@ -31,21 +32,6 @@ pub struct Upstream {
 /// Largest SSZ answer buffered for key mapping (a duties or validators
 /// answer is far smaller); a larger one (a whole state) streams through as it is.
 const MAX_MAPPED_SSZ_BYTES: u64 = 32 * 1024 * 1024;
-
-fn content_type_is(headers: &HeaderMap, prefix: &str) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(prefix))
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    content_type_is(headers, "application/json")
-}
-
-fn is_ssz(headers: &HeaderMap) -> bool {
-    content_type_is(headers, "application/octet-stream")
-}
 
 impl Upstream {
     pub fn new(urls: &[String]) -> Result<Self, String> {

@@ -24,7 +24,7 @@ pub(super) async fn register_validators(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = mw.json_list(&body, "registrations")?;
+    let items = mw.batch_items::<SignedValidatorRegistration>(&headers, &body, "registrations")?;
     let mut ours = Vec::new();
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();

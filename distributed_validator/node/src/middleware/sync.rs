@@ -74,7 +74,7 @@ pub(super) async fn submit_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = mw.json_list(&body, "sync committee messages")?;
+    let items = mw.json_list(&headers, &body, "sync committee messages")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = check_message(&mw, &json);
@@ -165,7 +165,7 @@ pub(super) async fn submit_contributions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let items = mw.json_list(&body, "contributions")?;
+    let items = mw.json_list(&headers, &body, "contributions")?;
     let mut sorted = Sorted::default();
     for (position, json) in items.into_iter().enumerate() {
         let checked = if mw.minimal {

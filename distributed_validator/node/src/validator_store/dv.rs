@@ -486,7 +486,7 @@ impl DvValidatorStore {
             }),
             start: SlotClock::instant_at(due_ms),
             timing: clock.short_round_timing(),
-            deadline: clock.slot_start(slot + 2),
+            deadline: clock.slot_start(slot.saturating_add(2)),
         })
         .await
     }

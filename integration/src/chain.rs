@@ -39,8 +39,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
         Self {
-            code: 400,
+            code,
             message: message.into(),
             failures: Vec::new(),
         }

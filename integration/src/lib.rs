@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod server;
+pub mod ssz_edge;
 pub mod validator_client;
 
 pub use chain::Chain;

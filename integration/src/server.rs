@@ -190,6 +190,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/eth/v1/events", get(events))
         .route("/dv/report", get(report))
+        .layer(axum::middleware::from_fn(crate::ssz_edge::ssz_edge))
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@
 //! does by default, or JSON throughout ([`Encoding`]).
 
 use crate::server::now_ms;
+use beacon_client::block_contents::{contents_ssz, signed_block_ssz, split_contents};
 use dv_crypto::keystore::read_password_file;
 use dv_crypto::{Keystore, SecretKey};
 use dv_types::tree_hash::TreeHash;
@@ -858,27 +859,15 @@ impl ValidatorClient {
                 if ssz { "SSZ" } else { "JSON" }
             ));
         }
-        // What comes back with the signed block: the SSZ of the proofs and
-        // blobs lists, or their JSON (a full block's contents, as received).
-        let mut ssz_blobs: (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        // What comes back with the signed block: the blobs (a full block's
+        // contents, as received).
+        let mut ssz_blobs = beacon_client::BlobsBundle::default();
         let mut json_blobs = (json!([]), json!([]));
         let (block_root, block_slot, proposer, message_ssz, message_json) = match (blinded, ssz) {
             (false, true) => {
-                // BlockContents {block, kzg_proofs, blobs}: the block is the first part.
-                let start = u32_at(&bytes, 0)? as usize;
-                let end = u32_at(&bytes, 4)? as usize;
-                let blobs_at = u32_at(&bytes, 8)? as usize;
-                let block_bytes = bytes.get(start..end).ok_or("block contents: bad offsets")?;
-                ssz_blobs = (
-                    bytes
-                        .get(end..blobs_at)
-                        .ok_or("block contents: bad offsets")?
-                        .to_vec(),
-                    bytes
-                        .get(blobs_at..)
-                        .ok_or("block contents: bad offsets")?
-                        .to_vec(),
-                );
+                // BlockContents {block, kzg_proofs, blobs}.
+                let (block_bytes, blobs) = split_contents(&bytes)?;
+                ssz_blobs = blobs;
                 let b = VersionedBlock::<Minimal>::from_ssz_bytes(fork, block_bytes)
                     .map_err(|e| e.to_string())?;
                 (
@@ -933,24 +922,12 @@ impl ValidatorClient {
             .header("Eth-Consensus-Version", fork.as_str());
         let request = match (message_ssz, message_json) {
             (Some(message), _) => {
-                // SignedBeaconBlock: offset of the message, signature, message.
-                let mut signed = 100u32.to_le_bytes().to_vec();
-                signed.extend_from_slice(&signature.0);
-                signed.extend_from_slice(&message);
+                let signed = signed_block_ssz(&message, &signature);
                 let body = if blinded {
                     signed
                 } else {
                     // SignedBlockContents {signed_block, kzg_proofs, blobs}.
-                    let mut contents = Vec::new();
-                    let proofs_at = (12 + signed.len()) as u32;
-                    let blobs_at = proofs_at + ssz_blobs.0.len() as u32;
-                    for offset in [12u32, proofs_at, blobs_at] {
-                        contents.extend_from_slice(&offset.to_le_bytes());
-                    }
-                    contents.extend_from_slice(&signed);
-                    contents.extend_from_slice(&ssz_blobs.0);
-                    contents.extend_from_slice(&ssz_blobs.1);
-                    contents
+                    contents_ssz(&signed, &ssz_blobs)?
                 };
                 request.header("content-type", SSZ).body(body)
             }
@@ -1131,13 +1108,6 @@ impl ValidatorClient {
         }
         Ok((count, data_by_committee))
     }
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| "SSZ shorter than its offsets".to_string())
 }
 
 fn quoted(v: &Value) -> Result<u64, String> {

@@ -715,3 +715,126 @@ fn voluntary_exits_are_judged_as_process_voluntary_exit_and_count_once_in_a_bloc
     let again = chain.submit_voluntary_exit(&exit, now);
     assert!(again.is_err_and(|e| e.message.contains("exit already initiated")));
 }
+
+/// SSZ as a real beacon node speaks it: answers in SSZ where the Beacon API
+/// offers them and the client prefers them, SSZ bodies where the API takes
+/// them (judged exactly as their JSON), a 415 elsewhere.
+#[tokio::test]
+async fn ssz_is_spoken_where_the_beacon_api_offers_it() {
+    use beacon_client::block_contents::{contents_ssz, signed_block_ssz, split_contents};
+    use dv_types::ssz::{Decode, Encode};
+    const ACCEPT_SSZ: &str = "application/octet-stream;q=1.0,application/json;q=0.9";
+    let node = Node::start(ForkName::Fulu).await;
+    let get_ssz = |path: String| {
+        let request = node
+            .http
+            .get(format!("{}{path}", node.base))
+            .header("Accept", ACCEPT_SSZ);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/octet-stream");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    let post_ssz = |path: &str, fork: Option<ForkName>, body: Vec<u8>| {
+        let mut request = node
+            .http
+            .post(format!("{}{path}", node.base))
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        if let Some(fork) = fork {
+            request = request.header("Eth-Consensus-Version", fork.as_str());
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let slot = node.current_slot();
+    let epoch = node.spec.epoch_of_slot(slot);
+
+    // Attestation data: the same in SSZ as in JSON.
+    let data = node.attestation_data(slot).await;
+    let bytes = get_ssz(format!(
+        "/eth/v1/validator/attestation_data?slot={slot}&committee_index=0"
+    ))
+    .await;
+    assert_eq!(AttestationData::from_ssz_bytes(&bytes).unwrap(), data);
+
+    // An SSZ SingleAttestation list, judged as JSON would be.
+    let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
+    let (_, duties) = node
+        .post(
+            &format!("/eth/v1/validator/duties/attester/{epoch}"),
+            ForkName::Fulu,
+            json!(indices),
+        )
+        .await;
+    let attester: u64 = duties["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
+        .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
+        .unwrap();
+    let single = |signature| {
+        vec![SingleAttestation {
+            committee_index: 0,
+            attester_index: attester,
+            data,
+            signature,
+        }]
+        .as_ssz_bytes()
+    };
+    let path = "/eth/v2/beacon/pool/attestations";
+    let (status, body) = post_ssz(path, None, single(node.attest(attester, &data))).await;
+    assert_eq!(status, 400, "an SSZ body needs its fork: {body}");
+    let (status, body) = post_ssz(
+        path,
+        Some(ForkName::Fulu),
+        single(node.attest(attester + 1, &data)),
+    )
+    .await;
+    assert_eq!(status, 400, "wrong key: {body}");
+    let (status, body) = post_ssz(
+        path,
+        Some(ForkName::Fulu),
+        single(node.attest(attester, &data)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A block produced in SSZ (BlockContents), signed and published in SSZ.
+    let proposer = slot % VALIDATORS as u64;
+    let randao_domain = node.spec.domain(DomainKind::Randao, epoch, node.gvr);
+    let randao = node.sign(proposer, compute_signing_root(&epoch, randao_domain));
+    let bytes = get_ssz(format!(
+        "/eth/v3/validator/blocks/{slot}?randao_reveal={randao}"
+    ))
+    .await;
+    let (block_bytes, blobs) = split_contents(&bytes).unwrap();
+    let block = VersionedBlock::<Minimal>::from_ssz_bytes(ForkName::Fulu, block_bytes).unwrap();
+    assert_eq!((block.slot(), block.proposer_index()), (slot, proposer));
+    assert_eq!((blobs.kzg_proofs.len(), blobs.blobs.len()), (128, 1));
+    let proposer_domain = node
+        .spec
+        .domain(DomainKind::BeaconProposer, epoch, node.gvr);
+    let signature = node.sign(
+        proposer,
+        compute_signing_root(&block.root(), proposer_domain),
+    );
+    let signed = contents_ssz(&signed_block_ssz(block_bytes, &signature), &blobs).unwrap();
+    let (status, body) = post_ssz("/eth/v2/beacon/blocks", Some(ForkName::Fulu), signed).await;
+    assert_eq!(status, 200, "{body}");
+
+    // No SSZ body on a route the API gives none.
+    let (status, body) = post_ssz("/eth/v1/beacon/pool/sync_committees", None, vec![0; 8]).await;
+    assert_eq!(status, 415, "{body}");
+
+    let report = node.report().await;
+    assert_eq!(report["attestations_ok"], 1, "{report}");
+    assert_eq!(report["proposals_ok"], 1, "{report}");
+    assert_eq!(report["invalid_signatures"], 1, "{report}");
+}

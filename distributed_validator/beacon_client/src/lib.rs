@@ -5,6 +5,9 @@
 //! (transport, HTTP status with the node's message, or an undecodable body),
 //! so a bad answer from outside is a clear log line, never a panic.
 
+pub mod block_contents;
+pub mod encoding;
+
 use dv_types::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -236,6 +239,26 @@ impl BlobsBundle {
             out.extend(hex_of_len(p, KZG_PROOF_BYTES).map_err(|e| format!("KZG proof: {e}"))?);
         }
         Ok(out)
+    }
+
+    /// A bundle from the SSZ of its proofs and blobs lists (fixed-size items).
+    pub fn from_ssz(proofs: &[u8], blobs: &[u8]) -> Result<Self, String> {
+        let items = |bytes: &[u8], size: usize, what: &str| -> Result<Vec<String>, String> {
+            if !bytes.len().is_multiple_of(size) {
+                return Err(format!(
+                    "{what}: {} bytes, not a list of {size}-byte items",
+                    bytes.len()
+                ));
+            }
+            Ok(bytes
+                .chunks(size)
+                .map(|c| format!("0x{}", hex::encode(c)))
+                .collect())
+        };
+        Ok(Self {
+            kzg_proofs: items(proofs, KZG_PROOF_BYTES, "KZG proofs")?,
+            blobs: items(blobs, BLOB_BYTES, "blobs")?,
+        })
     }
 
     /// The blobs as SSZ.

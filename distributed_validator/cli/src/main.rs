@@ -1,5 +1,7 @@
 //! `dvnode`: the distributed validator node.
 
+mod runtime;
+
 use clap::{Args, Parser, Subcommand};
 use dv_cluster::{combine_cluster, create_cluster, network, CreateOptions, KeySource};
 use dv_crypto::KdfChoice;
@@ -388,7 +390,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         .init();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
     runtime.block_on(async {
-        let node = dv_node::runtime::Node::start(dv_node::runtime::RunConfig {
+        let node = runtime::Node::start(runtime::RunConfig {
             data_dir: args.data_dir,
             beacon_nodes: args.beacon_nodes,
             p2p_listen: args.p2p_listen,

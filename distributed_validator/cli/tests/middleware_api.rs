@@ -392,7 +392,7 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     // A batch one item over the limit is refused at that item, in a small answer.
     let too_many = format!(
         "[{}]",
-        vec!["{}"; dv_node::middleware::MIN_BATCH_LIMIT + 1].join(",")
+        vec!["{}"; dv_validator_api::MIN_BATCH_LIMIT + 1].join(",")
     );
     let started = std::time::Instant::now();
     let (status, body) = api
@@ -402,7 +402,7 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     assert!(message(&body).contains("more than 1024 items"), "{body}");
     assert!(body.to_string().len() < 1024, "{body}");
     // The same in SSZ (180-byte registrations), counted before decoding.
-    let ssz_registrations = vec![0u8; 180 * (dv_node::middleware::MIN_BATCH_LIMIT + 1)];
+    let ssz_registrations = vec![0u8; 180 * (dv_validator_api::MIN_BATCH_LIMIT + 1)];
     let r = api
         .http
         .post(format!("{}/eth/v1/validator/register_validator", api.base))
@@ -444,7 +444,7 @@ async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["failures"].as_array().map(Vec::len),
-        Some(dv_node::middleware::MAX_FAILURES_SHOWN),
+        Some(dv_validator_api::MAX_FAILURES_SHOWN),
         "{body}"
     );
     assert!(

@@ -306,14 +306,14 @@ pub async fn sign_exit(
         .iter()
         .position(|v| v.public_key == validator)
         .ok_or_else(|| format!("validator {validator} is not in this cluster's lock"))?;
-    let share = crate::runtime::load_share(&dir, &lock, k)?;
+    let share = crate::keys::load_share(&dir, &lock, k)?;
     let beacon = BeaconNodes::new(beacon_urls, std::time::Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     let genesis = beacon
         .first_success(|n| n.genesis())
         .await
         .map_err(|e| format!("beacon node: {e}"))?;
-    crate::runtime::check_same_chain(&lock, &genesis)?;
+    crate::keys::check_same_chain(&lock, &genesis)?;
     let spec = beacon
         .first_success(|n| n.spec())
         .await

@@ -10,13 +10,17 @@
 //! - [`workflow`]: consensus instances ([`consensus`] wire format), with the
 //!   partial-signature exchange and combiner ([`parsig`]) run beside them as
 //!   a task of their own;
-//! - [`middleware`]: the Beacon API served to a validator client run with
-//!   `--distributed` (middleware mode), on the same pipeline;
+//! - the Beacon API served to a validator client run with `--distributed`
+//!   (middleware mode) is the crate `dv_validator_api`, one more input of
+//!   the same pipeline (through [`validator_store::DvValidatorStore`]);
 //! - [`aggregation`]: the aggregation duties' definitions (selection,
 //!   aggregate shapes per fork, validity predicates), used by both attachments;
 //! - [`exits`]: voluntary exits, which operators sign when they choose:
 //!   pending partials on disk, offered to the peers once an epoch (both attachments);
-//! - [`runtime`]: everything wired together for `dvnode run`; [`metrics`].
+//! - [`keys`]: the lock's keys and this node's shares on disk; [`metrics`].
+//!
+//! Everything is wired together for `dvnode run` in one place, the
+//! binary's `runtime.rs`.
 
 pub mod aggregation;
 pub mod consensus;
@@ -24,10 +28,9 @@ pub mod decided;
 pub mod duty;
 mod exchange;
 pub mod exits;
+pub mod keys;
 pub mod metrics;
-pub mod middleware;
 pub mod parsig;
-pub mod runtime;
 pub mod scheduler;
 pub mod services;
 pub mod signer;

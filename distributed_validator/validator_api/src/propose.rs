@@ -7,69 +7,18 @@
 use super::attest::consensus_version;
 use super::encoding::{is_ssz, wants_ssz, SSZ};
 use super::{ApiError, Middleware, Shared};
-use crate::duty::{Duty, DutyType};
-use crate::scheduler::SlotClock;
-use crate::validator_store::{decode_block, DutyTiming};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use beacon_client::block_contents::{block_slot, contents_ssz, split_contents, split_signed_block};
 use beacon_client::{BlobsBundle, ProducedBlock};
+use dv_node::duty::{Duty, DutyType};
+use dv_node::scheduler::SlotClock;
+use dv_node::validator_store::{decode_block, DutyTiming};
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-/// SSZ of a container whose fields are all variable-size: offsets, then the parts.
-fn ssz_container(parts: &[&[u8]]) -> Vec<u8> {
-    let mut offset = 4 * parts.len();
-    let mut out = Vec::with_capacity(offset + parts.iter().map(|p| p.len()).sum::<usize>());
-    for part in parts {
-        out.extend_from_slice(&(offset as u32).to_le_bytes());
-        offset += part.len();
-    }
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-/// The `index`-th variable-size field of an SSZ container with `fields` offsets first.
-fn ssz_field(bytes: &[u8], fixed: &[usize], index: usize) -> Result<(usize, usize), String> {
-    let read = |at: usize| -> Result<usize, String> {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| "SSZ shorter than its offsets".to_string())
-    };
-    let start = read(fixed[index])?;
-    let end = match fixed.get(index + 1) {
-        Some(at) => read(*at)?,
-        None => bytes.len(),
-    };
-    if start > end || end > bytes.len() {
-        return Err(format!(
-            "SSZ offsets {start}..{end} outside {} bytes",
-            bytes.len()
-        ));
-    }
-    Ok((start, end))
-}
-
-/// `SignedBeaconBlock` / `SignedBlindedBeaconBlock` SSZ: (message, signature).
-fn split_signed_block(bytes: &[u8]) -> Result<(&[u8], SignatureBytes), String> {
-    let (start, _) = ssz_field(bytes, &[0], 0)?;
-    let sig = bytes
-        .get(4..100)
-        .ok_or("signed block SSZ shorter than its signature")?;
-    let mut signature = [0u8; 96];
-    signature.copy_from_slice(sig);
-    if start != 100 {
-        return Err(format!(
-            "signed block SSZ: message offset {start}, expected 100"
-        ));
-    }
-    Ok((&bytes[start..], SignatureBytes(signature)))
-}
 
 fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Result<Response, ApiError> {
     let (fork, blinded) = match block {
@@ -84,11 +33,9 @@ fn block_response<P: Preset>(block: &ProducedBlock<P>, ssz: bool) -> Result<Resp
     };
     let body = match (block, ssz) {
         // From Deneb a full block comes as BlockContents {block, kzg_proofs, blobs}.
-        (ProducedBlock::Full(b, blobs), true) => Body::from(ssz_container(&[
-            &b.as_ssz_bytes(),
-            &blobs.proofs_ssz().map_err(internal)?,
-            &blobs.blobs_ssz().map_err(internal)?,
-        ])),
+        (ProducedBlock::Full(b, blobs), true) => {
+            Body::from(contents_ssz(&b.as_ssz_bytes(), blobs).map_err(internal)?)
+        }
         (ProducedBlock::Blinded(b), true) => Body::from(b.as_ssz_bytes()),
         (ProducedBlock::Full(b, blobs), false) => Body::from(
             json!({
@@ -295,26 +242,10 @@ fn parse_signed<P: Preset>(
         let (signed, blobs) = if blinded {
             (body, BlobsBundle::default())
         } else {
-            // SignedBlockContents {signed_block, kzg_proofs, blobs}.
-            let part = |i| ssz_field(body, &[0, 4, 8], i).map(|(start, end)| &body[start..end]);
-            let hex_items = |bytes: &[u8], size: usize| -> Vec<String> {
-                bytes
-                    .chunks(size)
-                    .map(|c| format!("0x{}", hex::encode(c)))
-                    .collect()
-            };
-            let blobs = BlobsBundle {
-                kzg_proofs: hex_items(part(1)?, 48),
-                blobs: hex_items(part(2)?, 131_072),
-            };
-            (part(0)?, blobs)
+            split_contents(body)?
         };
         let (message, signature) = split_signed_block(signed)?;
-        // A block's SSZ starts with its slot.
-        let slot = message
-            .get(..8)
-            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            .ok_or("block SSZ shorter than its slot")?;
+        let slot = block_slot(message)?;
         let fork = header_fork.unwrap_or_else(|| fork_at_slot(slot));
         let block = if blinded {
             ProducedBlock::Blinded(
@@ -377,7 +308,7 @@ async fn publish_typed<P: Preset>(
     let (block, signature) =
         parse_signed::<P>(headers, body, blinded, |slot| spec.fork_at_slot(slot))
             .map_err(|e| ApiError::bad_request(format!("signed block: {e}")))?;
-    let (_, slot, proposer, _, root) = crate::validator_store::block_summary(&block);
+    let (_, slot, proposer, _, root) = dv_node::validator_store::block_summary(&block);
     let decided = mw
         .store
         .workflow()
@@ -392,7 +323,7 @@ async fn publish_typed<P: Preset>(
             format!("decided block: {e}"),
         )
     })?;
-    let (_, _, _, _, decided_root) = crate::validator_store::block_summary(&decided);
+    let (_, _, _, _, decided_root) = dv_node::validator_store::block_summary(&decided);
     if root != decided_root {
         return Err(ApiError::bad_request(format!(
             "block {root} is not the block the cluster decided for slot {slot} ({decided_root})"
@@ -479,35 +410,5 @@ async fn publish_typed<P: Preset>(
             };
             Err(ApiError::new(status, e.to_string()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssz_containers_split_back_into_their_parts_and_bad_offsets_are_errors() {
-        let bytes = ssz_container(&[b"abc", b"", b"de"]);
-        assert_eq!(
-            ssz_field(&bytes, &[0, 4, 8], 0).map(|(s, e)| &bytes[s..e]),
-            Ok(&b"abc"[..])
-        );
-        assert_eq!(
-            ssz_field(&bytes, &[0, 4, 8], 1).map(|(s, e)| &bytes[s..e]),
-            Ok(&b""[..])
-        );
-        assert_eq!(
-            ssz_field(&bytes, &[0, 4, 8], 2).map(|(s, e)| &bytes[s..e]),
-            Ok(&b"de"[..])
-        );
-        assert!(ssz_field(&[1, 0], &[0], 0).is_err());
-        assert!(ssz_field(&[200, 0, 0, 0], &[0], 0).is_err());
-        let mut signed = 100u32.to_le_bytes().to_vec();
-        signed.extend([7u8; 96]);
-        signed.extend(b"block");
-        let (message, signature) = split_signed_block(&signed).unwrap();
-        assert_eq!((message, signature.0[0]), (&b"block"[..], 7));
-        assert!(split_signed_block(&signed[..50]).is_err());
     }
 }

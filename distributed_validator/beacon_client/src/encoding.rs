@@ -1,16 +1,11 @@
-//! The two encodings the Beacon API speaks, SSZ and JSON: which one the
-//! client sent and which one it asked for, and answers in either.
-//! Lodestar's validator client asks for SSZ wherever the API offers it
-//! (`Accept: application/octet-stream;q=1.0,application/json;q=0.9`) and
-//! posts SSZ bodies where the API takes them.
+//! The two encodings the Beacon API speaks, SSZ and JSON: which one a
+//! request or answer carries, which one a client asked for, and SSZ list
+//! lengths read before decoding. Lodestar's validator client asks for SSZ
+//! wherever the API offers it (`Accept:
+//! application/octet-stream;q=1.0,application/json;q=0.9`) and posts SSZ
+//! bodies where the API takes them.
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
-use dv_types::ssz::Encode;
-use dv_types::ForkName;
-use serde::Serialize;
-use serde_json::json;
+use reqwest::header::{self, HeaderMap};
 
 /// The Beacon API's SSZ media type.
 pub const SSZ: &str = "application/octet-stream";
@@ -59,31 +54,6 @@ pub fn wants_ssz(headers: &HeaderMap) -> bool {
     ssz > 0.0 && ssz > json && ssz >= wildcard
 }
 
-/// A `{"data": …}` answer, or the value's SSZ when `ssz`; with
-/// `Eth-Consensus-Version` (and `version` in JSON) when `fork` is given.
-pub fn data_response<T: Serialize + Encode>(
-    value: &T,
-    ssz: bool,
-    fork: Option<ForkName>,
-) -> Response {
-    let (body, content_type) = if ssz {
-        (Body::from(value.as_ssz_bytes()), SSZ)
-    } else {
-        let json = match fork {
-            Some(fork) => json!({"version": fork, "data": value}),
-            None => json!({ "data": value }),
-        };
-        (Body::from(json.to_string()), JSON)
-    };
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(v) = fork.and_then(|f| HeaderValue::from_str(f.as_str()).ok()) {
-        headers.insert("Eth-Consensus-Version", v);
-    }
-    response
-}
-
 /// How many items an SSZ list of `T` in `bytes` holds, read from its
 /// length (fixed-size items) or its first offset (variable-size items),
 /// so that a list too long is refused before it is decoded.
@@ -114,6 +84,7 @@ pub fn ssz_list_len<T: dv_types::ssz::Decode>(bytes: &[u8]) -> Result<usize, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

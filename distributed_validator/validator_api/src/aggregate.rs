@@ -2,7 +2,7 @@
 //! aggregate shapes are [`CommitteeAggregate`]'s). Every aggregator of the
 //! cluster must sign the same aggregate, so each committee's aggregate is
 //! agreed on (one consensus instance per slot and committee, the store's
-//! [`decide_built`](crate::validator_store::DvValidatorStore::decide_built)).
+//! [`decide_built`](dv_node::validator_store::DvValidatorStore::decide_built)).
 //! The client's partially signed `AggregateAndProof` must carry that
 //! aggregate and the validator's (combined) selection proof; it is checked,
 //! exchanged, combined and submitted.
@@ -10,13 +10,13 @@
 use super::attest::{consensus_version, parse_u64};
 use super::encoding::{data_response, wants_ssz};
 use super::{ApiError, Checked, Middleware, Shared, Sorted};
-use crate::aggregation::{aggregate_is_valid, committee_modulo, CommitteeAggregate};
-use crate::duty::{Duty, DutyType};
-use crate::validator_store::{FetchBuilt, ValidatorStore};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
+use dv_node::aggregation::{aggregate_is_valid, committee_modulo, CommitteeAggregate};
+use dv_node::duty::{Duty, DutyType};
+use dv_node::validator_store::{FetchBuilt, ValidatorStore};
 use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use futures::FutureExt;

@@ -5,14 +5,14 @@
 //! exits join the node's pending exits (`exits.rs`), which both attachments share.
 
 use super::{ApiError, Middleware, Shared};
-use crate::duty::{Duty, DutyType};
-use crate::exits::PendingExit;
-use crate::parsig::Partial;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dv_node::duty::{Duty, DutyType};
+use dv_node::exits::PendingExit;
+use dv_node::parsig::Partial;
 use dv_types::*;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};

@@ -20,12 +20,6 @@ mod register;
 mod select;
 mod sync;
 
-use crate::duty::{Duty, DutyType};
-use crate::exits::PendingExits;
-use crate::metrics::Metrics;
-use crate::parsig::{not_our_partial, OwnShares, Partial};
-use crate::scheduler::{Scheduler, SlotClock};
-use crate::validator_store::DvValidatorStore;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
@@ -34,6 +28,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
+use dv_node::duty::{Duty, DutyType};
+use dv_node::exits::PendingExits;
+use dv_node::metrics::Metrics;
+use dv_node::parsig::{not_our_partial, OwnShares, Partial};
+use dv_node::scheduler::{Scheduler, SlotClock};
+use dv_node::validator_store::DvValidatorStore;
 use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
 use identity::Identity;
 use proxy::Upstream;
@@ -185,7 +185,7 @@ impl Middleware {
     /// the validator key) and that it selects the validator: the first 8
     /// bytes of its hash, little endian, divisible by `modulo`. A beacon node
     /// refuses an aggregate or contribution whose proof fails either check.
-    pub(super) async fn check_selection_proof(
+    pub(crate) async fn check_selection_proof(
         &self,
         duty: Duty,
         validator: &PublicKeyBytes,
@@ -233,7 +233,7 @@ impl Middleware {
                 share()
             ));
         }
-        if !crate::aggregation::selects(proof, modulo) {
+        if !dv_node::aggregation::selects(proof, modulo) {
             return Err(format!(
                 "validator {} is not selected as an aggregator at slot {}",
                 share(),
@@ -244,7 +244,7 @@ impl Middleware {
     }
 
     /// The beacon node's answer to the client's own request, keys mapped.
-    pub(super) async fn forward(&self, request: Request) -> Response {
+    pub(crate) async fn forward(&self, request: Request) -> Response {
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, proxy::MAX_BODY_BYTES).await {
             Ok(b) => b,
@@ -290,7 +290,7 @@ impl Middleware {
 
 /// A signed message of the client waiting for the peers' partials: its JSON
 /// gets the combined signature of the partial's validator.
-pub(super) struct ToCombine {
+pub(crate) struct ToCombine {
     pub partial: Partial,
     pub json: serde_json::Value,
 }
@@ -331,7 +331,7 @@ impl Middleware {
     /// to `path`: groups that complete together go out in one request, a
     /// group that waits for late partials holds up no other. One outcome
     /// line per group.
-    pub(super) async fn combine_and_post(
+    pub(crate) async fn combine_and_post(
         self: Arc<Self>,
         groups: Vec<((Duty, Root), Vec<ToCombine>)>,
         path: &'static str,
@@ -438,7 +438,7 @@ impl Middleware {
 /// Items of the client's batch sorted: the cluster's (to verify, then
 /// group for combination), the others (forwarded as they are), the refused.
 #[derive(Default)]
-pub(super) struct Sorted {
+pub(crate) struct Sorted {
     /// Position in the batch, duty, signing root, the item.
     pending: Vec<(usize, Duty, Root, ToCombine)>,
     pub outsiders: Vec<serde_json::Value>,
@@ -448,7 +448,7 @@ pub(super) struct Sorted {
 /// What checking one item of a client's batch found: its duty, signing
 /// root and partial (verified with the batch); `None` for a validator
 /// outside the cluster.
-pub(super) type Checked = Result<Option<(Duty, Root, Partial)>, String>;
+pub(crate) type Checked = Result<Option<(Duty, Root, Partial)>, String>;
 
 impl Sorted {
     /// Files the item at `position` by what checking it found.
@@ -496,7 +496,7 @@ impl Sorted {
 
 impl Middleware {
     /// Combines the cluster's items and forwards the rest; answers the batch.
-    pub(super) async fn finish_batch(
+    pub(crate) async fn finish_batch(
         self: &Arc<Self>,
         mut sorted: Sorted,
         uri: &axum::http::Uri,
@@ -643,7 +643,7 @@ impl Middleware {
     /// fast), and for committees a slot can have. A past slot the cluster
     /// decided is answered from the decided store; anything else is
     /// refused at once, not left to time out.
-    pub(super) async fn check_slot_window(&self, duty: Duty) -> Result<(), ApiError> {
+    pub(crate) async fn check_slot_window(&self, duty: Duty) -> Result<(), ApiError> {
         match duty.kind {
             DutyType::Aggregator { committee } if committee >= MAX_COMMITTEES_PER_SLOT => {
                 return Err(ApiError::bad_request(format!(

@@ -1,4 +1,6 @@
-//! `dvnode run`, the built-in validator: the stages wired in one place.
+//! `dvnode run`: the node's stages wired in one place, for either
+//! attachment (the built-in validator or the validator API of
+//! `dv_validator_api`).
 //!
 //! The scheduler polls duties every slot; at slot start a proposer duty runs
 //! (randao reveal, block, consensus, sign, publish), at the attestation due
@@ -9,21 +11,22 @@
 //! `plain` the same services drive [`PlainValidatorStore`] instead: a
 //! normal validator, without peers or consensus.
 
-use crate::consensus::P2pAuthenticator;
-use crate::exits::{ExitService, PendingExits};
-use crate::metrics::Metrics;
-use crate::middleware::{Middleware, MiddlewareConfig};
-use crate::parsig::{OwnShares, ParSigStore, ValidatorKeys};
-use crate::scheduler::{Scheduler, SlotClock};
-use crate::services::DutyContext;
-use crate::signer::Signer;
-use crate::validator_store::{ChainContext, DvValidatorStore, PlainValidatorStore, ValidatorStore};
-use crate::workflow::{Workflow, WorkflowTask};
 use beacon_client::BeaconNodes;
 use dv_cluster::{ClusterLock, NodeDir};
-use dv_crypto::keystore::read_password_file;
-use dv_crypto::{Keystore, PublicKey, SecretShare};
+use dv_node::consensus::P2pAuthenticator;
+use dv_node::exits::{ExitService, PendingExits};
+use dv_node::keys::{check_same_chain, load_public_keys, load_shares, whole_keys};
+use dv_node::metrics::Metrics;
+use dv_node::parsig::{OwnShares, ParSigStore};
+use dv_node::scheduler::{Scheduler, SlotClock};
+use dv_node::services::DutyContext;
+use dv_node::signer::Signer;
+use dv_node::validator_store::{
+    ChainContext, DvValidatorStore, PlainValidatorStore, ValidatorStore,
+};
+use dv_node::workflow::{Workflow, WorkflowTask};
 use dv_types::*;
+use dv_validator_api::{Middleware, MiddlewareConfig};
 use p2p::Member;
 use slashing_protection::SlashingDatabase;
 use std::collections::HashMap;
@@ -133,88 +136,6 @@ impl DutyParts {
             registrations: self.registrations,
         }
     }
-}
-
-/// Every validator's public key and public shares, by validator public key.
-fn load_public_keys(lock: &ClusterLock) -> Result<HashMap<PublicKeyBytes, ValidatorKeys>, String> {
-    lock.body
-        .validators
-        .iter()
-        .map(|v| {
-            let shares = v
-                .public_shares
-                .iter()
-                .map(|s| PublicKey::from_bytes(&s.0))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
-            let key = PublicKey::from_bytes(&v.public_key.0)
-                .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
-            Ok((v.public_key, ValidatorKeys { key, shares }))
-        })
-        .collect()
-}
-
-/// This node's key shares from its keystores, checked against the lock.
-fn load_shares(
-    dir: &NodeDir,
-    lock: &ClusterLock,
-    me: usize,
-) -> Result<HashMap<PublicKeyBytes, SecretShare>, String> {
-    let mut shares = HashMap::new();
-    for (k, v) in lock.body.validators.iter().enumerate() {
-        let share = load_share(dir, lock, k)?;
-        if share.index != me as u64 + 1 {
-            return Err(format!(
-                "{}: not this node's share of validator {}",
-                dir.keystore_path(k).display(),
-                v.public_key
-            ));
-        }
-        shares.insert(v.public_key, share);
-    }
-    Ok(shares)
-}
-
-/// Refuses a beacon node of another chain than the cluster lock's.
-pub fn check_same_chain(
-    lock: &ClusterLock,
-    genesis: &beacon_client::Genesis,
-) -> Result<(), String> {
-    if genesis.genesis_fork_version != lock.body.fork_version {
-        return Err(format!(
-            "the beacon node's chain has genesis fork version {}, the cluster lock {}",
-            genesis.genesis_fork_version, lock.body.fork_version
-        ));
-    }
-    Ok(())
-}
-
-/// The key share in the node directory's keystore of the lock's `k`-th
-/// validator, with its share index (its position among the lock's public shares).
-pub fn load_share(dir: &NodeDir, lock: &ClusterLock, k: usize) -> Result<SecretShare, String> {
-    let v = lock
-        .body
-        .validators
-        .get(k)
-        .ok_or_else(|| format!("the cluster lock has no validator {k}"))?;
-    let password = read_password_file(&dir.password_path(k)).map_err(|e| e.to_string())?;
-    let secret = Keystore::load(&dir.keystore_path(k), &password).map_err(|e| e.to_string())?;
-    let public = secret.public_key().to_bytes();
-    let position = v
-        .public_shares
-        .iter()
-        .position(|s| s.0 == public)
-        .ok_or_else(|| {
-            format!(
-                "{}: not a share of validator {} in the cluster lock",
-                dir.keystore_path(k).display(),
-                v.public_key
-            )
-        })?;
-    Ok(SecretShare {
-        index: position as u64 + 1,
-        secret,
-    })
 }
 
 impl Node {
@@ -436,7 +357,7 @@ impl Node {
             metrics_listener,
         } = self;
         if let Some(listener) = metrics_listener {
-            tokio::spawn(crate::metrics::serve(listener, metrics));
+            tokio::spawn(dv_node::metrics::serve(listener, metrics));
         }
         // Know the validators' indices and duties before the first request.
         let first_epoch = spec.epoch_of_slot(clock.current_slot());
@@ -452,7 +373,7 @@ impl Node {
         let (duties, middleware) = match attachment {
             Attachment::BuiltIn(duties) => (Some(duties), None),
             Attachment::Middleware(middleware, listener) => {
-                tokio::spawn(crate::middleware::serve(listener, middleware.clone()));
+                tokio::spawn(dv_validator_api::serve(listener, middleware.clone()));
                 (None, Some(middleware))
             }
         };
@@ -620,29 +541,6 @@ fn spawn_aggregation<S: ValidatorStore>(
             ctx.aggregate::<Mainnet>(slot, attesters).await
         }
     });
-}
-
-/// The whole validator keys of a plain validator: a 1-node cluster's
-/// shares are the keys themselves (a polynomial of degree 0).
-fn whole_keys(
-    lock: &ClusterLock,
-    shares: HashMap<PublicKeyBytes, SecretShare>,
-) -> Result<HashMap<PublicKeyBytes, dv_crypto::SecretKey>, String> {
-    if lock.body.node_count() != 1 {
-        return Err(format!(
-            "--plain runs a normal validator with whole keys: a 1-node cluster, not one of {} nodes",
-            lock.body.node_count()
-        ));
-    }
-    shares
-        .into_iter()
-        .map(|(validator, share)| {
-            if share.secret.public_key().to_bytes() != validator.0 {
-                return Err(format!("the key of validator {validator} is not whole"));
-            }
-            Ok((validator, share.secret))
-        })
-        .collect()
 }
 
 /// Slashing history this old can no longer matter (Lighthouse prunes the same

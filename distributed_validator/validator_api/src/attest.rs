@@ -4,15 +4,15 @@
 //! combined and submitted.
 
 use super::{ApiError, Middleware, Shared, ToCombine};
-use crate::decided::{approve_attestations, ToSign};
-use crate::duty::{Duty, DutyType};
-use crate::parsig::Partial;
-use crate::scheduler::SlotClock;
-use crate::validator_store::{Attester, DutyTiming, SignError};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use dv_node::decided::{approve_attestations, ToSign};
+use dv_node::duty::{Duty, DutyType};
+use dv_node::parsig::Partial;
+use dv_node::scheduler::SlotClock;
+use dv_node::validator_store::{Attester, DutyTiming, SignError};
 use dv_types::ssz::Decode;
 use dv_types::*;
 use serde_json::Value;
@@ -65,7 +65,7 @@ impl Middleware {
             return AttestationData::from_ssz_bytes(&value)
                 .map_err(|e| SignError::BadDecidedValue(format!("{e:?}")));
         }
-        let own = crate::services::own_attestation_data(&self.beacon, slot).await;
+        let own = dv_node::services::own_attestation_data(&self.beacon, slot).await;
         let attesters: Vec<Attester> = self
             .scheduler
             .attesters_at(slot)

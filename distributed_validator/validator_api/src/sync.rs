@@ -14,13 +14,13 @@
 
 use super::attest::parse_u64;
 use super::{ApiError, Checked, Middleware, Shared, Sorted};
-use crate::duty::{Duty, DutyType};
-use crate::validator_store::{FetchBuilt, ValidatorStore};
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dv_node::duty::{Duty, DutyType};
+use dv_node::validator_store::{FetchBuilt, ValidatorStore};
 use dv_types::ssz::Encode;
 use dv_types::*;
 use futures::FutureExt;
@@ -138,7 +138,7 @@ async fn decide_contribution<P: Preset>(
 ) -> Result<Value, ApiError> {
     let duty = Duty::new(slot, DutyType::SyncContribution { subcommittee });
     mw.check_slot_window(duty).await?;
-    let is_valid = crate::aggregation::contribution_is_valid::<P>(slot, subcommittee, root);
+    let is_valid = dv_node::aggregation::contribution_is_valid::<P>(slot, subcommittee, root);
     let beacon = &mw.beacon;
     let fetch: FetchBuilt<'_, SyncCommitteeContribution<P>> = Box::new(move || {
         beacon
@@ -220,7 +220,7 @@ async fn check_contribution<P: Preset>(mw: &Middleware, json: &Value) -> Checked
     let selection_root = mw
         .store
         .sync_selection_signing_root(c.slot, c.subcommittee_index);
-    let modulo = crate::aggregation::sync_modulo(spec);
+    let modulo = dv_node::aggregation::sync_modulo(spec);
     mw.check_selection_proof(
         Duty::new(c.slot, DutyType::SyncSelection),
         &validator,

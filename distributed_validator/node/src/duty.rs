@@ -27,11 +27,15 @@ pub enum DutyType {
     },
 }
 
-/// Duty types with a committee carry its index above the low 8 bits of the
-/// code (24 bits: far more than the 64 committees or 4 subcommittees a slot has).
+/// Duty types with a committee carry its index above the low 8 bits of the code.
 const AGGREGATOR_CODE: u32 = 6;
 const SYNC_CONTRIBUTION_CODE: u32 = 8;
-const MAX_COMMITTEE: u64 = (1 << 24) - 1;
+
+/// MAX_COMMITTEES_PER_SLOT of the mainnet preset (the minimal preset's is
+/// smaller): no slot has an aggregation duty of a committee at or above it.
+pub const MAX_COMMITTEES_PER_SLOT: u64 = 64;
+/// SYNC_COMMITTEE_SUBNET_COUNT (both presets): the sync subcommittees.
+pub const SYNC_SUBCOMMITTEES: u64 = 4;
 
 /// The duty types without a committee index.
 const PLAIN: [DutyType; 7] = [
@@ -45,7 +49,8 @@ const PLAIN: [DutyType; 7] = [
 ];
 
 fn with_committee(code: u32, committee: u64) -> u32 {
-    code | ((committee.min(MAX_COMMITTEE) as u32) << 8)
+    // (Never above the caps for duties that exist; `from_code` refuses those.)
+    code | ((committee.min(u64::from(u32::MAX >> 8)) as u32) << 8)
 }
 
 impl DutyType {
@@ -66,14 +71,21 @@ impl DutyType {
         }
     }
 
-    /// The duty type a peer's message names; `None` for a code this version does not know.
+    /// The duty type a peer's message names; `None` for a code this version
+    /// does not know, or for a committee no slot has (so that a peer can
+    /// name at most 75 duties a slot, not 2^25: each costs a buffer here).
     pub fn from_code(code: u32) -> Option<Self> {
         let index = u64::from(code >> 8);
         match code & 0xff {
-            AGGREGATOR_CODE => Some(DutyType::Aggregator { committee: index }),
-            SYNC_CONTRIBUTION_CODE => Some(DutyType::SyncContribution {
-                subcommittee: index,
-            }),
+            AGGREGATOR_CODE if index < MAX_COMMITTEES_PER_SLOT => {
+                Some(DutyType::Aggregator { committee: index })
+            }
+            SYNC_CONTRIBUTION_CODE if index < SYNC_SUBCOMMITTEES => {
+                Some(DutyType::SyncContribution {
+                    subcommittee: index,
+                })
+            }
+            AGGREGATOR_CODE | SYNC_CONTRIBUTION_CODE => None,
             _ => PLAIN.into_iter().find(|kind| kind.code() == code),
         }
     }
@@ -125,6 +137,19 @@ mod tests {
             assert_eq!(DutyType::from_code(kind.code()), Some(kind));
         }
         assert_eq!(DutyType::from_code(9), None);
+        // Committees no slot has are refused (a peer could otherwise name 2^24).
+        let beyond = DutyType::Aggregator {
+            committee: MAX_COMMITTEES_PER_SLOT,
+        };
+        assert_eq!(DutyType::from_code(beyond.code()), None);
+        let beyond = DutyType::SyncContribution {
+            subcommittee: SYNC_SUBCOMMITTEES,
+        };
+        assert_eq!(DutyType::from_code(beyond.code()), None);
+        assert_eq!(
+            DutyType::from_code(AGGREGATOR_CODE | (0xff_ffff << 8)),
+            None
+        );
         assert_eq!(DutyType::from_code(7 | (3 << 8)), None);
         assert_eq!(Duty::new(9, DutyType::Randao).to_string(), "9/randao");
     }

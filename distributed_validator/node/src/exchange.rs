@@ -12,7 +12,7 @@ use crate::duty::Duty;
 use crate::parsig::{Combined, ParSigStore, Partial};
 use crate::workflow::CurrentSlot;
 use dv_crypto::{PartialSignature, Signature};
-use dv_types::{PublicKeyBytes, Root, SignatureBytes};
+use dv_types::{PublicKeyBytes, Root, SignatureBytes, Slot};
 use p2p::{Envelope, Topic};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -168,8 +168,8 @@ impl<C: CurrentSlot> ExchangeTask<C> {
 
     /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
     fn parse_peer(&self, duty: Duty, from: usize, payload: &[u8]) -> Option<PeerPartials> {
-        if duty.slot > self.clock.current_slot() + MAX_PARTIALS_AHEAD {
-            tracing::warn!(peer = from, %duty, "partial signatures for a duty too far ahead dropped");
+        if let Err(why) = peer_slot_window(duty.slot, self.clock.current_slot()) {
+            tracing::warn!(peer = from, %duty, "partial signatures dropped: {why}");
             return None;
         }
         let message = match serde_json::from_slice::<PartialsMessage>(payload) {
@@ -309,10 +309,41 @@ fn log_refused(duty: Duty, from: Option<usize>, refused: Vec<crate::parsig::ParS
 
 /// Runs CPU-bound signature work; on a multi-threaded runtime the runtime
 /// moves other tasks off this thread meanwhile.
+/// Slots whose partials a peer may send: up to [`MAX_PARTIALS_AHEAD`]
+/// ahead, and no older than what is kept ([`KEEP_SLOTS`]): an older one
+/// would be verified and stored only to be pruned, so a peer could make
+/// this node do that work without end.
+fn peer_slot_window(slot: Slot, current: Slot) -> Result<(), &'static str> {
+    if slot > current.saturating_add(MAX_PARTIALS_AHEAD) {
+        return Err("a duty too far ahead");
+    }
+    if slot < current.saturating_sub(KEEP_SLOTS) {
+        return Err("a duty older than the slots kept");
+    }
+    Ok(())
+}
+
 fn pairing_work<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_partials_are_taken_only_for_the_slots_kept() {
+        let current = 1000;
+        assert!(peer_slot_window(current, current).is_ok());
+        assert!(peer_slot_window(current - KEEP_SLOTS, current).is_ok());
+        assert!(peer_slot_window(current - KEEP_SLOTS - 1, current).is_err());
+        assert!(peer_slot_window(current + MAX_PARTIALS_AHEAD, current).is_ok());
+        assert!(peer_slot_window(current + MAX_PARTIALS_AHEAD + 1, current).is_err());
+        assert!(peer_slot_window(0, 3).is_ok(), "early in the chain");
+        assert!(peer_slot_window(u64::MAX, 3).is_err());
     }
 }

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use beacon_client::BeaconNodes;
-use dv_node::duty::{Duty, DutyType};
+use dv_node::duty::{Duty, DutyType, MAX_COMMITTEES_PER_SLOT};
 use dv_node::exits::PendingExits;
 use dv_node::metrics::Metrics;
 use dv_node::parsig::{not_our_partial, OwnShares, Partial};
@@ -679,9 +679,6 @@ impl Middleware {
         Ok(())
     }
 }
-
-/// MAX_COMMITTEES_PER_SLOT of the mainnet preset (the minimal preset's is smaller).
-const MAX_COMMITTEES_PER_SLOT: u64 = 64;
 
 /// The smallest batch limit (see [`Middleware::max_batch`]).
 pub const MIN_BATCH_LIMIT: usize = 1024;

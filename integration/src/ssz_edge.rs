@@ -85,12 +85,10 @@ fn request_json(path: &str, headers: &HeaderMap, bytes: &[u8]) -> Option<Result<
 /// The SSZ of a JSON answer on `path`; `None` if the Beacon API offers no
 /// SSZ answer there.
 fn answer_ssz(path: &str, headers: &HeaderMap, answer: &Value) -> Option<Result<Vec<u8>, String>> {
-    let data = answer["data"].clone();
     let typed = |what: &str| -> Result<Value, String> {
-        if data.is_null() {
-            Err(format!("{what}: no data"))
-        } else {
-            Ok(data.clone())
+        match &answer["data"] {
+            Value::Null => Err(format!("{what}: no data")),
+            data => Ok(data.clone()),
         }
     };
     let fork = || fork_header(headers);

@@ -211,12 +211,13 @@ impl ValidatorClient {
         read_json(response, path).await
     }
 
-    /// A `data` answer where the API offers SSZ: asked for in the client's
-    /// encoding, and refused if it comes back in the other.
-    async fn get_data<T: serde::de::DeserializeOwned + ssz::Decode>(
+    /// A GET where the API offers SSZ: asked for in the client's encoding;
+    /// an error status, or an answer in the other encoding, is an error.
+    /// The answer's headers and body.
+    async fn get_encoded(
         &self,
         path: &str,
-    ) -> Result<T, String> {
+    ) -> Result<(reqwest::header::HeaderMap, axum::body::Bytes), String> {
         let ssz = self.encoding == Encoding::Ssz;
         let response = self
             .http
@@ -226,12 +227,7 @@ impl ValidatorClient {
             .await
             .map_err(|e| format!("GET {path}: {e}"))?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(|e| format!("{path}: {e}"))?;
         if !status.is_success() {
             return Err(format!(
@@ -239,13 +235,26 @@ impl ValidatorClient {
                 String::from_utf8_lossy(&bytes)
             ));
         }
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if ssz != content_type.starts_with(SSZ) {
             return Err(format!(
                 "{path}: asked for {}, got {content_type:?}",
                 if ssz { "SSZ" } else { "JSON" }
             ));
         }
-        if ssz {
+        Ok((headers, bytes))
+    }
+
+    /// A `data` answer where the API offers SSZ (see [`Self::get_encoded`]).
+    async fn get_data<T: serde::de::DeserializeOwned + ssz::Decode>(
+        &self,
+        path: &str,
+    ) -> Result<T, String> {
+        let (_, bytes) = self.get_encoded(path).await?;
+        if self.encoding == Encoding::Ssz {
             return T::from_ssz_bytes(&bytes).map_err(|e| format!("{path}: SSZ: {e:?}"));
         }
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
@@ -825,40 +834,12 @@ impl ValidatorClient {
             "/eth/v3/validator/blocks/{slot}?randao_reveal={reveal}&graffiti=0x{}",
             "00".repeat(32)
         );
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("Accept", if ssz { ACCEPT_SSZ } else { "application/json" })
-            .send()
-            .await
-            .map_err(|e| format!("GET block: {e}"))?;
-        let status = response.status();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let fork = header("Eth-Consensus-Version");
-        let blinded = header("Eth-Execution-Payload-Blinded").as_deref() == Some("true");
-        let content_type = header("content-type").unwrap_or_default();
-        let bytes = response.bytes().await.map_err(|e| format!("block: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "block: HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
-        let fork: ForkName = fork
+        let (headers, bytes) = self.get_encoded(&path).await?;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let blinded = header("Eth-Execution-Payload-Blinded") == Some("true");
+        let fork: ForkName = header("Eth-Consensus-Version")
             .ok_or("block: no Eth-Consensus-Version header")?
             .parse()?;
-        if ssz != content_type.starts_with(SSZ) {
-            return Err(format!(
-                "block: asked for {}, got {content_type}",
-                if ssz { "SSZ" } else { "JSON" }
-            ));
-        }
         // What comes back with the signed block: the blobs (a full block's
         // contents, as received).
         let mut ssz_blobs = beacon_client::BlobsBundle::default();

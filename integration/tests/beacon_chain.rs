@@ -102,6 +102,27 @@ impl Node {
         )
     }
 
+    /// A validator with an attester duty at `slot`, from the duties endpoint.
+    async fn attester_at(&self, slot: Slot) -> u64 {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
+        let (status, duties) = self
+            .post(
+                &format!("/eth/v1/validator/duties/attester/{epoch}"),
+                ForkName::Fulu,
+                json!(indices),
+            )
+            .await;
+        assert_eq!(status, 200, "{duties}");
+        duties["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
+            .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
+            .expect("a duty at the slot")
+    }
+
     async fn attestation_data(&self, slot: Slot) -> AttestationData {
         let (status, body) = self
             .get(&format!(
@@ -127,22 +148,7 @@ async fn electra_attestations_and_blocks_are_judged_strictly() {
     let epoch = node.spec.epoch_of_slot(slot);
 
     // Duties: whoever attests at `slot`.
-    let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
-    let (status, duties) = node
-        .post(
-            &format!("/eth/v1/validator/duties/attester/{epoch}"),
-            ForkName::Fulu,
-            json!(indices),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let attester: u64 = duties["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
-        .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
-        .expect("a duty at the current slot");
+    let attester = node.attester_at(slot).await;
 
     let data = node.attestation_data(slot).await;
     let single = |signature: SignatureBytes, data: &AttestationData| {
@@ -764,21 +770,7 @@ async fn ssz_is_spoken_where_the_beacon_api_offers_it() {
     assert_eq!(AttestationData::from_ssz_bytes(&bytes).unwrap(), data);
 
     // An SSZ SingleAttestation list, judged as JSON would be.
-    let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
-    let (_, duties) = node
-        .post(
-            &format!("/eth/v1/validator/duties/attester/{epoch}"),
-            ForkName::Fulu,
-            json!(indices),
-        )
-        .await;
-    let attester: u64 = duties["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
-        .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
-        .unwrap();
+    let attester = node.attester_at(slot).await;
     let single = |signature| {
         vec![SingleAttestation {
             committee_index: 0,

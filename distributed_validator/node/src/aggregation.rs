@@ -58,8 +58,8 @@ pub trait CommitteeAggregate:
 {
     /// `AggregateAndProof` in this fork's shape: what the aggregator signs.
     type Message: TreeHash + Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    /// `SignedAggregateAndProof`: what is submitted.
-    type Signed: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// `SignedAggregateAndProof`: what is submitted (JSON, or SSZ on `/eth/v2`).
+    type Signed: Serialize + DeserializeOwned + Decode + Send + Sync + 'static;
 
     fn data(&self) -> &AttestationData;
     /// The committee the aggregate is for.

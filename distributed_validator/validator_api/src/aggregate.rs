@@ -150,37 +150,13 @@ pub(super) async fn submit(
         Some(f) => f,
         None => mw.store.spec().fork_at_slot(mw.clock.current_slot()),
     };
-    // v2 takes SSZ too, of the fork's shape.
-    let what = "aggregates";
-    let items = match (
-        uri.path().starts_with("/eth/v1/"),
-        fork.electra_enabled(),
-        mw.minimal,
-    ) {
-        (true, _, _) => mw.json_list(&headers, &body, what)?,
-        (false, true, true) => {
-            mw.batch_items::<SignedAggregateAndProofElectra<Minimal>>(&headers, &body, what)?
-        }
-        (false, true, false) => {
-            mw.batch_items::<SignedAggregateAndProofElectra<Mainnet>>(&headers, &body, what)?
-        }
-        (false, false, true) => {
-            mw.batch_items::<SignedAggregateAndProofDeneb<Minimal>>(&headers, &body, what)?
-        }
-        (false, false, false) => {
-            mw.batch_items::<SignedAggregateAndProofDeneb<Mainnet>>(&headers, &body, what)?
-        }
+    let v1 = uri.path().starts_with("/eth/v1/");
+    let sorted = match (fork.electra_enabled(), mw.minimal) {
+        (true, true) => sort::<AttestationElectra<Minimal>>(&mw, v1, &headers, &body).await?,
+        (true, false) => sort::<AttestationElectra<Mainnet>>(&mw, v1, &headers, &body).await?,
+        (false, true) => sort::<AttestationDeneb<Minimal>>(&mw, v1, &headers, &body).await?,
+        (false, false) => sort::<AttestationDeneb<Mainnet>>(&mw, v1, &headers, &body).await?,
     };
-    let mut sorted = Sorted::default();
-    for (position, json) in items.into_iter().enumerate() {
-        let checked = match (fork.electra_enabled(), mw.minimal) {
-            (true, true) => check::<AttestationElectra<Minimal>>(&mw, &json).await,
-            (true, false) => check::<AttestationElectra<Mainnet>>(&mw, &json).await,
-            (false, true) => check::<AttestationDeneb<Minimal>>(&mw, &json).await,
-            (false, false) => check::<AttestationDeneb<Mainnet>>(&mw, &json).await,
-        };
-        sorted.add(position, json, checked);
-    }
     let path = if fork.electra_enabled() {
         "/eth/v2/validator/aggregate_and_proofs"
     } else {
@@ -195,6 +171,28 @@ pub(super) async fn submit(
         "aggregates",
     )
     .await
+}
+
+/// The client's batch of `A`'s signed aggregates (JSON; on v2 SSZ too),
+/// each checked and sorted.
+async fn sort<A: CommitteeAggregate>(
+    mw: &Middleware,
+    v1: bool,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Sorted, ApiError> {
+    let what = "aggregates";
+    let items = if v1 {
+        mw.json_list(headers, body, what)?
+    } else {
+        mw.batch_items::<A::Signed>(headers, body, what)?
+    };
+    let mut sorted = Sorted::default();
+    for (position, json) in items.into_iter().enumerate() {
+        let checked = check::<A>(mw, &json).await;
+        sorted.add(position, json, checked);
+    }
+    Ok(sorted)
 }
 
 /// Checks one signed aggregate of the client; `None` if the aggregator is

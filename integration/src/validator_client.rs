@@ -56,7 +56,8 @@ pub struct ClientCounts {
 /// What the client speaks where the Beacon API offers both encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// SSZ answers asked for (as Lodestar's client asks:
+    /// SSZ answers asked for (with the header the Beacon API suggests and
+    /// Lighthouse's HTTP client sends:
     /// `application/octet-stream;q=1.0,application/json;q=0.9`) and SSZ
     /// bodies posted, wherever the API has them: attestation data,
     /// aggregates, block production and publication, v2 attestations and
@@ -66,7 +67,7 @@ pub enum Encoding {
     Json,
 }
 
-/// The `Accept` header of an SSZ-speaking client (Lodestar's).
+/// The `Accept` header of an SSZ-speaking client (Lighthouse's `PREFERENCE_ACCEPT_VALUE`).
 const ACCEPT_SSZ: &str = "application/octet-stream;q=1.0,application/json;q=0.9";
 
 pub struct ValidatorClient {

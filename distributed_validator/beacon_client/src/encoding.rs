@@ -1,9 +1,9 @@
 //! The two encodings the Beacon API speaks, SSZ and JSON: which one a
 //! request or answer carries, which one a client asked for, and SSZ list
-//! lengths read before decoding. Lodestar's validator client asks for SSZ
-//! wherever the API offers it (`Accept:
-//! application/octet-stream;q=1.0,application/json;q=0.9`) and posts SSZ
-//! bodies where the API takes them.
+//! lengths read before decoding. Validator clients such as Lodestar's ask
+//! for SSZ wherever the API offers it and post SSZ bodies where the API
+//! takes them; `application/octet-stream;q=1.0,application/json;q=0.9` is
+//! the header the Beacon API suggests and Lighthouse's HTTP client sends.
 
 use reqwest::header::{self, HeaderMap};
 

@@ -7,7 +7,8 @@
 # Usage: scripts/local-testnet.sh [--nodes 4] [--validators 16] [--epochs 3]
 #                                 [--kill K] [--slot-ms 3000] [--out testnet]
 #                                 [--beacon-node URL] [--mode builtin|middleware|plain]
-#                                 [--fork deneb|electra|fulu] [--client-json]
+#                                 [--fork deneb|electra|fulu] [--preset minimal|mainnet]
+#                                 [--client-json] [--client-skip-aggregation]
 # The nodes perform every duty: attestations, proposals, aggregation, sync
 # committee messages and contributions, builder registrations (the
 # simulated chain runs --fork, default fulu, from genesis). With --beacon-node the nodes use that beacon
@@ -17,7 +18,11 @@
 # --mode middleware runs each node with --validator-api and a validator-client
 # simulator (holding that node's key shares) in front of it, instead of the
 # node's built-in validator; the clients speak SSZ wherever the Beacon API
-# offers it, as Lodestar's does (--client-json: JSON only). --mode plain runs one normal validator
+# offers it, as Lodestar's does (--client-json: JSON only;
+# --client-skip-aggregation: clients that neither subscribe as aggregators
+# nor aggregate, whose committees' attestations no block then includes).
+# --preset mainnet runs the simulated chain on the mainnet preset (32 slots
+# an epoch, mainnet committees and sync committee). --mode plain runs one normal validator
 # (`dvnode run --plain` over a 1-node cluster's whole keys: no consensus,
 # no peers): the baseline the distributed runs compare against.
 set -euo pipefail
@@ -33,6 +38,7 @@ EXTERNAL_URL=
 MODE=builtin
 FORK=fulu
 CLIENT_ARGS=()
+PRESET=minimal
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -44,11 +50,17 @@ while [ $# -gt 0 ]; do
         --beacon-node) EXTERNAL_URL=$2; shift 2 ;;
         --mode) MODE=$2; shift 2 ;;
         --fork) FORK=$2; shift 2 ;;
-        --client-json) CLIENT_ARGS=(--json); shift ;;
+        --client-json) CLIENT_ARGS+=(--json); shift ;;
+        --client-skip-aggregation) CLIENT_ARGS+=(--skip-aggregation); shift ;;
+        --preset) PRESET=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-SLOTS_PER_EPOCH=8
+case "$PRESET" in
+    minimal) SLOTS_PER_EPOCH=8 ;;
+    mainnet) SLOTS_PER_EPOCH=32 ;;
+    *) echo "--preset must be minimal or mainnet" >&2; exit 2 ;;
+esac
 case "$MODE" in
     builtin|middleware) ;;
     plain) NODES=1 ;;
@@ -70,7 +82,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The chain's configuration: the simulator's (minimal preset) or the external node's.
+# The chain's configuration: the simulator's (--preset) or the external node's.
 if [ -n "$EXTERNAL_URL" ]; then
     URL=$EXTERNAL_URL
     GENESIS_DELAY_MS=0
@@ -90,7 +102,7 @@ EOF
     echo "external beacon node at $URL (genesis fork version $FORK_VERSION, ${SLOT_MS} ms slots)"
     NETWORK_ARGS=(--fork-version "$FORK_VERSION")
 else
-    NETWORK_ARGS=(--network minimal)
+    NETWORK_ARGS=(--network "$PRESET")
 fi
 
 ADDRESSES=$(python3 -c "
@@ -107,7 +119,7 @@ echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create
 if [ -z "$EXTERNAL_URL" ]; then
     # Genesis after the nodes are up: loading keystores and checking the lock take ~5 ms per validator.
     GENESIS_DELAY_MS=$((4000 + 6 * VALIDATORS))
-    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" --fork "$FORK" \
+    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" --fork "$FORK" --preset "$PRESET" \
         --genesis-delay-ms "$GENESIS_DELAY_MS" --report "$OUT/report.json" > "$OUT/beacon-chain.out" 2>&1 &
     CHAIN_PID=$!
     PIDS+=($CHAIN_PID)
@@ -116,7 +128,7 @@ if [ -z "$EXTERNAL_URL" ]; then
         sleep 0.1
     done
     URL=$(grep -o 'http://[0-9.:]*' "$OUT/beacon-chain.out" | head -1)
-    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots, $FORK)"
+    echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots, $FORK, $PRESET preset)"
 fi
 
 NODE_PIDS=()
@@ -160,7 +172,7 @@ while true; do
     fi
     if [ -z "$EXTERNAL_URL" ]; then
         OK=$(curl -s "$URL/dv/report" | python3 -c "import json,sys; print(json.load(sys.stdin)['report']['attestations_ok'])" 2>/dev/null || echo "?")
-        echo "  $((ELAPSED / 1000)) s / $((RUN_MS / 1000)) s: attestations landed so far: $OK"
+        echo "  $((ELAPSED / 1000)) s / $((RUN_MS / 1000)) s: attestations included so far: $OK"
     else
         OK=$(cat "$OUT"/node*.log | grep -c "duty ok" || true)
         echo "  $((ELAPSED / 1000)) s / $((RUN_MS / 1000)) s: duty ok lines so far: $OK"
@@ -228,14 +240,23 @@ EOF
     exit 0
 fi
 
-python3 - "$OUT/report.json" <<'EOF'
+python3 - "$OUT/report.json" "$RUN_MS" <<'EOF'
 import json, sys
 data = json.load(open(sys.argv[1]))
-r, d = data["report"], data["duties_until_last_slot"]
-delays = sorted(r["attestation_delays_ms"])
-p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else 0
+run_ms = int(sys.argv[2])
+r, d, t = data["report"], data["duties_until_last_slot"], data["timeliness_until_last_slot"]
+def p99_of(values):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0
+p99, p99_due = p99_of(r["attestation_delays_ms"]), p99_of(r["attestation_after_due_ms"])
+pct = lambda part: 100.0 * part / t["duties"] if t["duties"] else 0.0
+cpu_pct = 100.0 * data["cpu_ms"] / run_ms if run_ms else 0.0
 print()
-print("attestations landed / missed (slots 1..last): %d / %d" % (d["attestations_ok"], d["attestations_missed"]))
+print("attestations included / missed (slots 1..last-1): %d / %d" % (d["attestations_ok"], d["attestations_missed"]))
+print("  received %d, kept for aggregation %d (no aggregator subscribed: %d)" % (r["attestations_received"], r["attestations_received"] - r["attestations_unsubscribed"], r["attestations_unsubscribed"]))
+print("  timely source / target / head: %.1f%% / %.1f%% / %.1f%% of %d duties" % (pct(t["source_timely"]), pct(t["target_timely"]), pct(t["head_timely"]), t["duties"]))
+print("  inclusion delay (slots: count): %s" % ", ".join("%s: %d" % kv for kv in sorted(r["inclusion_delays"].items(), key=lambda kv: int(kv[0]))))
+print("  arrival p99: %d ms after the slot start, %d ms after the attestation due time" % (p99, p99_due))
 print("block proposals landed / missed:              %d / %d" % (d["proposals_ok"], d["proposals_missed"]))
 a = data["aggregates_until_last_slot"]
 print("aggregation duties landed / missed:           %d / %d (the chain accepted %d aggregates, refused %d)" % (a[0], a[1], r["aggregates_ok"], r["aggregates_rejected"]))
@@ -248,8 +269,9 @@ print("slashable pairs received by the chain:        %d" % len(r["slashable"]))
 if r["rejections"]:
     print("rejections:", r["rejections"])
 print("duplicate blocks answered as already known:  %d" % r["duplicate_blocks"])
-print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d aggregations_ok=%d aggregations_missed=%d sync_messages_ok=%d sync_messages_missed=%d contributions_ok=%d contributions_missed=%d registrations_ok=%d invalid_signatures=%d slashable=%d p99_attestation_ms=%d" % (
+print("simulated chain CPU: %d ms over a %d ms run (%.1f%% of one core)" % (data["cpu_ms"], run_ms, cpu_pct))
+print("SUMMARY attestations_ok=%d attestations_missed=%d proposals_ok=%d proposals_missed=%d aggregations_ok=%d aggregations_missed=%d sync_messages_ok=%d sync_messages_missed=%d contributions_ok=%d contributions_missed=%d registrations_ok=%d invalid_signatures=%d slashable=%d p99_attestation_ms=%d head_timely_pct=%.1f target_timely_pct=%.1f p99_after_due_ms=%d chain_cpu_pct=%.1f" % (
     d["attestations_ok"], d["attestations_missed"], d["proposals_ok"], d["proposals_missed"],
     a[0], a[1], m[0], m[1], c[0], c[1], data["validators_registered"],
-    r["invalid_signatures"], len(r["slashable"]), p99))
+    r["invalid_signatures"], len(r["slashable"]), p99, pct(t["head_timely"]), pct(t["target_timely"]), p99_due, cpu_pct))
 EOF

@@ -2,6 +2,7 @@
 //! end-to-end tests) and a validator-client simulator for middleware mode.
 
 pub mod chain;
+pub mod committees;
 pub mod server;
 pub mod ssz_edge;
 pub mod validator_client;

@@ -2,7 +2,7 @@
 //! Shapes follow `../shared/beacon-api-spec`; errors are `{code, message}`
 //! (with `failures` for batch submissions) as a beacon node sends them.
 
-use crate::chain::{ApiError, BlockBlobs, Chain, HeadEvent, P};
+use crate::chain::{ApiError, BlockBlobs, Chain, HeadEvent};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -19,15 +19,15 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-pub struct AppState {
-    chain: Mutex<Chain>,
+pub struct AppState<P: Preset = Minimal> {
+    chain: Mutex<Chain<P>>,
     heads: broadcast::Sender<HeadEvent>,
 }
 
-pub type Shared = Arc<AppState>;
+pub type Shared<P = Minimal> = Arc<AppState<P>>;
 
-impl AppState {
-    pub fn new(chain: Chain) -> Shared {
+impl<P: Preset> AppState<P> {
+    pub fn new(chain: Chain<P>) -> Shared<P> {
         let (heads, _) = broadcast::channel(64);
         Arc::new(Self {
             chain: Mutex::new(chain),
@@ -35,7 +35,7 @@ impl AppState {
         })
     }
 
-    pub fn chain(&self) -> MutexGuard<'_, Chain> {
+    pub fn chain(&self) -> MutexGuard<'_, Chain<P>> {
         self.chain
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -78,7 +78,7 @@ fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
 /// The epoch of a duties request, refused as Lighthouse refuses it when it
 /// is more than one epoch after the current one (sync duties: more than
 /// one sync committee period after the current period).
-fn duty_epoch(chain: &Chain, text: &str, sync: bool) -> Result<Epoch, ApiError> {
+fn duty_epoch<P: Preset>(chain: &Chain<P>, text: &str, sync: bool) -> Result<Epoch, ApiError> {
     let epoch: Epoch = parse(text, "epoch")?;
     let current = chain.spec.epoch_of_slot(chain.current_slot(now_ms()));
     let period = |e: Epoch| e / chain.spec.epochs_per_sync_committee_period;
@@ -112,85 +112,100 @@ fn consensus_version(headers: &HeaderMap) -> Result<ForkName, ApiError> {
     parse(text, "Eth-Consensus-Version")
 }
 
-pub fn router(state: Shared) -> Router {
+pub fn router<P: Preset>(state: Shared<P>) -> Router {
     Router::new()
-        .route("/eth/v1/beacon/genesis", get(genesis))
-        .route("/eth/v1/config/spec", get(spec))
-        .route("/eth/v1/config/fork_schedule", get(fork_schedule))
-        .route("/eth/v1/beacon/states/{state_id}/fork", get(state_fork))
-        .route("/eth/v1/node/syncing", get(syncing))
+        .route("/eth/v1/beacon/genesis", get(genesis::<P>))
+        .route("/eth/v1/config/spec", get(spec::<P>))
+        .route("/eth/v1/config/fork_schedule", get(fork_schedule::<P>))
+        .route(
+            "/eth/v1/beacon/states/{state_id}/fork",
+            get(state_fork::<P>),
+        )
+        .route("/eth/v1/node/syncing", get(syncing::<P>))
         .route("/eth/v1/node/version", get(version))
         .route("/eth/v1/node/health", get(|| async { StatusCode::OK }))
         .route(
             "/eth/v1/beacon/states/{state_id}/validators",
-            get(validators_get).post(validators_post),
+            get(validators_get::<P>).post(validators_post::<P>),
         )
         .route(
             "/eth/v1/validator/duties/attester/{epoch}",
-            post(attester_duties),
+            post(attester_duties::<P>),
         )
         .route(
             "/eth/v1/validator/duties/proposer/{epoch}",
-            get(proposer_duties),
+            get(proposer_duties::<P>),
         )
-        .route("/eth/v1/validator/duties/sync/{epoch}", post(sync_duties))
+        .route(
+            "/eth/v1/validator/duties/sync/{epoch}",
+            post(sync_duties::<P>),
+        )
         .route(
             "/eth/v1/beacon/pool/sync_committees",
-            post(submit_sync_messages),
+            post(submit_sync_messages::<P>),
         )
         .route(
             "/eth/v1/validator/sync_committee_contribution",
-            get(sync_contribution),
+            get(sync_contribution::<P>),
         )
         .route(
             "/eth/v1/validator/contribution_and_proofs",
-            post(submit_contributions),
+            post(submit_contributions::<P>),
         )
-        .route("/eth/v1/beacon/blocks/{block_id}/root", get(block_root))
-        .route("/eth/v1/validator/attestation_data", get(attestation_data))
-        .route("/eth/v3/validator/blocks/{slot}", get(produce_block))
+        .route(
+            "/eth/v1/beacon/blocks/{block_id}/root",
+            get(block_root::<P>),
+        )
+        .route(
+            "/eth/v1/validator/attestation_data",
+            get(attestation_data::<P>),
+        )
+        .route("/eth/v3/validator/blocks/{slot}", get(produce_block::<P>))
         .route(
             "/eth/v2/beacon/pool/attestations",
-            post(submit_attestations),
+            post(submit_attestations::<P>),
         )
-        .route("/eth/v2/beacon/blocks", post(publish_block))
+        .route("/eth/v2/beacon/blocks", post(publish_block::<P>))
         .route(
             "/eth/v2/validator/aggregate_attestation",
-            get(aggregate_attestation),
+            get(aggregate_attestation::<P>),
         )
         .route(
             "/eth/v2/validator/aggregate_and_proofs",
-            post(submit_aggregates),
+            post(submit_aggregates::<P>),
         )
         .route(
             "/eth/v1/validator/aggregate_attestation",
-            get(aggregate_attestation_v1),
+            get(aggregate_attestation_v1::<P>),
         )
         .route(
             "/eth/v1/validator/aggregate_and_proofs",
-            post(submit_aggregates_v1),
+            post(submit_aggregates_v1::<P>),
         )
         .route(
             "/eth/v1/validator/sync_committee_subscriptions",
             post(accept),
         )
-        .route("/eth/v2/beacon/blinded_blocks", post(publish_blinded_block))
+        .route(
+            "/eth/v2/beacon/blinded_blocks",
+            post(publish_blinded_block::<P>),
+        )
         .route("/eth/v1/validator/prepare_beacon_proposer", post(accept))
         .route(
             "/eth/v1/beacon/pool/voluntary_exits",
-            post(submit_voluntary_exit).get(pooled_exits),
+            post(submit_voluntary_exit::<P>).get(pooled_exits::<P>),
         )
         .route(
             "/eth/v1/validator/register_validator",
-            post(register_validators),
+            post(register_validators::<P>),
         )
         .route(
             "/eth/v1/validator/beacon_committee_subscriptions",
-            post(accept),
+            post(subscribe_beacon_committees::<P>),
         )
-        .route("/eth/v1/events", get(events))
-        .route("/dv/report", get(report))
-        .layer(axum::middleware::from_fn(crate::ssz_edge::ssz_edge))
+        .route("/eth/v1/events", get(events::<P>))
+        .route("/dv/report", get(report::<P>))
+        .layer(axum::middleware::from_fn(crate::ssz_edge::ssz_edge::<P>))
         .with_state(state)
 }
 
@@ -198,7 +213,7 @@ async fn accept() -> StatusCode {
     StatusCode::OK
 }
 
-async fn genesis(State(s): State<Shared>) -> ApiResult {
+async fn genesis<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     let chain = s.chain();
     data(json!({
         "genesis_time": chain.genesis_time.to_string(),
@@ -207,7 +222,7 @@ async fn genesis(State(s): State<Shared>) -> ApiResult {
     }))
 }
 
-async fn spec(State(s): State<Shared>) -> ApiResult {
+async fn spec<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     data(s.chain().spec.to_beacon_node_json())
 }
 
@@ -234,11 +249,11 @@ fn forks(spec: &ChainSpec) -> Vec<Fork> {
     out
 }
 
-async fn fork_schedule(State(s): State<Shared>) -> ApiResult {
+async fn fork_schedule<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     data(forks(&s.chain().spec))
 }
 
-async fn state_fork(State(s): State<Shared>) -> ApiResult {
+async fn state_fork<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     let chain = s.chain();
     let epoch = chain.spec.epoch_of_slot(chain.current_slot(now_ms()));
     let current = forks(&chain.spec)
@@ -248,7 +263,7 @@ async fn state_fork(State(s): State<Shared>) -> ApiResult {
     data(current)
 }
 
-async fn syncing(State(s): State<Shared>) -> ApiResult {
+async fn syncing<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     let chain = s.chain();
     data(json!({
         "head_slot": chain.head().0.to_string(),
@@ -263,7 +278,7 @@ async fn version() -> ApiResult {
     data(json!({"version": format!("dv-simulated-beacon-chain/{}", env!("CARGO_PKG_VERSION"))}))
 }
 
-fn validator_json(chain: &Chain, index: u64) -> Option<Value> {
+fn validator_json<P: Preset>(chain: &Chain<P>, index: u64) -> Option<Value> {
     let pubkey = chain.pubkey(index)?;
     let mut credentials = [0u8; 32];
     credentials[0] = 1;
@@ -293,7 +308,7 @@ fn validator_json(chain: &Chain, index: u64) -> Option<Value> {
 }
 
 /// Validators by index or pubkey; unknown ids are left out, as beacon nodes do.
-fn validators(chain: &Chain, ids: &[String]) -> Result<Vec<Value>, ApiError> {
+fn validators<P: Preset>(chain: &Chain<P>, ids: &[String]) -> Result<Vec<Value>, ApiError> {
     let indices: Vec<u64> = if ids.is_empty() {
         (0..chain.validator_count() as u64).collect()
     } else {
@@ -314,8 +329,8 @@ fn validators(chain: &Chain, ids: &[String]) -> Result<Vec<Value>, ApiError> {
         .collect())
 }
 
-async fn validators_get(
-    State(s): State<Shared>,
+async fn validators_get<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let ids: Vec<String> = query
@@ -331,32 +346,34 @@ struct ValidatorsBody {
     ids: Vec<String>,
 }
 
-async fn validators_post(State(s): State<Shared>, body: Option<Json<ValidatorsBody>>) -> ApiResult {
+async fn validators_post<P: Preset>(
+    State(s): State<Shared<P>>,
+    body: Option<Json<ValidatorsBody>>,
+) -> ApiResult {
     let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
     data(validators(&s.chain(), &ids)?)
 }
 
-/// Sync committee duties: the committee's positions are filled with the
-/// validators in turn (position `i` is validator `i mod n`), the same every period.
-async fn sync_duties(
-    State(s): State<Shared>,
+/// Sync committee duties: each validator's positions in the sync committee
+/// of the requested epoch's period (drawn by the spec's rule).
+async fn sync_duties<P: Preset>(
+    State(s): State<Shared<P>>,
     Path(epoch): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
     let chain = s.chain();
-    duty_epoch(&chain, &epoch, true)?;
+    let epoch = duty_epoch(&chain, &epoch, true)?;
     let indices: Vec<String> = from_json(body, "validator indices")?;
-    let n = chain.validator_count() as u64;
-    let size = chain.spec.sync_committee_size;
     let mut duties = Vec::new();
     for text in &indices {
         let index: u64 = parse(text, "validator index")?;
         let Some(pubkey) = chain.pubkey(index) else {
             continue;
         };
-        let positions: Vec<String> = (0..size)
-            .filter(|p| p % n == index)
-            .map(|p| p.to_string())
+        let positions: Vec<String> = chain
+            .sync_positions(index, epoch)
+            .iter()
+            .map(u64::to_string)
             .collect();
         if !positions.is_empty() {
             duties.push(json!({
@@ -369,6 +386,37 @@ async fn sync_duties(
     Ok(Json(json!({"execution_optimistic": false, "data": duties})).into_response())
 }
 
+/// `POST /eth/v1/validator/beacon_committee_subscriptions`.
+async fn subscribe_beacon_committees<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Subscription {
+        #[serde(with = "serde_utils::quoted_u64")]
+        validator_index: u64,
+        #[serde(with = "serde_utils::quoted_u64")]
+        committee_index: u64,
+        #[serde(with = "serde_utils::quoted_u64")]
+        slot: u64,
+        is_aggregator: bool,
+    }
+    let items: Vec<Subscription> = from_json(body, "beacon committee subscription list")?;
+    let items: Vec<(u64, u64, Slot, bool)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.validator_index,
+                i.committee_index,
+                i.slot,
+                i.is_aggregator,
+            )
+        })
+        .collect();
+    s.chain().subscribe_beacon_committees(&items, now_ms())?;
+    Ok(StatusCode::OK.into_response())
+}
+
 /// A query parameter the request must carry.
 fn query_field<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
     query
@@ -377,31 +425,40 @@ fn query_field<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a
         .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
 }
 
-async fn register_validators(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+async fn register_validators<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
     let items: Vec<SignedValidatorRegistration> =
         from_json(body, "SignedValidatorRegistration list")?;
     s.chain().register_validators(&items)?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn pooled_exits(State(s): State<Shared>) -> ApiResult {
+async fn pooled_exits<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
     data(s.chain().pooled_exits())
 }
 
-async fn submit_voluntary_exit(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+async fn submit_voluntary_exit<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
     let exit: SignedVoluntaryExit = from_json(body, "SignedVoluntaryExit")?;
     s.chain().submit_voluntary_exit(&exit, now_ms())?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn submit_sync_messages(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+async fn submit_sync_messages<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
     let items: Vec<SyncCommitteeMessage> = from_json(body, "SyncCommitteeMessage list")?;
     s.chain().submit_sync_messages(&items, now_ms())?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn sync_contribution(
-    State(s): State<Shared>,
+async fn sync_contribution<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let field = |name: &str| query_field(&query, name);
@@ -411,7 +468,10 @@ async fn sync_contribution(
     data(s.chain().sync_committee_contribution(slot, sub, root)?)
 }
 
-async fn submit_contributions(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+async fn submit_contributions<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
     let items: Vec<SignedContributionAndProof<P>> =
         from_json(body, "SignedContributionAndProof list")?;
     s.chain().submit_contributions(&items, now_ms())?;
@@ -419,7 +479,10 @@ async fn submit_contributions(State(s): State<Shared>, Json(body): Json<Value>) 
 }
 
 /// `GET /eth/v1/beacon/blocks/head/root` (only the head is served).
-async fn block_root(State(s): State<Shared>, Path(block_id): Path<String>) -> ApiResult {
+async fn block_root<P: Preset>(
+    State(s): State<Shared<P>>,
+    Path(block_id): Path<String>,
+) -> ApiResult {
     if block_id != "head" {
         return Err(ApiError::bad_request(format!(
             "only the head's root is served, not {block_id:?}"
@@ -432,8 +495,8 @@ async fn block_root(State(s): State<Shared>, Path(block_id): Path<String>) -> Ap
     )
 }
 
-async fn attester_duties(
-    State(s): State<Shared>,
+async fn attester_duties<P: Preset>(
+    State(s): State<Shared<P>>,
     Path(epoch): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
@@ -450,21 +513,24 @@ async fn attester_duties(
                 "validator_index": index.to_string(),
                 "committee_index": duty.committee_index.to_string(),
                 "committee_length": duty.committee_length.to_string(),
-                "committees_at_slot": "1",
+                "committees_at_slot": duty.committees_at_slot.to_string(),
                 "validator_committee_index": duty.validator_committee_index.to_string(),
                 "slot": duty.slot.to_string(),
             }));
         }
     }
     Ok(Json(json!({
-        "dependent_root": chain.genesis_block_root(),
+        "dependent_root": chain.dependent_root(epoch, true),
         "execution_optimistic": false,
         "data": duties,
     }))
     .into_response())
 }
 
-async fn proposer_duties(State(s): State<Shared>, Path(epoch): Path<String>) -> ApiResult {
+async fn proposer_duties<P: Preset>(
+    State(s): State<Shared<P>>,
+    Path(epoch): Path<String>,
+) -> ApiResult {
     let chain = s.chain();
     let epoch = duty_epoch(&chain, &epoch, false)?;
     let start = chain.spec.start_slot_of_epoch(epoch);
@@ -475,15 +541,15 @@ async fn proposer_duties(State(s): State<Shared>, Path(epoch): Path<String>) -> 
         })
         .collect();
     Ok(Json(json!({
-        "dependent_root": chain.genesis_block_root(),
+        "dependent_root": chain.dependent_root(epoch, false),
         "execution_optimistic": false,
         "data": duties,
     }))
     .into_response())
 }
 
-async fn attestation_data(
-    State(s): State<Shared>,
+async fn attestation_data<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let slot: Slot = parse(query.get("slot").map(String::as_str).unwrap_or(""), "slot")?;
@@ -498,8 +564,8 @@ async fn attestation_data(
     data(chain.attestation_data(slot, committee_index, now_ms())?)
 }
 
-async fn produce_block(
-    State(s): State<Shared>,
+async fn produce_block<P: Preset>(
+    State(s): State<Shared<P>>,
     Path(slot): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
@@ -548,8 +614,8 @@ async fn produce_block(
     Ok(response)
 }
 
-async fn submit_attestations(
-    State(s): State<Shared>,
+async fn submit_attestations<P: Preset>(
+    State(s): State<Shared<P>>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult {
@@ -571,8 +637,8 @@ async fn submit_attestations(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn aggregate_attestation(
-    State(s): State<Shared>,
+async fn aggregate_attestation<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let field = |name: &str| query_field(&query, name);
@@ -584,11 +650,6 @@ async fn aggregate_attestation(
     let data = if fork.electra_enabled() {
         json!(chain.aggregate_attestation(root, slot, committee_index)?)
     } else {
-        if committee_index != 0 {
-            return Err(ApiError::bad_request(format!(
-                "no committee {committee_index} at slot {slot} (one committee per slot)"
-            )));
-        }
         json!(chain.aggregate_attestation_deneb(root, slot)?)
     };
     let mut response = Json(json!({"version": fork, "data": data})).into_response();
@@ -599,8 +660,8 @@ async fn aggregate_attestation(
 }
 
 /// The pre-Electra route: Deneb's `Attestation`, unversioned.
-async fn aggregate_attestation_v1(
-    State(s): State<Shared>,
+async fn aggregate_attestation_v1<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let field = |name: &str| query_field(&query, name);
@@ -609,8 +670,8 @@ async fn aggregate_attestation_v1(
     data(s.chain().aggregate_attestation_deneb(root, slot)?)
 }
 
-async fn submit_aggregates(
-    State(s): State<Shared>,
+async fn submit_aggregates<P: Preset>(
+    State(s): State<Shared<P>>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult {
@@ -635,7 +696,10 @@ async fn submit_aggregates(
 }
 
 /// The pre-Electra route: Deneb's `SignedAggregateAndProof`s.
-async fn submit_aggregates_v1(State(s): State<Shared>, Json(body): Json<Value>) -> ApiResult {
+async fn submit_aggregates_v1<P: Preset>(
+    State(s): State<Shared<P>>,
+    Json(body): Json<Value>,
+) -> ApiResult {
     let mut chain = s.chain();
     if chain.fork.electra_enabled() {
         return Err(ApiError::bad_request(format!(
@@ -649,8 +713,8 @@ async fn submit_aggregates_v1(State(s): State<Shared>, Json(body): Json<Value>) 
     Ok(StatusCode::OK.into_response())
 }
 
-async fn publish_blinded_block(
-    State(s): State<Shared>,
+async fn publish_blinded_block<P: Preset>(
+    State(s): State<Shared<P>>,
     headers: HeaderMap,
     Json(mut body): Json<Value>,
 ) -> ApiResult {
@@ -667,8 +731,8 @@ async fn publish_blinded_block(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn publish_block(
-    State(s): State<Shared>,
+async fn publish_block<P: Preset>(
+    State(s): State<Shared<P>>,
     headers: HeaderMap,
     Json(mut body): Json<Value>,
 ) -> ApiResult {
@@ -691,8 +755,8 @@ async fn publish_block(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn events(
-    State(s): State<Shared>,
+async fn events<P: Preset>(
+    State(s): State<Shared<P>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let topics = query.get("topics").cloned().unwrap_or_default();
@@ -711,6 +775,9 @@ async fn events(
     Ok(Sse::new(stream).into_response())
 }
 
-async fn report(State(s): State<Shared>) -> ApiResult {
-    Ok(Json(s.chain().report_json(now_ms())).into_response())
+/// The chain's counters while it runs (the duty summaries, which sign a
+/// selection proof per committee member to know the aggregators, are
+/// computed once, in the report written at exit).
+async fn report<P: Preset>(State(s): State<Shared<P>>) -> ApiResult {
+    Ok(Json(json!({"report": s.chain().report})).into_response())
 }

@@ -5,7 +5,7 @@
 //! client's `Accept` prefers it. Everything else is JSON only, and an SSZ
 //! body there is refused (415) as the handlers' JSON extractor refuses it.
 
-use crate::chain::{ApiError, P};
+use crate::chain::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -43,7 +43,11 @@ fn list_json<T: Decode + serde::Serialize>(bytes: &[u8]) -> Result<Value, String
 
 /// The JSON form of an SSZ request body on `path`; `None` if the Beacon API
 /// takes no SSZ body there.
-fn request_json(path: &str, headers: &HeaderMap, bytes: &[u8]) -> Option<Result<Value, String>> {
+fn request_json<P: Preset>(
+    path: &str,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Option<Result<Value, String>> {
     let convert = |f: &dyn Fn(ForkName) -> Result<Value, String>| fork_header(headers).and_then(f);
     Some(match path {
         "/eth/v2/beacon/pool/attestations" => convert(&|fork| {
@@ -84,7 +88,11 @@ fn request_json(path: &str, headers: &HeaderMap, bytes: &[u8]) -> Option<Result<
 
 /// The SSZ of a JSON answer on `path`; `None` if the Beacon API offers no
 /// SSZ answer there.
-fn answer_ssz(path: &str, headers: &HeaderMap, answer: &Value) -> Option<Result<Vec<u8>, String>> {
+fn answer_ssz<P: Preset>(
+    path: &str,
+    headers: &HeaderMap,
+    answer: &Value,
+) -> Option<Result<Vec<u8>, String>> {
     let typed = |what: &str| -> Result<Value, String> {
         match &answer["data"] {
             Value::Null => Err(format!("{what}: no data")),
@@ -130,7 +138,7 @@ fn answer_ssz(path: &str, headers: &HeaderMap, answer: &Value) -> Option<Result<
 }
 
 /// The layer: SSZ bodies in, SSZ answers out, where the API has them.
-pub async fn ssz_edge(request: Request, next: Next) -> Response {
+pub async fn ssz_edge<P: Preset>(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let ssz_answer = wants_ssz(request.headers());
     let request = if is_ssz(request.headers()) {
@@ -139,7 +147,7 @@ pub async fn ssz_edge(request: Request, next: Next) -> Response {
             Ok(b) => b,
             Err(e) => return ApiError::bad_request(format!("request body: {e}")).into_response(),
         };
-        match request_json(&path, &parts.headers, &bytes) {
+        match request_json::<P>(&path, &parts.headers, &bytes) {
             None => {
                 return ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE.as_u16(),
@@ -171,7 +179,7 @@ pub async fn ssz_edge(request: Request, next: Next) -> Response {
         Err(e) => return ApiError::new(500, e.to_string()).into_response(),
     };
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    match answer_ssz(&path, &parts.headers, &answer) {
+    match answer_ssz::<P>(&path, &parts.headers, &answer) {
         None => Response::from_parts(parts, Body::from(bytes)),
         Some(Ok(ssz)) => {
             parts
@@ -193,7 +201,7 @@ mod tests {
     fn ssz_bodies_become_the_json_the_handlers_take() {
         let registration = SignedValidatorRegistration::default();
         let bytes = vec![registration.clone()].as_ssz_bytes();
-        let json = request_json(
+        let json = request_json::<Minimal>(
             "/eth/v1/validator/register_validator",
             &HeaderMap::new(),
             &bytes,
@@ -202,12 +210,14 @@ mod tests {
         .unwrap();
         assert_eq!(json, serde_json::to_value(vec![registration]).unwrap());
         // No fork header, no conversion; no SSZ route, none.
-        assert!(
-            request_json("/eth/v2/beacon/pool/attestations", &HeaderMap::new(), &[])
-                .unwrap()
-                .is_err()
-        );
-        assert!(request_json(
+        assert!(request_json::<Minimal>(
+            "/eth/v2/beacon/pool/attestations",
+            &HeaderMap::new(),
+            &[]
+        )
+        .unwrap()
+        .is_err());
+        assert!(request_json::<Minimal>(
             "/eth/v1/beacon/pool/sync_committees",
             &HeaderMap::new(),
             &[]
@@ -217,7 +227,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("Eth-Consensus-Version", HeaderValue::from_static("fulu"));
         assert!(
-            request_json("/eth/v2/beacon/blinded_blocks", &headers, &signed)
+            request_json::<Minimal>("/eth/v2/beacon/blinded_blocks", &headers, &signed)
                 .unwrap()
                 .is_err()
         );

@@ -88,6 +88,12 @@ pub struct ValidatorClient {
     /// Combined sync selection proofs, by (slot, validator index, subcommittee).
     sync_selection_proofs: Mutex<HashMap<(Slot, u64, u64), SignatureBytes>>,
     counts: Mutex<ClientCounts>,
+    /// Epochs whose selections were asked for already.
+    selected_epochs: Mutex<std::collections::BTreeSet<Epoch>>,
+    /// A client that does not aggregate: it subscribes as no committee's
+    /// aggregator and publishes no aggregate (to show the chain counts the
+    /// attestations of such committees missed).
+    skip_aggregation: bool,
 }
 
 /// Loads every `keystore-*.json` in `dir` with its `.txt` password (the
@@ -140,6 +146,8 @@ impl ValidatorClient {
             selections_done: watch::channel(None).0,
             sync_selection_proofs: Mutex::new(HashMap::new()),
             counts: Mutex::new(ClientCounts::default()),
+            selected_epochs: Mutex::new(Default::default()),
+            skip_aggregation: false,
         };
         let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
         client.genesis_validators_root =
@@ -183,6 +191,12 @@ impl ValidatorClient {
             ));
         }
         Ok(client)
+    }
+
+    /// The client neither subscribes as aggregator nor aggregates.
+    pub fn without_aggregation(mut self) -> Self {
+        self.skip_aggregation = true;
+        self
     }
 
     async fn get_json(&self, path: &str) -> Result<Value, String> {
@@ -346,6 +360,14 @@ impl ValidatorClient {
     /// thirds aggregates and sync contributions. Returns when the last
     /// slot's tasks are done.
     pub async fn run_slots(self: &Arc<Self>, first: Slot, last: Slot) {
+        if self.spec.preset_base == Mainnet::NAME {
+            self.run_slots_of::<Mainnet>(first, last).await
+        } else {
+            self.run_slots_of::<Minimal>(first, last).await
+        }
+    }
+
+    async fn run_slots_of<P: Preset>(self: &Arc<Self>, first: Slot, last: Slot) {
         let mut attesters: Arc<BTreeMap<Slot, Vec<Value>>> = Arc::default();
         let mut proposers: BTreeMap<Slot, (PublicKeyBytes, u64)> = BTreeMap::new();
         let mut sync: Arc<SyncDuties> = Arc::default();
@@ -365,7 +387,7 @@ impl ValidatorClient {
             if let Some((share, index)) = proposers.get(&slot).copied() {
                 let me = Arc::clone(self);
                 tasks.spawn(async move {
-                    let proposed = me.propose(slot, share, index).await;
+                    let proposed = me.propose::<P>(slot, share, index).await;
                     if me.note("block proposal", slot, proposed).is_some() {
                         me.count(|c| c.blocks_published += 1);
                     }
@@ -385,11 +407,23 @@ impl ValidatorClient {
                 if let Some(count) = self.note("builder registrations", slot, registered) {
                     self.count(|c| c.registrations_submitted += count);
                 }
+                // Selections and subscriptions for this epoch (the first
+                // time) and the next, so the beacon node knows a
+                // committee's aggregators before its attestations come.
                 let (me, attesters) = (Arc::clone(self), Arc::clone(&attesters));
                 tasks.spawn(async move {
-                    let selections = me.selections(epoch, &attesters).await;
-                    me.note("beacon committee selections", slot, selections);
-                    me.selections_done.send_replace(Some(epoch));
+                    for e in [epoch, epoch + 1] {
+                        let fresh = me.selected_epochs.lock().is_ok_and(|mut s| s.insert(e));
+                        if !fresh {
+                            continue;
+                        }
+                        let selections = me.selections(e, &attesters).await;
+                        me.note("beacon committee selections", slot, selections);
+                        let subscribed = me.subscribe(e, &attesters).await;
+                        me.note("beacon committee subscriptions", slot, subscribed);
+                        me.selections_done
+                            .send_modify(|done| *done = Some(done.map_or(e, |d| d.max(e))));
+                    }
                 });
             }
             // Sync selections slot by slot (the other timing the endpoint
@@ -403,7 +437,7 @@ impl ValidatorClient {
             let duties = attesters.get(&slot).cloned().unwrap_or_default();
             let attested = tokio::spawn(async move {
                 Self::sleep_until_ms(me.at_bps(slot, me.spec.attestation_due_bps)).await;
-                me.attest_if_due(slot, &duties).await
+                me.attest_if_due::<P>(slot, &duties).await
             });
             let (me, members) = (Arc::clone(self), Arc::clone(&sync));
             let synced = tokio::spawn(async move {
@@ -416,11 +450,11 @@ impl ValidatorClient {
                 Self::sleep_until_ms(me.at_bps(slot, me.spec.aggregate_due_bps)).await;
                 let aggregates = async {
                     let data_by_committee = attested.await.ok().flatten().unwrap_or_default();
-                    if duties.is_empty() {
+                    if duties.is_empty() || me.skip_aggregation {
                         return;
                     }
                     me.wait_for_selections(slot).await;
-                    let aggregated = me.aggregate(slot, &duties, &data_by_committee).await;
+                    let aggregated = me.aggregate::<P>(slot, &duties, &data_by_committee).await;
                     if let Some(count) = me.note("aggregates", slot, aggregated) {
                         me.count(|c| c.aggregates_published += count);
                     }
@@ -430,7 +464,7 @@ impl ValidatorClient {
                         return;
                     };
                     let _ = sync_selected.await;
-                    let contributed = me.contributions(slot, &members, root).await;
+                    let contributed = me.contributions::<P>(slot, &members, root).await;
                     if let Some(count) = me.note("sync contributions", slot, contributed) {
                         me.count(|c| c.contributions_published += count);
                     }
@@ -451,7 +485,7 @@ impl ValidatorClient {
 
     /// The slot's attestations, if it has attester duties; the attestation
     /// data it signed, by committee.
-    async fn attest_if_due(
+    async fn attest_if_due<P: Preset>(
         &self,
         slot: Slot,
         duties: &[Value],
@@ -459,7 +493,7 @@ impl ValidatorClient {
         if duties.is_empty() {
             return None;
         }
-        let attested = self.attest(slot, duties).await;
+        let attested = self.attest::<P>(slot, duties).await;
         let (count, data) = self.note("attestations", slot, attested)?;
         self.count(|c| c.attestations_submitted += count);
         Some(data)
@@ -622,7 +656,7 @@ impl ValidatorClient {
     /// Contributions for the subcommittees whose combined selection proof
     /// selects this client's members: each subcommittee's contribution is
     /// fetched once and signed by every selected member (as Lighthouse does).
-    async fn contributions(
+    async fn contributions<P: Preset>(
         &self,
         slot: Slot,
         sync: &SyncDuties,
@@ -651,7 +685,7 @@ impl ValidatorClient {
         }
         let published = by_subcommittee
             .into_iter()
-            .map(|(sub, aggregators)| self.contribute(slot, sub, root, aggregators));
+            .map(|(sub, aggregators)| self.contribute::<P>(slot, sub, root, aggregators));
         let mut count = 0;
         for result in futures::future::join_all(published).await {
             count += result?;
@@ -661,7 +695,7 @@ impl ValidatorClient {
 
     /// One subcommittee's decided contribution, signed by each of this
     /// client's selected members of it and published.
-    async fn contribute(
+    async fn contribute<P: Preset>(
         &self,
         slot: Slot,
         sub: u64,
@@ -674,7 +708,7 @@ impl ValidatorClient {
                 "/eth/v1/validator/sync_committee_contribution?slot={slot}&subcommittee_index={sub}&beacon_block_root={root}"
             ))
             .await?;
-        let contribution: SyncCommitteeContribution<Minimal> =
+        let contribution: SyncCommitteeContribution<P> =
             serde_json::from_value(answer["data"].clone())
                 .map_err(|e| format!("contribution: {e}"))?;
         if contribution.beacon_block_root != root || contribution.subcommittee_index != sub {
@@ -827,7 +861,57 @@ impl ValidatorClient {
         Ok(())
     }
 
-    async fn propose(&self, slot: Slot, share: PublicKeyBytes, index: u64) -> Result<(), String> {
+    /// `beacon_committee_subscriptions` for `epoch`'s duties, each marked
+    /// aggregator as its combined selection proof says (as Lighthouse's
+    /// client subscribes after its selections in `--distributed` mode).
+    async fn subscribe(
+        &self,
+        epoch: Epoch,
+        attesters: &BTreeMap<Slot, Vec<Value>>,
+    ) -> Result<(), String> {
+        let mut items = Vec::new();
+        for (slot, duties) in attesters
+            .range(self.spec.start_slot_of_epoch(epoch)..self.spec.start_slot_of_epoch(epoch + 1))
+        {
+            for d in duties {
+                let index = quoted(&d["validator_index"])?;
+                let proof = self
+                    .selection_proofs
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&(*slot, index)).copied());
+                let is_aggregator = !self.skip_aggregation
+                    && proof.is_some_and(|p| {
+                        quoted(&d["committee_length"])
+                            .is_ok_and(|len| is_aggregator(&self.spec, len, &p))
+                    });
+                items.push(json!({
+                    "validator_index": index.to_string(),
+                    "committee_index": d["committee_index"],
+                    "committees_at_slot": d["committees_at_slot"],
+                    "slot": slot.to_string(),
+                    "is_aggregator": is_aggregator,
+                }));
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.post_json(
+            "/eth/v1/validator/beacon_committee_subscriptions",
+            &json!(items),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn propose<P: Preset>(
+        &self,
+        slot: Slot,
+        share: PublicKeyBytes,
+        index: u64,
+    ) -> Result<(), String> {
         let epoch = self.spec.epoch_of_slot(slot);
         let reveal = self.sign(&share, DomainKind::Randao, epoch, &epoch);
         let ssz = self.encoding == Encoding::Ssz;
@@ -850,7 +934,7 @@ impl ValidatorClient {
                 // BlockContents {block, kzg_proofs, blobs}.
                 let (block_bytes, blobs) = split_contents(&bytes)?;
                 ssz_blobs = blobs;
-                let b = VersionedBlock::<Minimal>::from_ssz_bytes(fork, block_bytes)
+                let b = VersionedBlock::<P>::from_ssz_bytes(fork, block_bytes)
                     .map_err(|e| e.to_string())?;
                 (
                     b.root(),
@@ -861,7 +945,7 @@ impl ValidatorClient {
                 )
             }
             (true, true) => {
-                let b = VersionedBlindedBlock::<Minimal>::from_ssz_bytes(fork, &bytes)
+                let b = VersionedBlindedBlock::<P>::from_ssz_bytes(fork, &bytes)
                     .map_err(|e| e.to_string())?;
                 (
                     b.root(),
@@ -875,14 +959,14 @@ impl ValidatorClient {
                 let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 let message = v["data"]["block"].clone();
                 json_blobs = (v["data"]["kzg_proofs"].clone(), v["data"]["blobs"].clone());
-                let b = VersionedBlock::<Minimal>::from_json_value(fork, message.clone())
+                let b = VersionedBlock::<P>::from_json_value(fork, message.clone())
                     .map_err(|e| e.to_string())?;
                 (b.root(), b.slot(), b.proposer_index(), None, Some(message))
             }
             (true, false) => {
                 let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 let message = v["data"].clone();
-                let b = VersionedBlindedBlock::<Minimal>::from_json_value(fork, message.clone())
+                let b = VersionedBlindedBlock::<P>::from_json_value(fork, message.clone())
                     .map_err(|e| e.to_string())?;
                 (b.root(), b.slot(), b.proposer_index(), None, Some(message))
             }
@@ -939,7 +1023,7 @@ impl ValidatorClient {
     /// For each of the slot's duties whose combined selection proof selects
     /// it: the aggregate (as the middleware decided it), a partial signature
     /// over the `AggregateAndProof`, submitted. Electra on.
-    async fn aggregate(
+    async fn aggregate<P: Preset>(
         &self,
         slot: Slot,
         duties: &[Value],
@@ -969,7 +1053,7 @@ impl ValidatorClient {
                 .ok_or("aggregate: no attestation data for the committee")?;
             let root = data.tree_hash_root();
             if fork.electra_enabled() {
-                let aggregate: AttestationElectra<Minimal> = self
+                let aggregate: AttestationElectra<P> = self
                     .get_data(&format!(
                         "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
                     ))
@@ -992,9 +1076,8 @@ impl ValidatorClient {
                         "/eth/v1/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}"
                     ))
                     .await?;
-                let aggregate: AttestationDeneb<Minimal> =
-                    serde_json::from_value(answer["data"].clone())
-                        .map_err(|e| format!("aggregate: {e}"))?;
+                let aggregate: AttestationDeneb<P> = serde_json::from_value(answer["data"].clone())
+                    .map_err(|e| format!("aggregate: {e}"))?;
                 if aggregate.data != *data {
                     return Err("aggregate: of other data than this client attested to".into());
                 }
@@ -1028,7 +1111,7 @@ impl ValidatorClient {
         Ok(count)
     }
 
-    async fn attest(
+    async fn attest<P: Preset>(
         &self,
         slot: Slot,
         duties: &[Value],
@@ -1074,7 +1157,7 @@ impl ValidatorClient {
                 aggregation_bits
                     .set(position, true)
                     .map_err(|e| format!("{e:?}"))?;
-                deneb_items.push(AttestationDeneb::<Minimal> {
+                deneb_items.push(AttestationDeneb::<P> {
                     aggregation_bits,
                     data,
                     signature,

@@ -24,7 +24,7 @@ impl Node {
     async fn start(fork: ForkName) -> Node {
         let now = dv_integration::server::now_ms() / 1000;
         // Genesis 20 s ago: slot 10, the middle of epoch 1.
-        let state = AppState::new(Chain::new(VALIDATORS, fork, SLOT_MS, now - 20));
+        let state = AppState::new(Chain::<Minimal>::new(VALIDATORS, fork, SLOT_MS, now - 20));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -123,6 +123,51 @@ impl Node {
             .expect("a duty at the slot")
     }
 
+    /// The proposer of `slot`, from the duties endpoint.
+    async fn proposer_at(&self, slot: Slot) -> u64 {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let (status, duties) = self
+            .get(&format!("/eth/v1/validator/duties/proposer/{epoch}"))
+            .await;
+        assert_eq!(status, 200, "{duties}");
+        duties["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["slot"].as_str() == Some(slot.to_string().as_str()))
+            .map(|d| d["validator_index"].as_str().unwrap().parse().unwrap())
+            .expect("a proposer at the slot")
+    }
+
+    /// Committee 0 of `slot` in committee order, from the duties endpoint.
+    async fn committee_at(&self, slot: Slot) -> Vec<u64> {
+        let epoch = self.spec.epoch_of_slot(slot);
+        let indices: Vec<String> = (0..VALIDATORS).map(|i| i.to_string()).collect();
+        let (status, duties) = self
+            .post(
+                &format!("/eth/v1/validator/duties/attester/{epoch}"),
+                ForkName::Fulu,
+                json!(indices),
+            )
+            .await;
+        assert_eq!(status, 200, "{duties}");
+        let field = |d: &Value, name: &str| -> u64 { d[name].as_str().unwrap().parse().unwrap() };
+        let mut members: Vec<(u64, u64)> = duties["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| field(d, "slot") == slot && field(d, "committee_index") == 0)
+            .map(|d| {
+                (
+                    field(d, "validator_committee_index"),
+                    field(d, "validator_index"),
+                )
+            })
+            .collect();
+        members.sort();
+        members.into_iter().map(|(_, v)| v).collect()
+    }
+
     async fn attestation_data(&self, slot: Slot) -> AttestationData {
         let (status, body) = self
             .get(&format!(
@@ -192,7 +237,7 @@ async fn electra_attestations_and_blocks_are_judged_strictly() {
         .await;
 
     // A block for the current slot: randao, production, signature, publication.
-    let proposer = slot % VALIDATORS as u64;
+    let proposer = node.proposer_at(slot).await;
     let randao_domain = node.spec.domain(DomainKind::Randao, epoch, node.gvr);
     let randao = node.sign(proposer, compute_signing_root(&epoch, randao_domain));
     let bad_randao = node.sign(proposer + 1, compute_signing_root(&epoch, randao_domain));
@@ -298,7 +343,11 @@ async fn electra_attestations_and_blocks_are_judged_strictly() {
         report["rejections"]["unknown beacon block root"], 1,
         "{report}"
     );
-    assert_eq!(report["attestations_ok"], 1, "{report}");
+    // Received, but kept for no aggregate (nobody subscribed as its
+    // committee's aggregator), so no block includes it.
+    assert_eq!(report["attestations_received"], 1, "{report}");
+    assert_eq!(report["attestations_unsubscribed"], 1, "{report}");
+    assert_eq!(report["attestations_ok"], 0, "{report}");
     assert_eq!(report["proposals_ok"], 1, "{report}");
     assert!(
         report["invalid_signatures"].as_u64().unwrap() >= 2,
@@ -315,10 +364,8 @@ async fn deneb_attestations_use_aggregation_bits() {
     let node = Node::start(ForkName::Deneb).await;
     let slot = node.current_slot();
     let data = node.attestation_data(slot).await;
-    // Committee of `slot`: validators v with v % 8 == slot % 8, in index order.
-    let committee: Vec<u64> = (0..VALIDATORS as u64)
-        .filter(|v| v % 8 == slot % 8)
-        .collect();
+    let committee = node.committee_at(slot).await;
+    assert!(committee.len() >= 2, "{committee:?}");
     let mut bits =
         BitList::<<Minimal as Preset>::MaxValidatorsPerCommittee>::with_capacity(committee.len())
             .unwrap();
@@ -356,7 +403,7 @@ async fn deneb_attestations_use_aggregation_bits() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(node.report().await["attestations_ok"], 1);
+    assert_eq!(node.report().await["attestations_received"], 1);
 }
 
 #[tokio::test]
@@ -376,18 +423,28 @@ async fn serves_validators_duties_and_node_status() {
     let (status, body) = node.get("/eth/v1/validator/duties/proposer/1").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"].as_array().unwrap().len(), 8);
-    // 16 validators fill the 32 positions of the minimal sync committee twice.
+    // The sync committee's 32 positions, drawn by the spec's rule from 16
+    // validators (a validator may hold several, or none).
+    let reference = Chain::<Minimal>::new(VALIDATORS, ForkName::Electra, SLOT_MS, 0);
+    let member = (0..VALIDATORS as u64)
+        .find(|v| !reference.sync_positions(*v, 1).is_empty())
+        .unwrap();
+    let positions: Vec<String> = reference
+        .sync_positions(member, 1)
+        .iter()
+        .map(u64::to_string)
+        .collect();
     let (status, body) = node
         .post(
             "/eth/v1/validator/duties/sync/1",
             ForkName::Fulu,
-            json!(["3", "99"]),
+            json!([member.to_string(), "99"]),
         )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["data"][0]["validator_sync_committee_indices"],
-        json!(["3", "19"]),
+        json!(positions),
         "{body}"
     );
     assert_eq!(
@@ -419,7 +476,7 @@ async fn serves_validators_duties_and_node_status() {
 #[test]
 fn builder_mode_unblinds_only_blocks_it_produced() {
     let now = dv_integration::server::now_ms();
-    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    let mut chain = Chain::<Minimal>::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
     chain.builder = true;
     let slot = chain.current_slot(now);
     let proposer = chain.proposer_of(slot);
@@ -468,7 +525,7 @@ fn builder_mode_unblinds_only_blocks_it_produced() {
 #[test]
 fn aggregates_are_built_from_what_arrived_and_judged_strictly() {
     let now = dv_integration::server::now_ms();
-    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    let mut chain = Chain::<Minimal>::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
     let slot = chain.current_slot(now);
     let gvr = chain.genesis_validators_root;
     let epoch = chain.spec.epoch_of_slot(slot);
@@ -479,8 +536,16 @@ fn aggregates_are_built_from_what_arrived_and_judged_strictly() {
                 .to_bytes(),
         )
     };
-    // 16 validators, 8 slots: the committee of `slot` is {slot % 8, slot % 8 + 8}.
-    let committee = [slot % 8, slot % 8 + 8];
+    let committee = chain.committee(slot, 0).unwrap();
+    assert_eq!(
+        committee.len(),
+        2,
+        "16 validators, 8 slots, one committee a slot"
+    );
+    // Nothing is kept for an aggregate until an aggregator subscribes.
+    chain
+        .subscribe_beacon_committees(&[(committee[0], 0, slot, true)], now)
+        .unwrap();
     let data = chain.attestation_data(slot, 0, now).unwrap();
     let attester_domain = chain.spec.domain(DomainKind::BeaconAttester, epoch, gvr);
     let singles: Vec<SingleAttestation> = committee
@@ -516,24 +581,36 @@ fn aggregates_are_built_from_what_arrived_and_judged_strictly() {
     let mut short = honest.clone();
     short.aggregate.signature = singles[0].signature;
     let short = signed(short, aggregator);
-    let refused = chain.submit_aggregates(&[wrong_signer, short]).unwrap_err();
-    assert_eq!(refused.failures.len(), 2, "{:?}", refused.failures);
+    // Committee bits naming two committees, or one the slot does not have.
+    let mut two = honest.clone();
+    two.aggregate.committee_bits.set(1, true).unwrap();
+    let two = signed(two, aggregator);
+    let mut elsewhere = honest.clone();
+    elsewhere.aggregate.committee_bits = Default::default();
+    elsewhere.aggregate.committee_bits.set(1, true).unwrap();
+    let elsewhere = signed(elsewhere, aggregator);
+    let refused = chain
+        .submit_aggregates(&[wrong_signer, short, two, elsewhere])
+        .unwrap_err();
+    assert_eq!(refused.failures.len(), 4, "{:?}", refused.failures);
     assert!(refused.failures[1]
         .1
         .contains("invalid aggregate signature"));
+    assert!(refused.failures[2].1.contains("wrong committee bits"));
+    assert!(refused.failures[3].1.contains("has no committee 1"));
     chain
         .submit_aggregates(&[signed(honest, aggregator)])
         .unwrap();
     assert_eq!(
         (chain.report.aggregates_ok, chain.report.aggregates_rejected),
-        (1, 2)
+        (1, 4)
     );
 }
 
 #[test]
 fn sync_messages_and_contributions_are_judged_strictly() {
     let now = dv_integration::server::now_ms();
-    let mut chain = Chain::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
+    let mut chain = Chain::<Minimal>::new(VALIDATORS, ForkName::Electra, SLOT_MS, now / 1000 - 20);
     let slot = chain.current_slot(now);
     let gvr = chain.genesis_validators_root;
     let epoch = chain.spec.epoch_of_slot(slot);
@@ -552,15 +629,23 @@ fn sync_messages_and_contributions_are_judged_strictly() {
         validator_index: validator,
         signature: sign(validator, compute_signing_root(&root, sync_domain)),
     };
-    // Minimal preset, 16 validators: positions 0..32 are validators p mod
-    // 16, so subcommittee 0 (positions 0..8) is validators 0..8.
-    let honest: Vec<SyncCommitteeMessage> = (0..8).map(|v| message(v, slot, head)).collect();
+    // Subcommittee 0 is the sync committee's first 8 positions (drawn by
+    // the spec's rule: some validators hold several, some none).
+    let mut members: Vec<u64> = chain.sync_committee(epoch)[..8].to_vec();
+    members.sort();
+    members.dedup();
+    assert!(members.len() >= 2, "{members:?}");
+    let outsider = (0..VALIDATORS as u64)
+        .find(|v| !members.contains(v))
+        .unwrap();
+    let honest: Vec<SyncCommitteeMessage> =
+        members.iter().map(|v| message(*v, slot, head)).collect();
     chain.submit_sync_messages(&honest, now).unwrap();
     // A past slot, a block the chain does not know, a signature by another key.
-    let late = message(1, slot - 2, head);
-    let unknown = message(2, slot, Root::repeat_byte(9));
-    let mut forged = message(3, slot, head);
-    forged.signature = honest[4].signature;
+    let late = message(members[0], slot - 2, head);
+    let unknown = message(members[1], slot, Root::repeat_byte(9));
+    let mut forged = message(members[0], slot, head);
+    forged.signature = honest[1].signature;
     let refused = chain
         .submit_sync_messages(&[late, unknown, forged], now)
         .unwrap_err();
@@ -574,7 +659,7 @@ fn sync_messages_and_contributions_are_judged_strictly() {
 
     let contribution = chain.sync_committee_contribution(slot, 0, head).unwrap();
     assert_eq!(contribution.aggregation_bits.num_set_bits(), 8);
-    let aggregator = 5;
+    let aggregator = members[0];
     let selection = SyncAggregatorSelectionData {
         slot,
         subcommittee_index: 0,
@@ -604,17 +689,17 @@ fn sync_messages_and_contributions_are_judged_strictly() {
     };
     // Not in subcommittee 0; a contribution signature of one member only;
     // signed by another validator.
-    let mut outsider = honest.clone();
-    outsider.aggregator_index = 12;
+    let mut outsider_signed = honest.clone();
+    outsider_signed.aggregator_index = outsider;
     let mut short = honest.clone();
-    // Validator 0's own message signature: valid, but not the aggregate of eight.
-    short.contribution.signature = sign(0, compute_signing_root(&head, sync_domain));
+    // One member's own message signature: valid, but not the aggregate of all.
+    short.contribution.signature = sign(members[0], compute_signing_root(&head, sync_domain));
     let refused = chain
         .submit_contributions(
             &[
-                signed(outsider, 12),
+                signed(outsider_signed, outsider),
                 signed(short, aggregator),
-                signed(honest.clone(), 6),
+                signed(honest.clone(), members[1]),
             ],
             now,
         )
@@ -641,7 +726,7 @@ fn sync_messages_and_contributions_are_judged_strictly() {
             chain.report.contributions_ok,
             chain.report.sync_rejected
         ),
-        (8, 1, 7)
+        (members.len() as u64, 1, 7)
     );
 }
 
@@ -649,9 +734,9 @@ fn sync_messages_and_contributions_are_judged_strictly() {
 fn voluntary_exits_are_judged_as_process_voluntary_exit_and_count_once_in_a_block() {
     let now = dv_integration::server::now_ms();
     // Slot 10: epoch 1.
-    let mut chain = Chain::new(VALIDATORS, ForkName::Deneb, SLOT_MS, now / 1000 - 20);
+    let mut chain = Chain::<Minimal>::new(VALIDATORS, ForkName::Deneb, SLOT_MS, now / 1000 - 20);
     let gvr = chain.genesis_validators_root;
-    let signed = |chain: &Chain, validator: u64, epoch: Epoch, signer: u64| {
+    let signed = |chain: &Chain<Minimal>, validator: u64, epoch: Epoch, signer: u64| {
         let message = VoluntaryExit {
             epoch,
             validator_index: validator,
@@ -799,7 +884,7 @@ async fn ssz_is_spoken_where_the_beacon_api_offers_it() {
     assert_eq!(status, 200, "{body}");
 
     // A block produced in SSZ (BlockContents), signed and published in SSZ.
-    let proposer = slot % VALIDATORS as u64;
+    let proposer = node.proposer_at(slot).await;
     let randao_domain = node.spec.domain(DomainKind::Randao, epoch, node.gvr);
     let randao = node.sign(proposer, compute_signing_root(&epoch, randao_domain));
     let bytes = get_ssz(format!(
@@ -826,7 +911,152 @@ async fn ssz_is_spoken_where_the_beacon_api_offers_it() {
     assert_eq!(status, 415, "{body}");
 
     let report = node.report().await;
-    assert_eq!(report["attestations_ok"], 1, "{report}");
+    // Received, but kept for no aggregate (nobody subscribed as its
+    // committee's aggregator), so no block includes it.
+    assert_eq!(report["attestations_received"], 1, "{report}");
+    assert_eq!(report["attestations_unsubscribed"], 1, "{report}");
+    assert_eq!(report["attestations_ok"], 0, "{report}");
     assert_eq!(report["proposals_ok"], 1, "{report}");
     assert_eq!(report["invalid_signatures"], 1, "{report}");
+}
+
+/// An attestation counts once a block includes it, and only what an
+/// aggregator subscribed for is kept to include; the flags follow Deneb's
+/// rules (head: the next slot; source: within sqrt(SLOTS_PER_EPOCH)).
+/// 64 validators on the minimal preset: two committees of four a slot, so
+/// an Electra block's aggregate spans committees.
+#[test]
+fn attestations_count_once_a_block_includes_them_with_their_timeliness() {
+    const N: usize = 64;
+    let genesis = 1_000_000;
+    let mut chain = Chain::<Minimal>::new(N, ForkName::Electra, SLOT_MS, genesis);
+    let gvr = chain.genesis_validators_root;
+    let sign = |validator: u64, root: Root| {
+        SignatureBytes(
+            interop_secret_key(validator)
+                .sign(root.as_slice())
+                .to_bytes(),
+        )
+    };
+    let at = |slot: Slot, ms: u64| genesis * 1000 + slot * SLOT_MS + ms;
+    let attest = |chain: &mut Chain<Minimal>, slot: Slot, members: &[(u64, u64)], now: u64| {
+        let data = chain.attestation_data(slot, 0, now).unwrap();
+        let domain = chain
+            .spec
+            .domain(DomainKind::BeaconAttester, data.target.epoch, gvr);
+        let items: Vec<SingleAttestation> = members
+            .iter()
+            .map(|(committee, v)| SingleAttestation {
+                committee_index: *committee,
+                attester_index: *v,
+                data,
+                signature: sign(*v, compute_signing_root(&data, domain)),
+            })
+            .collect();
+        chain.submit_single_attestations(&items, now).unwrap();
+    };
+    let propose = |chain: &mut Chain<Minimal>, slot: Slot, now: u64| {
+        let proposer = chain.proposer_of(slot);
+        let epoch = chain.spec.epoch_of_slot(slot);
+        let reveal = sign(
+            proposer,
+            compute_signing_root(&epoch, chain.spec.domain(DomainKind::Randao, epoch, gvr)),
+        );
+        let block = chain
+            .produce_block(slot, reveal, Graffiti::ZERO, now)
+            .unwrap();
+        let domain = chain.spec.domain(DomainKind::BeaconProposer, epoch, gvr);
+        let blobs = chain.blobs_of(&block.root());
+        chain
+            .publish_block(
+                &block,
+                &blobs,
+                &sign(proposer, compute_signing_root(&block.root(), domain)),
+                now,
+            )
+            .unwrap();
+        block
+    };
+    let members = |chain: &Chain<Minimal>, slot: Slot| -> Vec<(u64, u64)> {
+        chain
+            .committees_at(slot)
+            .iter()
+            .enumerate()
+            .flat_map(|(c, m)| m.iter().map(move |v| (c as u64, *v)))
+            .collect()
+    };
+    let s = 10;
+    assert_eq!(chain.committees_at(s).len(), 2);
+    let due = SLOT_MS / 3;
+
+    // Slot s: committee 0 has a subscribed aggregator, committee 1 none.
+    let now = at(s, 0);
+    let first = chain.committee(s, 0).unwrap()[0];
+    chain
+        .subscribe_beacon_committees(&[(first, 0, s, true)], now)
+        .unwrap();
+    let all = members(&chain, s);
+    attest(&mut chain, s, &all, at(s, due + 40));
+    assert_eq!(chain.report.attestations_received, 8);
+    assert_eq!(chain.report.attestations_unsubscribed, 4);
+    assert_eq!(chain.report.attestations_ok, 0, "arrived is not included");
+    propose(&mut chain, s + 1, at(s + 1, 100));
+    let summary = chain.duty_summary(s, s);
+    assert_eq!(
+        (summary.attestations_ok, summary.attestations_missed),
+        (4, 4),
+        "the unsubscribed committee's attestations are missed"
+    );
+    let t = chain.timeliness(s, s);
+    assert_eq!(
+        (t.duties, t.source_timely, t.target_timely, t.head_timely),
+        (8, 4, 4, 4)
+    );
+
+    // Slot s + 1: both committees subscribed; one attester of committee 1
+    // arrives after the next block was built: included a slot later, not
+    // head-timely (but source- and target-timely).
+    let now = at(s + 1, 200);
+    let subscriptions: Vec<(u64, u64, Slot, bool)> = (0..2)
+        .map(|c| (chain.committee(s + 1, c).unwrap()[0], c, s + 1, true))
+        .collect();
+    chain
+        .subscribe_beacon_committees(&subscriptions, now)
+        .unwrap();
+    let all = members(&chain, s + 1);
+    let (late, on_time) = all.split_last().unwrap();
+    attest(&mut chain, s + 1, on_time, at(s + 1, due + 40));
+    let block = propose(&mut chain, s + 2, at(s + 2, 100));
+    let VersionedBlock::Electra(b) = &block else {
+        panic!("an Electra block");
+    };
+    let spanning = b
+        .body
+        .attestations
+        .iter()
+        .find(|a| a.data.slot == s + 1)
+        .expect("slot s + 1's aggregate");
+    assert_eq!(
+        spanning.committee_bits.num_set_bits(),
+        2,
+        "one on-chain aggregate across committees"
+    );
+    assert_eq!(spanning.aggregation_bits.num_set_bits(), 7);
+    attest(&mut chain, s + 1, &[*late], at(s + 2, 300));
+    propose(&mut chain, s + 3, at(s + 3, 100));
+    let epoch = chain.spec.epoch_of_slot(s + 1);
+    let inclusion = chain.inclusion_of(late.1, epoch).unwrap();
+    assert_eq!(inclusion.delay, 2);
+    assert!(!inclusion.head_timely && inclusion.target_timely && inclusion.source_timely);
+    let t = chain.timeliness(s + 1, s + 1);
+    assert_eq!(
+        (t.duties, t.source_timely, t.target_timely, t.head_timely),
+        (8, 8, 8, 7)
+    );
+    assert_eq!(chain.duty_summary(s + 1, s + 1).attestations_missed, 0);
+    // Delays by slot: 4 + 7 at one slot, 1 at two.
+    assert_eq!(
+        chain.report.inclusion_delays,
+        [(1, 11), (2, 1)].into_iter().collect()
+    );
 }

@@ -11,7 +11,7 @@ const SLOT_MS: u64 = 2000;
 
 async fn start(fork: ForkName) -> String {
     let now = dv_integration::server::now_ms() / 1000;
-    let state = AppState::new(Chain::new(16, fork, SLOT_MS, now - 20));
+    let state = AppState::new(Chain::<Minimal>::new(16, fork, SLOT_MS, now - 20));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -5,7 +5,7 @@
 use clap::Parser;
 use dv_integration::server::{now_ms, router, AppState};
 use dv_integration::Chain;
-use dv_types::ForkName;
+use dv_types::{ForkName, Mainnet, Minimal, Preset};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -16,6 +16,10 @@ struct Args {
     /// Interop validators 0..N.
     #[arg(long, default_value_t = 64)]
     validators: usize,
+    /// minimal or mainnet: the preset's containers, 8 or 32 slots per
+    /// epoch, committees and sync committee sizes.
+    #[arg(long, default_value = "minimal")]
+    preset: String,
     /// deneb, electra or fulu.
     #[arg(long, default_value = "fulu")]
     fork: ForkName,
@@ -49,8 +53,19 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: --fork must be deneb, electra or fulu, --validators at least 1, --slot-ms at least 100");
         return std::process::ExitCode::from(2);
     }
+    match args.preset.as_str() {
+        "minimal" => serve::<Minimal>(args).await,
+        "mainnet" => serve::<Mainnet>(args).await,
+        other => {
+            eprintln!("error: --preset must be minimal or mainnet, not {other:?}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve<P: Preset>(args: Args) -> std::process::ExitCode {
     let genesis_time = (now_ms() + args.genesis_delay_ms).div_ceil(1000);
-    let mut chain = Chain::new(args.validators, args.fork, args.slot_ms, genesis_time);
+    let mut chain = Chain::<P>::new(args.validators, args.fork, args.slot_ms, genesis_time);
     chain.builder = args.blinded;
     chain.spec.shard_committee_period = args.shard_committee_period;
     let state = AppState::new(chain);

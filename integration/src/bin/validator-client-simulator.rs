@@ -20,6 +20,11 @@ struct Args {
     /// as Lodestar's validator client does).
     #[arg(long)]
     json: bool,
+    /// Subscribe as no committee's aggregator and publish no aggregate (a
+    /// client that skips aggregation: the chain then counts its committees'
+    /// attestations missed).
+    #[arg(long)]
+    skip_aggregation: bool,
 }
 
 #[tokio::main]
@@ -59,7 +64,11 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: {} never answered", args.beacon_node);
         return std::process::ExitCode::FAILURE;
     };
-    let client = std::sync::Arc::new(client);
+    let client = std::sync::Arc::new(if args.skip_aggregation {
+        client.without_aggregation()
+    } else {
+        client
+    });
     let first = client.current_slot() + 1;
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,

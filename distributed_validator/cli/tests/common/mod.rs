@@ -6,7 +6,7 @@ pub mod generated;
 
 use dv_integration::server::now_ms;
 use dv_integration::{router, AppState, Chain};
-use dv_types::ForkName;
+use dv_types::{ForkName, Minimal};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
@@ -85,7 +85,7 @@ pub async fn start_chain(
     builder: bool,
 ) -> (std::sync::Arc<AppState>, String, u64) {
     let genesis = now_ms() / 1000 + 3;
-    let mut chain = Chain::new(8, fork, slot_ms, genesis);
+    let mut chain = Chain::<Minimal>::new(8, fork, slot_ms, genesis);
     chain.builder = builder;
     let state = AppState::new(chain);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -36,7 +36,8 @@
 //! an exit epoch comes.
 
 use crate::committees::{EpochCommittees, Shuffling, ShufflingParams};
-use dv_crypto::{batch_verify_messages, interop_secret_key, PublicKey, Signature};
+use crate::verify::{SignedItem, Verifier};
+use dv_crypto::{interop_secret_key, PublicKey, Signature};
 use dv_types::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -223,8 +224,12 @@ pub struct Chain<P: Preset = Minimal> {
     pub fork: ForkName,
     pub genesis_time: u64,
     pub genesis_validators_root: Root,
-    keys: Vec<PublicKey>,
+    /// The validator keys and the memo of verified signatures (shared with
+    /// the server, which verifies batches outside the chain's lock).
+    verifier: Verifier,
     key_bytes: Vec<PublicKeyBytes>,
+    /// Validator index by public key.
+    index_by_key: HashMap<PublicKeyBytes, u64>,
     shuffling: Shuffling,
     epoch_duties: RefCell<BTreeMap<Epoch, Arc<EpochDuties>>>,
     proposers: RefCell<HashMap<Slot, u64>>,
@@ -266,10 +271,6 @@ pub struct Chain<P: Preset = Minimal> {
     produced: HashMap<Root, (VersionedBlock<P>, BlockBlobs)>,
     /// Fee recipient of each validator registered with the builder.
     pub registered: BTreeMap<u64, ExecutionAddress>,
-    /// Digests of (signers, signing root, signature) that verified: every
-    /// node of a cluster submits the same combined signature, and a beacon
-    /// node does not check a message it already accepted again.
-    verified: HashSet<[u8; 32]>,
     /// Verified voluntary exits waiting for a block, by validator.
     exit_pool: BTreeMap<u64, SignedVoluntaryExit>,
     preset: PhantomData<P>,
@@ -277,9 +278,6 @@ pub struct Chain<P: Preset = Minimal> {
 
 /// MAXIMUM_GOSSIP_CLOCK_DISPARITY of the p2p specs.
 const MAX_CLOCK_DISPARITY_MS: u64 = 500;
-
-/// Past this many remembered verifications the memo starts over.
-const MAX_VERIFIED_MEMO: usize = 400_000;
 
 /// MIN_ATTESTATION_INCLUSION_DELAY.
 const MIN_INCLUSION_DELAY: u64 = 1;
@@ -357,7 +355,13 @@ impl<P: Preset> Chain<P> {
         let keys: Vec<PublicKey> = (0..validators as u64)
             .map(|i| interop_secret_key(i).public_key())
             .collect();
-        let key_bytes = keys.iter().map(|k| PublicKeyBytes(k.to_bytes())).collect();
+        let key_bytes: Vec<PublicKeyBytes> =
+            keys.iter().map(|k| PublicKeyBytes(k.to_bytes())).collect();
+        let index_by_key = key_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, i as u64))
+            .collect();
         let genesis_validators_root = Root::from(<[u8; 32]>::from(Sha256::digest(
             b"dv simulated beacon chain",
         )));
@@ -374,8 +378,9 @@ impl<P: Preset> Chain<P> {
             fork,
             genesis_time,
             genesis_validators_root,
-            keys,
+            verifier: Verifier::new(keys),
             key_bytes,
+            index_by_key,
             shuffling: Shuffling::new(params, validators as u64),
             epoch_duties: RefCell::new(BTreeMap::new()),
             proposers: RefCell::new(HashMap::new()),
@@ -399,7 +404,6 @@ impl<P: Preset> Chain<P> {
             builder: false,
             produced: HashMap::new(),
             registered: BTreeMap::new(),
-            verified: HashSet::new(),
             exit_pool: BTreeMap::new(),
             report: Report {
                 validators,
@@ -415,7 +419,7 @@ impl<P: Preset> Chain<P> {
     }
 
     pub fn validator_count(&self) -> usize {
-        self.keys.len()
+        self.verifier.keys().len()
     }
 
     pub fn pubkey(&self, index: u64) -> Option<PublicKeyBytes> {
@@ -423,10 +427,12 @@ impl<P: Preset> Chain<P> {
     }
 
     pub fn index_of(&self, pubkey: &PublicKeyBytes) -> Option<u64> {
-        self.key_bytes
-            .iter()
-            .position(|k| k == pubkey)
-            .map(|i| i as u64)
+        self.index_by_key.get(pubkey).copied()
+    }
+
+    /// The signature checks, for verifying a submission outside the chain's lock.
+    pub fn verifier(&self) -> Verifier {
+        self.verifier.clone()
     }
 
     pub fn slot_start_ms(&self, slot: Slot) -> u64 {
@@ -508,7 +514,7 @@ impl<P: Preset> Chain<P> {
             return Arc::clone(duties);
         }
         let committees = self.shuffling.epoch_committees(epoch);
-        let mut by_validator = vec![None; self.keys.len()];
+        let mut by_validator = vec![None; self.verifier.keys().len()];
         let start = self.spec.start_slot_of_epoch(epoch);
         for (offset, slot_committees) in committees.slots.iter().enumerate() {
             for (index, members) in slot_committees.iter().enumerate() {
@@ -636,23 +642,6 @@ impl<P: Preset> Chain<P> {
             .or_default() += 1;
     }
 
-    fn memo_key(signers: &[PublicKey], root: Root, signature: &SignatureBytes) -> [u8; 32] {
-        let mut digest = Sha256::new();
-        for key in signers {
-            digest.update(key.to_bytes());
-        }
-        digest.update(root.as_slice());
-        digest.update(signature.0);
-        digest.finalize().into()
-    }
-
-    fn remember(&mut self, memo: [u8; 32]) {
-        if self.verified.len() >= MAX_VERIFIED_MEMO {
-            self.verified.clear();
-        }
-        self.verified.insert(memo);
-    }
-
     fn verify(
         &mut self,
         validator: u64,
@@ -660,7 +649,8 @@ impl<P: Preset> Chain<P> {
         signature: &SignatureBytes,
     ) -> Result<(), String> {
         let key = *self
-            .keys
+            .verifier
+            .keys()
             .get(validator as usize)
             .ok_or_else(|| format!("unknown validator: {validator}"))?;
         if self.verify_aggregate(&[key], root, signature) {
@@ -671,65 +661,17 @@ impl<P: Preset> Chain<P> {
         }
     }
 
-    /// Whether `signature` is the aggregate of `signers` over `root`
-    /// (false for no signers); a verification that succeeded is remembered.
     fn verify_aggregate(
         &mut self,
         signers: &[PublicKey],
         root: Root,
         signature: &SignatureBytes,
     ) -> bool {
-        if signers.is_empty() {
-            return false;
-        }
-        let memo = Self::memo_key(signers, root, signature);
-        if self.verified.contains(&memo) {
-            return true;
-        }
-        let ok = Signature::from_bytes(&signature.0).is_ok_and(|sig| match signers {
-            [key] => key.verify(root.as_slice(), &sig),
-            _ => sig.fast_aggregate_verify(root.as_slice(), signers),
-        });
-        if ok {
-            self.remember(memo);
-        }
-        ok
+        self.verifier.verify_aggregate(signers, root, signature)
     }
 
-    /// Verifies the single-signer signatures of a batch at once, as a
-    /// beacon node batches gossip verification: when the whole batch holds,
-    /// each is remembered as verified, so the per-item checks that follow
-    /// cost no pairing; when it does not, nothing is remembered and each
-    /// item is verified on its own (which names the bad ones).
-    fn verify_batch(&mut self, items: &[(u64, Root, SignatureBytes)]) {
-        let mut parsed = Vec::with_capacity(items.len());
-        let mut memos = Vec::with_capacity(items.len());
-        for (validator, root, signature) in items {
-            let Some(key) = self.keys.get(*validator as usize).copied() else {
-                continue;
-            };
-            let memo = Self::memo_key(&[key], *root, signature);
-            if self.verified.contains(&memo) {
-                continue;
-            }
-            let Ok(sig) = Signature::from_bytes(&signature.0) else {
-                continue;
-            };
-            parsed.push((key, *root, sig));
-            memos.push(memo);
-        }
-        if parsed.len() < 2 {
-            return;
-        }
-        let refs: Vec<(PublicKey, &[u8], Signature)> = parsed
-            .iter()
-            .map(|(k, r, s)| (*k, r.as_slice(), *s))
-            .collect();
-        if batch_verify_messages(&refs) {
-            for memo in memos {
-                self.remember(memo);
-            }
-        }
+    fn verify_batch(&mut self, items: &[SignedItem]) {
+        self.verifier.verify_batch(items)
     }
 
     /// Records a signed attestation and flags it if it is slashable against an earlier one.
@@ -866,7 +808,7 @@ impl<P: Preset> Chain<P> {
         let current = self.current_slot(now_ms);
         let horizon = current + 2 * self.spec.slots_per_epoch;
         for (i, (validator, committee, slot, is_aggregator)) in items.iter().enumerate() {
-            if *validator as usize >= self.keys.len() {
+            if *validator as usize >= self.verifier.keys().len() {
                 return Err(ApiError::bad_request(format!(
                     "subscription {i}: unknown validator {validator}"
                 )));
@@ -885,16 +827,89 @@ impl<P: Preset> Chain<P> {
         Ok(())
     }
 
+    /// The signatures of `SingleAttestation`s, to verify in one batch.
+    pub fn single_attestation_signatures(&self, items: &[SingleAttestation]) -> Vec<SignedItem> {
+        items
+            .iter()
+            .map(|a| (a.attester_index, self.attester_root(&a.data), a.signature))
+            .collect()
+    }
+
+    /// The signatures of pre-Electra single-bit `Attestation`s (those whose
+    /// attester can be named), to verify in one batch.
+    pub fn deneb_attestation_signatures(&self, items: &[AttestationDeneb<P>]) -> Vec<SignedItem> {
+        items
+            .iter()
+            .filter_map(|a| {
+                let v = self.deneb_attester(a).ok()?;
+                Some((v, self.attester_root(&a.data), a.signature))
+            })
+            .collect()
+    }
+
+    /// The attester of a pre-Electra `Attestation` with one aggregation bit
+    /// set (the committee is the data's `index`).
+    fn deneb_attester(&self, a: &AttestationDeneb<P>) -> Result<u64, String> {
+        let committee = self
+            .committee(a.data.slot, a.data.index)
+            .ok_or_else(|| format!("no committee {} at slot {}", a.data.index, a.data.slot))?;
+        let bits = bits_of(&a.aggregation_bits);
+        let set: Vec<usize> = set_positions(&bits).collect();
+        if bits.len() != committee.len() || set.len() != 1 {
+            return Err(format!(
+                "aggregation bits must have {} bits with exactly one set",
+                committee.len()
+            ));
+        }
+        Ok(committee[set[0]])
+    }
+
+    /// The signatures of sync committee messages, to verify in one batch.
+    pub fn sync_message_signatures(&self, items: &[SyncCommitteeMessage]) -> Vec<SignedItem> {
+        items
+            .iter()
+            .map(|m| {
+                let domain = self.spec.domain(
+                    DomainKind::SyncCommittee,
+                    self.spec.epoch_of_slot(m.slot),
+                    self.genesis_validators_root,
+                );
+                (
+                    m.validator_index,
+                    compute_signing_root(&m.beacon_block_root, domain),
+                    m.signature,
+                )
+            })
+            .collect()
+    }
+
+    /// The signatures of builder registrations of known validators, to verify in one batch.
+    pub fn registration_signatures(
+        &self,
+        items: &[SignedValidatorRegistration],
+    ) -> Vec<SignedItem> {
+        let domain = self.registration_domain();
+        items
+            .iter()
+            .filter_map(|r| {
+                let index = self.index_of(&r.message.pubkey)?;
+                Some((index, compute_signing_root(&r.message, domain), r.signature))
+            })
+            .collect()
+    }
+
+    fn registration_domain(&self) -> Domain {
+        self.spec
+            .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO)
+    }
+
     /// `POST /eth/v2/beacon/pool/attestations` from Electra: `SingleAttestation`s.
     pub fn submit_single_attestations(
         &mut self,
         items: &[SingleAttestation],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let batch: Vec<(u64, Root, SignatureBytes)> = items
-            .iter()
-            .map(|a| (a.attester_index, self.attester_root(&a.data), a.signature))
-            .collect();
+        let batch = self.single_attestation_signatures(items);
         self.verify_batch(&batch);
         self.judge_each(items, Batch::Attestations, |chain, a| {
             chain.accept_attestation(
@@ -914,30 +929,10 @@ impl<P: Preset> Chain<P> {
         items: &[AttestationDeneb<P>],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let attester = |chain: &Self, a: &AttestationDeneb<P>| -> Result<u64, String> {
-            let committee = chain
-                .committee(a.data.slot, a.data.index)
-                .ok_or_else(|| format!("no committee {} at slot {}", a.data.index, a.data.slot))?;
-            let bits = bits_of(&a.aggregation_bits);
-            let set: Vec<usize> = set_positions(&bits).collect();
-            if bits.len() != committee.len() || set.len() != 1 {
-                return Err(format!(
-                    "aggregation bits must have {} bits with exactly one set",
-                    committee.len()
-                ));
-            }
-            Ok(committee[set[0]])
-        };
-        let batch: Vec<(u64, Root, SignatureBytes)> = items
-            .iter()
-            .filter_map(|a| {
-                let v = attester(self, a).ok()?;
-                Some((v, self.attester_root(&a.data), a.signature))
-            })
-            .collect();
+        let batch = self.deneb_attestation_signatures(items);
         self.verify_batch(&batch);
         self.judge_each(items, Batch::Attestations, |chain, a| {
-            let validator = attester(chain, a)?;
+            let validator = chain.deneb_attester(a)?;
             chain.accept_attestation(validator, a.data.index, &a.data, &a.signature, now_ms)
         })
     }
@@ -1481,7 +1476,7 @@ impl<P: Preset> Chain<P> {
             for position in set_positions(bits) {
                 if let Some(key) = committee
                     .get(position)
-                    .and_then(|v| self.keys.get(*v as usize))
+                    .and_then(|v| self.verifier.keys().get(*v as usize))
                 {
                     entry.1.push(*key);
                 }
@@ -1526,7 +1521,7 @@ impl<P: Preset> Chain<P> {
                     .filter_map(|p| {
                         committee
                             .get(p)
-                            .and_then(|v| self.keys.get(*v as usize))
+                            .and_then(|v| self.verifier.keys().get(*v as usize))
                             .copied()
                     })
                     .collect();
@@ -1566,7 +1561,7 @@ impl<P: Preset> Chain<P> {
             .filter_map(|p| {
                 committee
                     .get(*p)
-                    .and_then(|v| self.keys.get(*v as usize))
+                    .and_then(|v| self.verifier.keys().get(*v as usize))
                     .copied()
             })
             .collect();
@@ -1727,7 +1722,7 @@ impl<P: Preset> Chain<P> {
     fn check_exit(&mut self, exit: &SignedVoluntaryExit, epoch: Epoch) -> Result<(), String> {
         let message = &exit.message;
         let validator = message.validator_index;
-        if validator as usize >= self.keys.len() {
+        if validator as usize >= self.verifier.keys().len() {
             return Err(format!("unknown validator: {validator}"));
         }
         if let Some(exit_epoch) = self.report.exits_included.get(&validator) {
@@ -1956,7 +1951,7 @@ impl<P: Preset> Chain<P> {
             .filter_map(|b| {
                 committee
                     .get(b)
-                    .and_then(|v| self.keys.get(*v as usize))
+                    .and_then(|v| self.verifier.keys().get(*v as usize))
                     .copied()
             })
             .collect();
@@ -2087,21 +2082,7 @@ impl<P: Preset> Chain<P> {
         items: &[SyncCommitteeMessage],
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let batch: Vec<(u64, Root, SignatureBytes)> = items
-            .iter()
-            .map(|m| {
-                let domain = self.spec.domain(
-                    DomainKind::SyncCommittee,
-                    self.spec.epoch_of_slot(m.slot),
-                    self.genesis_validators_root,
-                );
-                (
-                    m.validator_index,
-                    compute_signing_root(&m.beacon_block_root, domain),
-                    m.signature,
-                )
-            })
-            .collect();
+        let batch = self.sync_message_signatures(items);
         self.verify_batch(&batch);
         self.judge_each(items, Batch::SyncMessages, |chain, m| {
             chain.check_sync_message(m, now_ms)
@@ -2245,7 +2226,7 @@ impl<P: Preset> Chain<P> {
             .filter_map(|b| {
                 members
                     .get(b)
-                    .and_then(|v| self.keys.get(*v as usize))
+                    .and_then(|v| self.verifier.keys().get(*v as usize))
                     .copied()
             })
             .collect();
@@ -2285,19 +2266,16 @@ impl<P: Preset> Chain<P> {
         &mut self,
         items: &[SignedValidatorRegistration],
     ) -> Result<(), ApiError> {
+        let batch = self.registration_signatures(items);
+        self.verify_batch(&batch);
         self.judge_each(items, Batch::Registrations, Self::check_registration)
     }
 
     fn check_registration(&mut self, r: &SignedValidatorRegistration) -> Result<(), String> {
         let index = self
-            .key_bytes
-            .iter()
-            .position(|k| *k == r.message.pubkey)
-            .ok_or_else(|| format!("unknown validator: {}", r.message.pubkey))?
-            as u64;
-        let domain = self
-            .spec
-            .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
+            .index_of(&r.message.pubkey)
+            .ok_or_else(|| format!("unknown validator: {}", r.message.pubkey))?;
+        let domain = self.registration_domain();
         self.verify(
             index,
             compute_signing_root(&r.message, domain),

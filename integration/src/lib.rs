@@ -6,6 +6,7 @@ pub mod committees;
 pub mod server;
 pub mod ssz_edge;
 pub mod validator_client;
+pub mod verify;
 
 pub use chain::Chain;
 pub use server::{router, AppState};

@@ -3,6 +3,7 @@
 //! (with `failures` for batch submissions) as a beacon node sends them.
 
 use crate::chain::{ApiError, BlockBlobs, Chain, HeadEvent};
+use crate::verify::SignedItem;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -65,6 +66,21 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// Verifies a submission's signatures in one batch on a blocking thread,
+/// without the chain's lock (see [`crate::verify`]): the judging that
+/// follows under the lock finds them verified. `signatures` runs under the
+/// lock and only computes signing roots.
+async fn verify_outside_lock<P: Preset>(
+    s: &Shared<P>,
+    signatures: impl FnOnce(&Chain<P>) -> Vec<SignedItem>,
+) {
+    let (verifier, batch) = {
+        let chain = s.chain();
+        (chain.verifier(), signatures(&chain))
+    };
+    let _ = tokio::task::spawn_blocking(move || verifier.verify_batch(&batch)).await;
+}
 
 fn data(value: impl serde::Serialize) -> ApiResult {
     Ok(Json(json!({"data": value})).into_response())
@@ -431,6 +447,7 @@ async fn register_validators<P: Preset>(
 ) -> ApiResult {
     let items: Vec<SignedValidatorRegistration> =
         from_json(body, "SignedValidatorRegistration list")?;
+    verify_outside_lock(&s, |c| c.registration_signatures(&items)).await;
     s.chain().register_validators(&items)?;
     Ok(StatusCode::OK.into_response())
 }
@@ -452,8 +469,10 @@ async fn submit_sync_messages<P: Preset>(
     State(s): State<Shared<P>>,
     Json(body): Json<Value>,
 ) -> ApiResult {
+    let arrived = now_ms();
     let items: Vec<SyncCommitteeMessage> = from_json(body, "SyncCommitteeMessage list")?;
-    s.chain().submit_sync_messages(&items, now_ms())?;
+    verify_outside_lock(&s, |c| c.sync_message_signatures(&items)).await;
+    s.chain().submit_sync_messages(&items, arrived)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -619,20 +638,22 @@ async fn submit_attestations<P: Preset>(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult {
+    let arrived = now_ms();
     let fork = consensus_version(&headers)?;
-    let mut chain = s.chain();
-    if fork != chain.fork {
+    let chain_fork = s.chain().fork;
+    if fork != chain_fork {
         return Err(ApiError::bad_request(format!(
-            "Eth-Consensus-Version {fork} on a {} chain",
-            chain.fork
+            "Eth-Consensus-Version {fork} on a {chain_fork} chain"
         )));
     }
     if fork.electra_enabled() {
         let items: Vec<SingleAttestation> = from_json(body, "SingleAttestation list")?;
-        chain.submit_single_attestations(&items, now_ms())?;
+        verify_outside_lock(&s, |c| c.single_attestation_signatures(&items)).await;
+        s.chain().submit_single_attestations(&items, arrived)?;
     } else {
         let items: Vec<AttestationDeneb<P>> = from_json(body, "Attestation list")?;
-        chain.submit_deneb_attestations(&items, now_ms())?;
+        verify_outside_lock(&s, |c| c.deneb_attestation_signatures(&items)).await;
+        s.chain().submit_deneb_attestations(&items, arrived)?;
     }
     Ok(StatusCode::OK.into_response())
 }

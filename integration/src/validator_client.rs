@@ -5,8 +5,9 @@
 //! validator API as if it were a beacon node.
 //!
 //! Per epoch: attester and proposer duties (current and next epoch),
-//! `prepare_beacon_proposer`, and partial beacon committee selection proofs
-//! exchanged for combined ones. Per slot: a proposal at slot start when one
+//! `prepare_beacon_proposer` and builder registrations. Per slot: partial
+//! beacon committee selection proofs (two slots ahead) exchanged for
+//! combined ones, and the subscriptions they decide; a proposal at slot start when one
 //! of its validators proposes (partial randao reveal, block production v3,
 //! partial block signature), and
 //! attestations at a third of the slot (attestation data, partial
@@ -31,12 +32,18 @@ use dv_types::tree_hash::TreeHash;
 use dv_types::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
 const SSZ: &str = "application/octet-stream";
+/// How far ahead the client makes beacon committee selection proofs and
+/// subscriptions, slot by slot: each slot it signs one slot's worth, as a
+/// client that spreads its selection signing does, instead of an epoch's
+/// worth at the epoch's start.
+const SELECTION_LOOKAHEAD_SLOTS: u64 = 2;
 /// The gas limit this client registers with (`dvnode create cluster`'s default).
 pub const GAS_LIMIT: u64 = 36_000_000;
 
@@ -83,13 +90,13 @@ pub struct ValidatorClient {
     genesis_ms: u64,
     /// Combined selection proofs the middleware answered, by (slot, validator index).
     selection_proofs: Mutex<HashMap<(Slot, u64), SignatureBytes>>,
-    /// The last epoch whose selection proofs came back (aggregations wait for it).
-    selections_done: watch::Sender<Option<Epoch>>,
+    /// The last slot whose selection proofs came back (aggregations wait for it).
+    selections_done: watch::Sender<Option<Slot>>,
     /// Combined sync selection proofs, by (slot, validator index, subcommittee).
     sync_selection_proofs: Mutex<HashMap<(Slot, u64, u64), SignatureBytes>>,
     counts: Mutex<ClientCounts>,
-    /// Epochs whose selections were asked for already.
-    selected_epochs: Mutex<std::collections::BTreeSet<Epoch>>,
+    /// The last slot whose selections were asked for.
+    selected_until: Mutex<Option<Slot>>,
     /// A client that does not aggregate: it subscribes as no committee's
     /// aggregator and publishes no aggregate (to show the chain counts the
     /// attestations of such committees missed).
@@ -146,7 +153,7 @@ impl ValidatorClient {
             selections_done: watch::channel(None).0,
             sync_selection_proofs: Mutex::new(HashMap::new()),
             counts: Mutex::new(ClientCounts::default()),
-            selected_epochs: Mutex::new(Default::default()),
+            selected_until: Mutex::new(None),
             skip_aggregation: false,
         };
         let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
@@ -317,6 +324,16 @@ impl ValidatorClient {
         now_ms().saturating_sub(self.genesis_ms) / self.spec.slot_duration_ms.max(1)
     }
 
+    /// The first slot a client starting now runs: the genesis slot when it
+    /// is up before genesis, otherwise the slot after the current one.
+    pub fn first_slot_to_run(&self) -> Slot {
+        if now_ms() < self.genesis_ms {
+            0
+        } else {
+            self.current_slot() + 1
+        }
+    }
+
     fn slot_start_ms(&self, slot: Slot) -> u64 {
         self.genesis_ms + slot * self.spec.slot_duration_ms
     }
@@ -384,7 +401,8 @@ impl ValidatorClient {
                     proposers = p;
                 }
             }
-            if let Some((share, index)) = proposers.get(&slot).copied() {
+            // No block at the genesis slot: the genesis block is it.
+            if let Some((share, index)) = proposers.get(&slot).copied().filter(|_| slot > 0) {
                 let me = Arc::clone(self);
                 tasks.spawn(async move {
                     let proposed = me.propose::<P>(slot, share, index).await;
@@ -403,27 +421,39 @@ impl ValidatorClient {
                 if let Some(d) = self.note("sync duties", slot, duties) {
                     sync = Arc::new(d);
                 }
-                let registered = self.register().await;
-                if let Some(count) = self.note("builder registrations", slot, registered) {
-                    self.count(|c| c.registrations_submitted += count);
-                }
-                // Selections and subscriptions for this epoch (the first
-                // time) and the next, so the beacon node knows a
-                // committee's aggregators before its attestations come.
+                // Beside the slot's duties, not before them.
+                let me = Arc::clone(self);
+                tasks.spawn(async move {
+                    let registered = me.register().await;
+                    if let Some(count) = me.note("builder registrations", slot, registered) {
+                        me.count(|c| c.registrations_submitted += count);
+                    }
+                });
+            }
+            // Selections and subscriptions slot by slot, for the slots up to
+            // SELECTION_LOOKAHEAD_SLOTS ahead not yet done (the first slot
+            // does its own too), so the beacon node knows a committee's
+            // aggregators before its attestations come, and the signing is
+            // spread over the epoch instead of an epoch's worth at once.
+            let ahead = slot + SELECTION_LOOKAHEAD_SLOTS;
+            let from = self
+                .selected_until
+                .lock()
+                .map(|mut until| {
+                    let from = until.map_or(slot, |u| (u + 1).max(slot));
+                    *until = Some(ahead);
+                    from
+                })
+                .unwrap_or(slot);
+            if from <= ahead {
                 let (me, attesters) = (Arc::clone(self), Arc::clone(&attesters));
                 tasks.spawn(async move {
-                    for e in [epoch, epoch + 1] {
-                        let fresh = me.selected_epochs.lock().is_ok_and(|mut s| s.insert(e));
-                        if !fresh {
-                            continue;
-                        }
-                        let selections = me.selections(e, &attesters).await;
-                        me.note("beacon committee selections", slot, selections);
-                        let subscribed = me.subscribe(e, &attesters).await;
-                        me.note("beacon committee subscriptions", slot, subscribed);
-                        me.selections_done
-                            .send_modify(|done| *done = Some(done.map_or(e, |d| d.max(e))));
-                    }
+                    let selections = me.selections(from..=ahead, &attesters).await;
+                    me.note("beacon committee selections", slot, selections);
+                    let subscribed = me.subscribe(from..=ahead, &attesters).await;
+                    me.note("beacon committee subscriptions", slot, subscribed);
+                    me.selections_done
+                        .send_modify(|done| *done = Some(done.map_or(ahead, |d| d.max(ahead))));
                 });
             }
             // Sync selections slot by slot (the other timing the endpoint
@@ -475,12 +505,11 @@ impl ValidatorClient {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Waits until the selection proofs of `slot`'s epoch came back, at most until the slot ends.
+    /// Waits until the selection proofs of `slot` came back, at most until the slot ends.
     async fn wait_for_selections(&self, slot: Slot) {
-        let epoch = self.spec.epoch_of_slot(slot);
         let mut done = self.selections_done.subscribe();
         let until = Duration::from_millis(self.slot_start_ms(slot + 1).saturating_sub(now_ms()));
-        let _ = tokio::time::timeout(until, done.wait_for(|e| e.is_some_and(|e| e >= epoch))).await;
+        let _ = tokio::time::timeout(until, done.wait_for(|s| s.is_some_and(|s| s >= slot))).await;
     }
 
     /// The slot's attestations, if it has attester duties; the attestation
@@ -812,13 +841,12 @@ impl ValidatorClient {
     /// Partial selection proofs for the epoch's attester duties, combined by the middleware.
     async fn selections(
         &self,
-        epoch: Epoch,
+        slots: RangeInclusive<Slot>,
         attesters: &BTreeMap<Slot, Vec<Value>>,
     ) -> Result<(), String> {
         let mut request = Vec::new();
-        for (slot, duties) in attesters
-            .range(self.spec.start_slot_of_epoch(epoch)..self.spec.start_slot_of_epoch(epoch + 1))
-        {
+        for (slot, duties) in attesters.range(slots) {
+            let epoch = self.spec.epoch_of_slot(*slot);
             for d in duties {
                 let share = self.check_own_key(d)?;
                 let proof = self.sign(&share, DomainKind::SelectionProof, epoch, slot);
@@ -866,13 +894,11 @@ impl ValidatorClient {
     /// client subscribes after its selections in `--distributed` mode).
     async fn subscribe(
         &self,
-        epoch: Epoch,
+        slots: RangeInclusive<Slot>,
         attesters: &BTreeMap<Slot, Vec<Value>>,
     ) -> Result<(), String> {
         let mut items = Vec::new();
-        for (slot, duties) in attesters
-            .range(self.spec.start_slot_of_epoch(epoch)..self.spec.start_slot_of_epoch(epoch + 1))
-        {
+        for (slot, duties) in attesters.range(slots) {
             for d in duties {
                 let index = quoted(&d["validator_index"])?;
                 let proof = self

@@ -390,7 +390,7 @@ impl Node {
         };
         let preset_is_minimal = spec.preset_base == "minimal";
         tokio::pin!(shutdown);
-        let mut slot = clock.current_slot() + 1;
+        let mut slot = clock.first_slot_to_run();
         let mut pruned_epoch = None;
         let mut prepared_epoch = None;
         let mut first_slot = true;
@@ -470,7 +470,9 @@ fn at_slot_start<S: ValidatorStore>(
     prepare: bool,
     minimal: bool,
 ) {
-    if let Some(duty) = scheduler.proposer_at(slot) {
+    // No block at the genesis slot: the genesis block is it (Lighthouse's
+    // block service skips that slot too).
+    if let Some(duty) = scheduler.proposer_at(slot).filter(|_| slot > 0) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             if minimal {

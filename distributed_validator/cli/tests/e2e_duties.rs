@@ -507,3 +507,100 @@ async fn an_exit_signed_by_a_threshold_of_operators_lands_and_one_signed_by_fewe
         )
     );
 }
+
+/// The mainnet preset end to end, judged by inclusion: 32-slot epochs, the
+/// spec's committees (8 validators: one single-member committee in a
+/// quarter of the slots), 16 target aggregators, and a sync committee of
+/// 512 that 8 validators fill 64 positions each. 2 s slots; judged over
+/// slots 2 to 33, an epoch's worth across the first epoch boundary (the
+/// next epoch's duties, selections and subscriptions made ahead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_mainnet_preset_every_duty_lands_on_time() {
+    const MAINNET_SLOT_MS: u64 = 2000;
+    let (first, last) = (2, 33);
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = common::create_cluster_on(tmp.path(), 4, "mainnet");
+    let (state, url, genesis) =
+        common::start_chain_on::<dv_types::Mainnet>(ForkName::Fulu, MAINNET_SLOT_MS, false).await;
+    let nodes = Processes(
+        (0..4)
+            .map(|i| {
+                let log = std::fs::File::create(tmp.path().join(format!("node{i}.log"))).unwrap();
+                Command::new(env!("CARGO_BIN_EXE_dvnode"))
+                    .args(["run", "--data-dir"])
+                    .arg(cluster.join(format!("node{i}")))
+                    .args(["--beacon-node", &url])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    // Slot `last`'s attestations and sync messages land in the next block.
+    let until = genesis * 1000 + (last + 2) * MAINNET_SLOT_MS + MAINNET_SLOT_MS / 2;
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
+    drop(nodes);
+    let logs = node_logs(tmp.path(), &[0, 1, 2, 3]);
+
+    let chain = state.chain();
+    assert_eq!(chain.report.preset, "mainnet");
+    assert_eq!(chain.spec.slots_per_epoch, 32);
+    assert_eq!(
+        (
+            chain.report.invalid_signatures,
+            chain.report.slashable.len()
+        ),
+        (0, 0),
+        "{:?}\n{}",
+        chain.report.slashable,
+        tail(&logs)
+    );
+    let attesters: u64 = (first..=last)
+        .map(|slot| {
+            chain
+                .committees_at(slot)
+                .iter()
+                .map(|c| c.len() as u64)
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(attesters, 8, "each validator attests once an epoch");
+    assert_eq!(
+        chain.duty_summary(first, last),
+        DutySummary {
+            attestations_ok: attesters,
+            attestations_missed: 0,
+            proposals_ok: last - first + 1,
+            proposals_missed: 0,
+        },
+        "{:?}\n{}",
+        chain.report.rejections,
+        tail(&logs)
+    );
+    let t = chain.timeliness(first, last);
+    assert_eq!(
+        (t.source_timely, t.target_timely, t.head_timely),
+        (t.duties, t.duties, t.duties),
+        "timely source, target, head of {} duties",
+        t.duties
+    );
+    let (aggregates_landed, aggregates_missed) = chain.aggregation_summary(first, last);
+    assert_eq!(
+        (aggregates_landed, aggregates_missed),
+        (attesters, 0),
+        "single-member committees: every attester aggregates"
+    );
+    let ((messages, messages_missed), (contributions, contributions_missed)) =
+        chain.sync_summary(first, last);
+    assert_eq!(
+        (messages, messages_missed),
+        (8 * (last - first + 1), 0),
+        "every member's sync committee message in the next block's aggregate"
+    );
+    assert!(
+        contributions > 0 && contributions_missed == 0,
+        "contributions landed, missed: {contributions}, {contributions_missed}\n{}",
+        tail(&logs)
+    );
+}

@@ -43,6 +43,15 @@ struct Outcome {
     hostile: (usize, usize),
 }
 
+/// How the validator clients behave.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    /// Every duty, as a validator client run with `--distributed` does.
+    Complete,
+    /// Neither aggregator subscriptions nor aggregates.
+    SkipAggregation,
+}
+
 /// A 4-node cluster in middleware mode; nodes (and their clients) in
 /// `running` take part. The clients run slots 1..=16. With `hostile`,
 /// generated malformed requests (`common/generated.rs`) go to the first
@@ -53,6 +62,16 @@ async fn run_middleware(
     fork: ForkName,
     encoding: Encoding,
     hostile: bool,
+) -> Outcome {
+    run_middleware_with(running, fork, encoding, hostile, Clients::Complete).await
+}
+
+async fn run_middleware_with(
+    running: &[usize],
+    fork: ForkName,
+    encoding: Encoding,
+    hostile: bool,
+    behaviour: Clients,
 ) -> Outcome {
     // The clients' errors, in the test's output.
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
@@ -100,7 +119,11 @@ async fn run_middleware(
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
-            let client = std::sync::Arc::new(client.expect("the node's validator API answers"));
+            let mut client = client.expect("the node's validator API answers");
+            if behaviour == Clients::SkipAggregation {
+                client = client.without_aggregation();
+            }
+            let client = std::sync::Arc::new(client);
             client.run_slots(1, 16).await;
             client.counts()
         }
@@ -258,4 +281,39 @@ async fn deneb_clients_speaking_ssz_perform_every_duty() {
     // Before Electra: Deneb attestations (SSZ, v2), aggregates on v1 (JSON).
     let o = run_middleware(&[0, 1, 2, 3], ForkName::Deneb, Encoding::Ssz, false).await;
     assert_every_duty_landed(&o);
+}
+
+/// The judge counts attestations by inclusion: when no client subscribes as
+/// aggregator nor aggregates, the chain keeps none of the committees'
+/// attestations and no block includes them, although every one of them
+/// arrived and verified. Everything else still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_nobody_aggregates_are_missed() {
+    let o = run_middleware_with(
+        &[0, 1, 2, 3],
+        ForkName::Fulu,
+        Encoding::Ssz,
+        false,
+        Clients::SkipAggregation,
+    )
+    .await;
+    assert_eq!(o.invalid_signatures, 0, "{:?}", o.rejections);
+    assert!(o.slashable.is_empty(), "{:?}", o.slashable);
+    assert_eq!(
+        (o.summary.attestations_ok, o.summary.attestations_missed),
+        (0, 8),
+        "epoch 1's attestations (included, missed)\n{}",
+        tail(&o.logs)
+    );
+    assert_eq!((o.summary.proposals_ok, o.summary.proposals_missed), (8, 0));
+    assert_eq!(o.aggregates, (0, 8), "aggregation duties (landed, missed)");
+    for c in &o.clients {
+        assert_eq!(c.errors, 0, "{:?}\n{}", o.clients, tail(&o.logs));
+        assert_eq!(
+            (c.attestations_submitted, c.aggregates_published),
+            (16, 0),
+            "{:?}",
+            o.clients
+        );
+    }
 }

@@ -50,6 +50,18 @@ impl SlotClock {
         now_ms().saturating_sub(self.genesis_ms) / self.slot_ms
     }
 
+    /// The first slot a node starting now performs: the genesis slot when it
+    /// is up before genesis (so its first-slot work, duty polling and the
+    /// epoch's preparations, is done at genesis and not on top of slot 1's
+    /// duties), otherwise the slot after the current one.
+    pub fn first_slot_to_run(&self) -> Slot {
+        if now_ms() < self.genesis_ms {
+            0
+        } else {
+            self.current_slot() + 1
+        }
+    }
+
     /// A wall-clock instant (unix ms) as a tokio deadline.
     pub fn instant_at(unix_ms: u64) -> Instant {
         let now = now_ms();

@@ -69,7 +69,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         client
     });
-    let first = client.current_slot() + 1;
+    let first = client.first_slot_to_run();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {

@@ -6,7 +6,7 @@ pub mod generated;
 
 use dv_integration::server::now_ms;
 use dv_integration::{router, AppState, Chain};
-use dv_types::{ForkName, Minimal};
+use dv_types::{ForkName, Minimal, Preset};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
@@ -52,6 +52,11 @@ impl Drop for Processes {
 pub const FEE_RECIPIENT: &str = "0x0000000000000000000000000000000000000000";
 
 pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
+    create_cluster_on(dir, nodes, "minimal")
+}
+
+/// As [`create_cluster`], for `network`'s preset and fork version.
+pub fn create_cluster_on(dir: &Path, nodes: usize, network: &str) -> PathBuf {
     let cluster = dir.join("cluster");
     let addresses: Vec<String> = (0..nodes)
         .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
@@ -64,7 +69,7 @@ pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
         "--nodes",
         &nodes.to_string(),
         "--network",
-        "minimal",
+        network,
         "--insecure-keystores",
         "--fee-recipient",
         FEE_RECIPIENT,
@@ -84,8 +89,17 @@ pub async fn start_chain(
     slot_ms: u64,
     builder: bool,
 ) -> (std::sync::Arc<AppState>, String, u64) {
+    start_chain_on::<Minimal>(fork, slot_ms, builder).await
+}
+
+/// As [`start_chain`], on preset `P`.
+pub async fn start_chain_on<P: Preset>(
+    fork: ForkName,
+    slot_ms: u64,
+    builder: bool,
+) -> (std::sync::Arc<AppState<P>>, String, u64) {
     let genesis = now_ms() / 1000 + 3;
-    let mut chain = Chain::<Minimal>::new(8, fork, slot_ms, genesis);
+    let mut chain = Chain::<P>::new(8, fork, slot_ms, genesis);
     chain.builder = builder;
     let state = AppState::new(chain);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

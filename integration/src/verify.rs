@@ -1,0 +1,166 @@
+//! The simulated chain's signature checks, usable without the chain's lock.
+//!
+//! A beacon node verifies gossip signatures on worker threads in batches
+//! and does not stall block production meanwhile. The chain does the same:
+//! the server takes a [`Verifier`] (the validator keys and the memo of what
+//! verified, both shared) under the lock, releases it, verifies a
+//! submission's single-signer signatures in one batch on a blocking thread,
+//! and only then judges the submission under the lock, where every
+//! signature that verified is a memo hit and costs no pairing. Judging
+//! stays strict: an item not in the memo is verified again under the lock.
+
+use dv_crypto::{batch_verify_messages, PublicKey, Signature};
+use dv_types::{Root, SignatureBytes};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Past this many remembered verifications the memo starts over.
+const MAX_VERIFIED_MEMO: usize = 400_000;
+
+/// One single-signer signature to check: (validator index, signing root, signature).
+pub type SignedItem = (u64, Root, SignatureBytes);
+
+/// Validator keys and the memo of verified signatures; cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Arc<Vec<PublicKey>>,
+    /// Digests of (signers, signing root, signature) that verified: every
+    /// node of a cluster submits the same combined signature, and a beacon
+    /// node does not check a message it already accepted again.
+    memo: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// Held while a batch is verified: every node of a cluster submits the
+    /// same combined signatures at about the same moment, and verified one
+    /// after the other all but the first are memo hits, where verified side
+    /// by side each would cost the full pairings.
+    batch: Arc<Mutex<()>>,
+}
+
+impl Verifier {
+    pub fn new(keys: Vec<PublicKey>) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            memo: Arc::default(),
+            batch: Arc::default(),
+        }
+    }
+
+    /// The validators' keys, by index.
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    fn memo_key(signers: &[PublicKey], root: Root, signature: &SignatureBytes) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        for key in signers {
+            digest.update(key.to_bytes());
+        }
+        digest.update(root.as_slice());
+        digest.update(signature.0);
+        digest.finalize().into()
+    }
+
+    fn known(&self, memo: &[u8; 32]) -> bool {
+        self.memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(memo)
+    }
+
+    fn remember(&self, memos: impl IntoIterator<Item = [u8; 32]>) {
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for m in memos {
+            if memo.len() >= MAX_VERIFIED_MEMO {
+                memo.clear();
+            }
+            memo.insert(m);
+        }
+    }
+
+    /// Whether `signature` is the aggregate of `signers` over `root`
+    /// (false for no signers); a verification that succeeded is remembered.
+    pub fn verify_aggregate(
+        &self,
+        signers: &[PublicKey],
+        root: Root,
+        signature: &SignatureBytes,
+    ) -> bool {
+        if signers.is_empty() {
+            return false;
+        }
+        let memo = Self::memo_key(signers, root, signature);
+        if self.known(&memo) {
+            return true;
+        }
+        let ok = Signature::from_bytes(&signature.0).is_ok_and(|sig| match signers {
+            [key] => key.verify(root.as_slice(), &sig),
+            _ => sig.fast_aggregate_verify(root.as_slice(), signers),
+        });
+        if ok {
+            self.remember([memo]);
+        }
+        ok
+    }
+
+    /// Verifies the single-signer signatures of a batch at once, as a
+    /// beacon node batches gossip verification: when the whole batch holds,
+    /// each is remembered as verified, so the per-item checks that follow
+    /// cost no pairing; when it does not, nothing is remembered and each
+    /// item is verified on its own when judged (which names the bad ones).
+    /// Unknown validators and unparsable signatures are left to that judging.
+    pub fn verify_batch(&self, items: &[SignedItem]) {
+        let not_known = |(validator, root, signature): &&SignedItem| {
+            self.keys
+                .get(*validator as usize)
+                .is_some_and(|key| !self.known(&Self::memo_key(&[*key], *root, signature)))
+        };
+        if items.iter().filter(not_known).count() < 2 {
+            return;
+        }
+        let _one_at_a_time = self
+            .batch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // What another submission verified while this one waited is done.
+        let (parsed, memos) = self.unverified(items);
+        if parsed.len() < 2 {
+            return;
+        }
+        let refs: Vec<(PublicKey, &[u8], Signature)> = parsed
+            .iter()
+            .map(|(k, r, s)| (*k, r.as_slice(), *s))
+            .collect();
+        if batch_verify_messages(&refs) {
+            self.remember(memos);
+        }
+    }
+
+    /// The items of a batch not yet verified (with their memo digests), of
+    /// known validators and with parsable signatures.
+    #[allow(clippy::type_complexity)]
+    fn unverified(
+        &self,
+        items: &[SignedItem],
+    ) -> (Vec<(PublicKey, Root, Signature)>, Vec<[u8; 32]>) {
+        let mut parsed = Vec::with_capacity(items.len());
+        let mut memos = Vec::with_capacity(items.len());
+        for (validator, root, signature) in items {
+            let Some(key) = self.keys.get(*validator as usize).copied() else {
+                continue;
+            };
+            let memo = Self::memo_key(&[key], *root, signature);
+            if self.known(&memo) {
+                continue;
+            }
+            let Ok(sig) = Signature::from_bytes(&signature.0) else {
+                continue;
+            };
+            parsed.push((key, *root, sig));
+            memos.push(memo);
+        }
+        (parsed, memos)
+    }
+}

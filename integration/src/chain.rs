@@ -90,8 +90,8 @@ pub struct Report {
     pub attestations_ok: u64,
     /// Unaggregated attestations accepted (first per validator and epoch).
     pub attestations_received: u64,
-    /// Accepted unaggregated attestations not kept: no aggregator of their
-    /// committee had subscribed for the slot.
+    /// Of those, the ones not kept: no aggregator of their committee had
+    /// subscribed for the slot (first per validator and epoch, as above).
     pub attestations_unsubscribed: u64,
     pub attestations_rejected: u64,
     pub proposals_ok: u64,
@@ -767,7 +767,8 @@ impl<P: Preset> Chain<P> {
         {
             return Err("source or target does not match the chain".into());
         }
-        if self.received_attestations.insert((validator, epoch)) {
+        let first = self.received_attestations.insert((validator, epoch));
+        if first {
             self.report.attestations_received += 1;
             let started = self.slot_start_ms(data.slot);
             let due = started + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000;
@@ -779,7 +780,9 @@ impl<P: Preset> Chain<P> {
                 .push(now_ms.saturating_sub(due));
         }
         if !self.subscriptions.contains(&(data.slot, committee_index)) {
-            self.report.attestations_unsubscribed += 1;
+            if first {
+                self.report.attestations_unsubscribed += 1;
+            }
             return Ok(());
         }
         if let Ok(sig) = Signature::from_bytes(&signature.0) {

@@ -101,6 +101,37 @@ impl OwnShares {
     }
 }
 
+impl OwnShares {
+    /// Which of `partials` (each this node's, over its root) verify against
+    /// this node's shares: one batch check over all of them, and each on its
+    /// own only when the batch fails, to name the bad ones. A partial of a
+    /// validator not in the cluster does not verify.
+    pub fn verify_all(&self, partials: &[(Root, Partial)]) -> Vec<bool> {
+        let shares: Vec<Option<PublicKey>> = partials
+            .iter()
+            .map(|(_, p)| self.share_of(&p.validator).ok())
+            .collect();
+        let batch: Vec<(PublicKey, &[u8], Signature)> = partials
+            .iter()
+            .zip(&shares)
+            .filter_map(|((root, p), share)| {
+                Some(((*share)?, root.as_slice(), p.signature.signature))
+            })
+            .collect();
+        let all_known = batch.len() == partials.len();
+        if all_known && batch_verify_messages(&batch) {
+            return vec![true; partials.len()];
+        }
+        partials
+            .iter()
+            .zip(&shares)
+            .map(|((root, p), share)| {
+                share.is_some_and(|s| s.verify(root.as_slice(), &p.signature.signature))
+            })
+            .collect()
+    }
+}
+
 /// Why a partial that should be this node's was refused.
 pub fn not_our_partial(validator: &PublicKeyBytes) -> String {
     format!("the signature does not verify against this node's share of validator {validator}")
@@ -510,5 +541,38 @@ mod tests {
         );
         f.store.prune(6);
         assert!(f.store.is_empty());
+    }
+
+    /// A client's batch of this node's partials: all good in one check; a
+    /// forged one, one over another root and one of an unknown validator
+    /// named among good ones.
+    #[test]
+    fn own_partials_are_verified_in_one_batch_and_the_bad_ones_named() {
+        let f = fixture(4);
+        let node = 1;
+        let own = OwnShares {
+            keys: f.store.validators.clone(),
+            share_index: node as u64 + 1,
+        };
+        let (root, other) = (Root::repeat_byte(3), Root::repeat_byte(4));
+        let mut items: Vec<(Root, Partial)> = partials(&f, node, root)
+            .into_iter()
+            .map(|p| (root, p))
+            .collect();
+        assert_eq!(own.verify_all(&items), vec![true; 4]);
+        // Another node's share, over the right root: not this node's partial.
+        items[1].1.signature.signature = f.shares[1][0].sign(root.as_slice()).signature;
+        // This node's share, over another root than the one it claims.
+        items[2].0 = other;
+        let stranger = PublicKeyBytes(SecretKey::random().public_key().to_bytes());
+        items.push((
+            root,
+            Partial {
+                validator: stranger,
+                signature: f.shares[0][node].sign(root.as_slice()),
+            },
+        ));
+        assert_eq!(own.verify_all(&items), vec![true, false, false, true, false]);
+        assert!(own.verify_all(&[]).is_empty());
     }
 }

@@ -470,20 +470,18 @@ impl Sorted {
         let mut keyed = Vec::with_capacity(self.pending.len());
         for (position, duty, root, item) in std::mem::take(&mut self.pending) {
             match mw.own.share_of(&item.partial.validator) {
-                Ok(share) => keyed.push((position, duty, root, item, share)),
+                Ok(_) => keyed.push((position, duty, root, item)),
                 Err(e) => self.failures.push((position, e)),
             }
         }
-        let batch: Vec<(dv_crypto::PublicKey, &[u8], dv_crypto::Signature)> = keyed
+        let checked: Vec<(Root, Partial)> = keyed
             .iter()
-            .map(|(_, _, root, item, share)| {
-                (*share, root.as_slice(), item.partial.signature.signature)
-            })
+            .map(|(_, _, root, item)| (*root, item.partial))
             .collect();
-        let all_valid = dv_crypto::batch_verify_messages(&batch);
+        let valid = mw.own.verify_all(&checked);
         let mut groups: HashMap<(Duty, Root), Vec<ToCombine>> = HashMap::new();
-        for (position, duty, root, item, share) in keyed {
-            if all_valid || share.verify(root.as_slice(), &item.partial.signature.signature) {
+        for ((position, duty, root, item), valid) in keyed.into_iter().zip(valid) {
+            if valid {
                 groups.entry((duty, root)).or_default().push(item);
             } else {
                 self.failures

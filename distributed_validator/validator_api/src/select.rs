@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dv_node::duty::{Duty, DutyType};
 use dv_node::exits::PendingExit;
-use dv_node::parsig::Partial;
+use dv_node::parsig::{not_our_partial, Partial};
 use dv_types::*;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -49,18 +49,13 @@ struct Pending {
 }
 
 impl Middleware {
-    /// Verifies the partial of the validator with `index` over `root`.
-    fn check_partial(
-        &self,
-        index: u64,
-        root: Root,
-        signature: &SignatureBytes,
-    ) -> Result<Partial, String> {
+    /// The partial of the validator with `index`, not verified yet.
+    fn parse_partial_of(&self, index: u64, signature: &SignatureBytes) -> Result<Partial, String> {
         let validator = self
             .scheduler
             .validator_by_index(index)
             .ok_or_else(|| format!("validator {index} is not in this cluster"))?;
-        self.verify_partial(&validator, root, signature)
+        self.parse_partial(&validator, signature)
     }
 
     /// Exchanges every pending partial (grouped by duty and root) until
@@ -169,7 +164,7 @@ async fn combine_selections<S: Selection>(
     let mut pending = Vec::new();
     for (position, s) in selections.iter().enumerate() {
         let root = s.signing_root(mw);
-        match mw.check_partial(s.validator_index(), root, s.proof()) {
+        match mw.parse_partial_of(s.validator_index(), s.proof()) {
             Ok(partial) => pending.push(Pending {
                 position,
                 duty: Duty::new(s.slot(), S::DUTY),
@@ -179,7 +174,15 @@ async fn combine_selections<S: Selection>(
             Err(e) => failures.push((position, e)),
         }
     }
+    // Rule 4: every partial verified against this node's share (in one batch).
+    let checked: Vec<(Root, Partial)> = pending.iter().map(|p| (p.root, p.partial)).collect();
+    for (p, valid) in pending.iter().zip(mw.own.verify_all(&checked)) {
+        if !valid {
+            failures.push((p.position, not_our_partial(&p.partial.validator)));
+        }
+    }
     if !failures.is_empty() {
+        failures.sort_by_key(|(position, _)| *position);
         return Err(ApiError::batch("selections", failures));
     }
     let combined = mw.combine_all(pending, mw.selection_deadline()).await;

@@ -572,7 +572,10 @@ mod tests {
                 signature: f.shares[0][node].sign(root.as_slice()),
             },
         ));
-        assert_eq!(own.verify_all(&items), vec![true, false, false, true, false]);
+        assert_eq!(
+            own.verify_all(&items),
+            vec![true, false, false, true, false]
+        );
         assert!(own.verify_all(&[]).is_empty());
     }
 }

@@ -653,25 +653,12 @@ impl<P: Preset> Chain<P> {
             .keys()
             .get(validator as usize)
             .ok_or_else(|| format!("unknown validator: {validator}"))?;
-        if self.verify_aggregate(&[key], root, signature) {
+        if self.verifier.verify_aggregate(&[key], root, signature) {
             Ok(())
         } else {
             self.report.invalid_signatures += 1;
             Err(format!("invalid signature: validator {validator}"))
         }
-    }
-
-    fn verify_aggregate(
-        &mut self,
-        signers: &[PublicKey],
-        root: Root,
-        signature: &SignatureBytes,
-    ) -> bool {
-        self.verifier.verify_aggregate(signers, root, signature)
-    }
-
-    fn verify_batch(&mut self, items: &[SignedItem]) {
-        self.verifier.verify_batch(items)
     }
 
     /// Records a signed attestation and flags it if it is slashable against an earlier one.
@@ -913,7 +900,7 @@ impl<P: Preset> Chain<P> {
         now_ms: u64,
     ) -> Result<(), ApiError> {
         let batch = self.single_attestation_signatures(items);
-        self.verify_batch(&batch);
+        self.verifier.verify_batch(&batch);
         self.judge_each(items, Batch::Attestations, |chain, a| {
             chain.accept_attestation(
                 a.attester_index,
@@ -933,7 +920,7 @@ impl<P: Preset> Chain<P> {
         now_ms: u64,
     ) -> Result<(), ApiError> {
         let batch = self.deneb_attestation_signatures(items);
-        self.verify_batch(&batch);
+        self.verifier.verify_batch(&batch);
         self.judge_each(items, Batch::Attestations, |chain, a| {
             let validator = chain.deneb_attester(a)?;
             chain.accept_attestation(validator, a.data.index, &a.data, &a.signature, now_ms)
@@ -1505,7 +1492,10 @@ impl<P: Preset> Chain<P> {
                     .get(&data.tree_hash_root())
                     .cloned()
                     .unwrap_or_default();
-                if !self.verify_aggregate(&signers, self.attester_root(&data), &signature) {
+                if !self
+                    .verifier
+                    .verify_aggregate(&signers, self.attester_root(&data), &signature)
+                {
                     self.report.invalid_signatures += 1;
                     return Err(format!(
                         "invalid attestation signature for slot {}",
@@ -1528,7 +1518,10 @@ impl<P: Preset> Chain<P> {
                             .copied()
                     })
                     .collect();
-                if !self.verify_aggregate(&signers, self.attester_root(data), &signature) {
+                if !self
+                    .verifier
+                    .verify_aggregate(&signers, self.attester_root(data), &signature)
+                {
                     self.report.invalid_signatures += 1;
                     return Err(format!(
                         "invalid attestation signature for slot {}",
@@ -1574,7 +1567,10 @@ impl<P: Preset> Chain<P> {
             self.genesis_validators_root,
         );
         let root = compute_signing_root(&self.block_root_at(previous), domain);
-        if !self.verify_aggregate(&signers, root, &sync_signature) {
+        if !self
+            .verifier
+            .verify_aggregate(&signers, root, &sync_signature)
+        {
             self.report.invalid_signatures += 1;
             return Err("invalid sync aggregate signature".into());
         }
@@ -1959,7 +1955,10 @@ impl<P: Preset> Chain<P> {
             })
             .collect();
         let root = self.attester_root(&data);
-        if !self.verify_aggregate(&attesters, root, &item.aggregate_signature) {
+        if !self
+            .verifier
+            .verify_aggregate(&attesters, root, &item.aggregate_signature)
+        {
             self.report.invalid_signatures += 1;
             return Err("invalid aggregate signature".into());
         }
@@ -2086,7 +2085,7 @@ impl<P: Preset> Chain<P> {
         now_ms: u64,
     ) -> Result<(), ApiError> {
         let batch = self.sync_message_signatures(items);
-        self.verify_batch(&batch);
+        self.verifier.verify_batch(&batch);
         self.judge_each(items, Batch::SyncMessages, |chain, m| {
             chain.check_sync_message(m, now_ms)
         })
@@ -2235,7 +2234,10 @@ impl<P: Preset> Chain<P> {
             .collect();
         let domain = self.spec.domain(DomainKind::SyncCommittee, epoch, gvr);
         let root = compute_signing_root(&c.beacon_block_root, domain);
-        if !self.verify_aggregate(&participants, root, &c.signature) {
+        if !self
+            .verifier
+            .verify_aggregate(&participants, root, &c.signature)
+        {
             self.report.invalid_signatures += 1;
             return Err("invalid contribution signature".into());
         }
@@ -2270,7 +2272,7 @@ impl<P: Preset> Chain<P> {
         items: &[SignedValidatorRegistration],
     ) -> Result<(), ApiError> {
         let batch = self.registration_signatures(items);
-        self.verify_batch(&batch);
+        self.verifier.verify_batch(&batch);
         self.judge_each(items, Batch::Registrations, Self::check_registration)
     }
 

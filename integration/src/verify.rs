@@ -112,12 +112,16 @@ impl Verifier {
     /// item is verified on its own when judged (which names the bad ones).
     /// Unknown validators and unparsable signatures are left to that judging.
     pub fn verify_batch(&self, items: &[SignedItem]) {
-        let not_known = |(validator, root, signature): &&SignedItem| {
-            self.keys
-                .get(*validator as usize)
-                .is_some_and(|key| !self.known(&Self::memo_key(&[*key], *root, signature)))
-        };
-        if items.iter().filter(not_known).count() < 2 {
+        // Each item's key and memo digest, once; only the ones not yet verified.
+        let fresh: Vec<(PublicKey, &SignedItem, [u8; 32])> = items
+            .iter()
+            .filter_map(|item @ (validator, root, signature)| {
+                let key = *self.keys.get(*validator as usize)?;
+                let memo = Self::memo_key(&[key], *root, signature);
+                (!self.known(&memo)).then_some((key, item, memo))
+            })
+            .collect();
+        if fresh.len() < 2 {
             return;
         }
         let _one_at_a_time = self
@@ -125,42 +129,20 @@ impl Verifier {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // What another submission verified while this one waited is done.
-        let (parsed, memos) = self.unverified(items);
-        if parsed.len() < 2 {
-            return;
-        }
-        let refs: Vec<(PublicKey, &[u8], Signature)> = parsed
-            .iter()
-            .map(|(k, r, s)| (*k, r.as_slice(), *s))
-            .collect();
-        if batch_verify_messages(&refs) {
-            self.remember(memos);
-        }
-    }
-
-    /// The items of a batch not yet verified (with their memo digests), of
-    /// known validators and with parsable signatures.
-    #[allow(clippy::type_complexity)]
-    fn unverified(
-        &self,
-        items: &[SignedItem],
-    ) -> (Vec<(PublicKey, Root, Signature)>, Vec<[u8; 32]>) {
-        let mut parsed = Vec::with_capacity(items.len());
-        let mut memos = Vec::with_capacity(items.len());
-        for (validator, root, signature) in items {
-            let Some(key) = self.keys.get(*validator as usize).copied() else {
-                continue;
-            };
-            let memo = Self::memo_key(&[key], *root, signature);
+        let mut batch = Vec::with_capacity(fresh.len());
+        let mut memos = Vec::with_capacity(fresh.len());
+        for (key, (_, root, signature), memo) in fresh {
             if self.known(&memo) {
                 continue;
             }
             let Ok(sig) = Signature::from_bytes(&signature.0) else {
                 continue;
             };
-            parsed.push((key, *root, sig));
+            batch.push((key, root.as_slice(), sig));
             memos.push(memo);
         }
-        (parsed, memos)
+        if batch.len() >= 2 && batch_verify_messages(&batch) {
+            self.remember(memos);
+        }
     }
 }

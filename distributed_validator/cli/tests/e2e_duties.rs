@@ -12,7 +12,6 @@ use common::{
 use dv_integration::chain::DutySummary;
 use dv_integration::server::now_ms;
 use dv_types::ForkName;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Attester and proposer duties fit 1 s slots. Every duty family is judged
@@ -141,34 +140,19 @@ async fn run_on_chain(
 
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let start = |i: usize| {
-        let mut args = vec![
-            "run".to_string(),
-            "--data-dir".to_string(),
-            cluster
-                .join(format!("node{i}"))
-                .to_str()
-                .unwrap()
-                .to_string(),
-            "--beacon-node".to_string(),
-            url.clone(),
-        ];
+        let mut extra = Vec::new();
         if i == running[0] {
-            args.extend(["--metrics".to_string(), metrics_addr.clone()]);
+            extra.extend(["--metrics", metrics_addr.as_str()]);
         }
         if let Scenario::Plain = scenario {
-            args.push("--plain".to_string());
+            extra.push("--plain");
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(tmp.path().join(format!("node{i}.log")))
-            .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_dvnode"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        common::start_dvnode(
+            &cluster.join(format!("node{i}")),
+            &url,
+            &extra,
+            &tmp.path().join(format!("node{i}.log")),
+        )
     };
     let mut nodes = Processes(running.iter().map(|i| start(*i)).collect());
     if let Scenario::Restart {
@@ -525,15 +509,12 @@ async fn on_the_mainnet_preset_every_duty_lands_on_time() {
     let nodes = Processes(
         (0..4)
             .map(|i| {
-                let log = std::fs::File::create(tmp.path().join(format!("node{i}.log"))).unwrap();
-                Command::new(env!("CARGO_BIN_EXE_dvnode"))
-                    .args(["run", "--data-dir"])
-                    .arg(cluster.join(format!("node{i}")))
-                    .args(["--beacon-node", &url])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap()
+                common::start_dvnode(
+                    &cluster.join(format!("node{i}")),
+                    &url,
+                    &[],
+                    &tmp.path().join(format!("node{i}.log")),
+                )
             })
             .collect(),
     );

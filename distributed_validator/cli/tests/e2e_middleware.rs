@@ -14,7 +14,6 @@ use dv_integration::chain::DutySummary;
 use dv_integration::server::now_ms;
 use dv_integration::validator_client::{load_share_keys, ClientCounts, Encoding, ValidatorClient};
 use dv_types::ForkName;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Minimal preset with 8 validators fills the 32 sync committee positions
@@ -52,21 +51,12 @@ enum Clients {
     SkipAggregation,
 }
 
-/// A 4-node cluster in middleware mode; nodes (and their clients) in
-/// `running` take part. The clients run slots 1..=16. With `hostile`,
-/// generated malformed requests (`common/generated.rs`) go to the first
-/// running node's validator API throughout, about ten a second, beside its
-/// own client.
+/// A 4-node cluster in middleware mode; nodes (and their clients, behaving
+/// as `behaviour` says) in `running` take part. The clients run slots
+/// 1..=16. With `hostile`, generated malformed requests
+/// (`common/generated.rs`) go to the first running node's validator API
+/// throughout, about ten a second, beside its own client.
 async fn run_middleware(
-    running: &[usize],
-    fork: ForkName,
-    encoding: Encoding,
-    hostile: bool,
-) -> Outcome {
-    run_middleware_with(running, fork, encoding, hostile, Clients::Complete).await
-}
-
-async fn run_middleware_with(
     running: &[usize],
     fork: ForkName,
     encoding: Encoding,
@@ -87,21 +77,12 @@ async fn run_middleware_with(
             .iter()
             .zip(&apis)
             .map(|(i, api)| {
-                let log = std::fs::File::create(tmp.path().join(format!("node{i}.log"))).unwrap();
-                Command::new(env!("CARGO_BIN_EXE_dvnode"))
-                    .args([
-                        "run",
-                        "--data-dir",
-                        cluster.join(format!("node{i}")).to_str().unwrap(),
-                        "--beacon-node",
-                        &url,
-                        "--validator-api",
-                        api,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap()
+                common::start_dvnode(
+                    &cluster.join(format!("node{i}")),
+                    &url,
+                    &["--validator-api", api],
+                    &tmp.path().join(format!("node{i}.log")),
+                )
             })
             .collect(),
     );
@@ -257,7 +238,14 @@ fn assert_landed(o: &Outcome, messages_missed: u64) {
 async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
     // Clients speaking SSZ (Lodestar's default); node 0 gets hostile
     // requests all along: the duties go on regardless.
-    let o = run_middleware(&[0, 1, 2, 3], ForkName::Fulu, Encoding::Ssz, true).await;
+    let o = run_middleware(
+        &[0, 1, 2, 3],
+        ForkName::Fulu,
+        Encoding::Ssz,
+        true,
+        Clients::Complete,
+    )
+    .await;
     eprintln!(
         "hostile requests to node 0 (sent, refused): {:?}",
         o.hostile
@@ -268,7 +256,14 @@ async fn validator_clients_behind_four_middleware_nodes_perform_every_duty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_and_its_client_down_changes_nothing() {
-    let o = run_middleware(&[0, 2, 3], ForkName::Fulu, Encoding::Json, false).await;
+    let o = run_middleware(
+        &[0, 2, 3],
+        ForkName::Fulu,
+        Encoding::Json,
+        false,
+        Clients::Complete,
+    )
+    .await;
     // As in the built-in test with a node down: a block whose consensus the
     // stopped node led is decided a round late, after the sync committee
     // messages were made over the previous head, and those no block can
@@ -279,7 +274,14 @@ async fn one_node_and_its_client_down_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deneb_clients_speaking_ssz_perform_every_duty() {
     // Before Electra: Deneb attestations (SSZ, v2), aggregates on v1 (JSON).
-    let o = run_middleware(&[0, 1, 2, 3], ForkName::Deneb, Encoding::Ssz, false).await;
+    let o = run_middleware(
+        &[0, 1, 2, 3],
+        ForkName::Deneb,
+        Encoding::Ssz,
+        false,
+        Clients::Complete,
+    )
+    .await;
     assert_every_duty_landed(&o);
 }
 
@@ -289,7 +291,7 @@ async fn deneb_clients_speaking_ssz_perform_every_duty() {
 /// arrived and verified. Everything else still lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attestations_nobody_aggregates_are_missed() {
-    let o = run_middleware_with(
+    let o = run_middleware(
         &[0, 1, 2, 3],
         ForkName::Fulu,
         Encoding::Ssz,

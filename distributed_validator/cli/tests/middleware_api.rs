@@ -11,7 +11,6 @@ use dv_crypto::interop_secret_key;
 use dv_integration::validator_client::load_share_keys;
 use dv_types::*;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 struct Api {
@@ -57,21 +56,12 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     let (state, url, _genesis) = start_chain(ForkName::Fulu, 1000, false).await;
     let api_addr = format!("127.0.0.1:{}", free_port());
     let log_path = tmp.path().join("node0.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let node = Command::new(env!("CARGO_BIN_EXE_dvnode"))
-        .args([
-            "run",
-            "--data-dir",
-            cluster.join("node0").to_str().unwrap(),
-            "--beacon-node",
-            &url,
-            "--validator-api",
-            &api_addr,
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let node = common::start_dvnode(
+        &cluster.join("node0"),
+        &url,
+        &["--validator-api", &api_addr],
+        &log_path,
+    );
     let pid = node.id();
     let _node = Processes(vec![node]);
     let api = Api {

@@ -99,9 +99,7 @@ impl OwnShares {
         }
         Ok(partial)
     }
-}
 
-impl OwnShares {
     /// Which of `partials` (each this node's, over its root) verify against
     /// this node's shares: one batch check over all of them, and each on its
     /// own only when the batch fails, to name the bad ones. A partial of a

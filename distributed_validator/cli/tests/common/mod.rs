@@ -34,6 +34,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `dvnode run --data-dir DIR --beacon-node URL` with `extra`
+/// arguments, its stdout dropped and its stderr appended to `log`.
+pub fn start_dvnode(data_dir: &Path, beacon_node: &str, extra: &[&str], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dvnode"))
+        .args(["run", "--data-dir"])
+        .arg(data_dir)
+        .args(["--beacon-node", beacon_node])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Child processes, killed and reaped when the test ends (pass or panic).
 pub struct Processes(pub Vec<Child>);
 

@@ -6,7 +6,7 @@
 //!
 //! Per epoch: attester and proposer duties (current and next epoch),
 //! `prepare_beacon_proposer` and builder registrations. Per slot: partial
-//! beacon committee selection proofs (two slots ahead) exchanged for
+//! beacon committee selection proofs (for the next slot) exchanged for
 //! combined ones, and the subscriptions they decide; a proposal at slot start when one
 //! of its validators proposes (partial randao reveal, block production v3,
 //! partial block signature), and
@@ -40,10 +40,11 @@ use tokio::sync::watch;
 
 const SSZ: &str = "application/octet-stream";
 /// How far ahead the client makes beacon committee selection proofs and
-/// subscriptions, slot by slot: each slot it signs one slot's worth, as a
-/// client that spreads its selection signing does, instead of an epoch's
-/// worth at the epoch's start.
-const SELECTION_LOOKAHEAD_SLOTS: u64 = 2;
+/// subscriptions, slot by slot: one slot, half way through the slot before,
+/// as Lighthouse's validator client does with `--distributed`
+/// (`SELECTION_PROOF_SLOT_LOOKAHEAD_DVT` = 1, `SELECTION_PROOF_SCHEDULE_DENOM`
+/// = 2 in its duties service), instead of an epoch's worth at once.
+const SELECTION_LOOKAHEAD_SLOTS: u64 = 1;
 /// The gas limit this client registers with (`dvnode create cluster`'s default).
 pub const GAS_LIMIT: u64 = 36_000_000;
 
@@ -431,10 +432,10 @@ impl ValidatorClient {
                 });
             }
             // Selections and subscriptions slot by slot, for the slots up to
-            // SELECTION_LOOKAHEAD_SLOTS ahead not yet done (the first slot
-            // does its own too), so the beacon node knows a committee's
-            // aggregators before its attestations come, and the signing is
-            // spread over the epoch instead of an epoch's worth at once.
+            // SELECTION_LOOKAHEAD_SLOTS ahead not yet done, so the beacon node
+            // knows a committee's aggregators before its attestations come.
+            // The first slot does its own too, at once; later ones wait for
+            // the middle of the slot.
             let ahead = slot + SELECTION_LOOKAHEAD_SLOTS;
             let from = self
                 .selected_until
@@ -448,6 +449,9 @@ impl ValidatorClient {
             if from <= ahead {
                 let (me, attesters) = (Arc::clone(self), Arc::clone(&attesters));
                 tasks.spawn(async move {
+                    if from > slot {
+                        Self::sleep_until_ms(me.at_bps(slot, 5_000)).await;
+                    }
                     let selections = me.selections(from..=ahead, &attesters).await;
                     me.note("beacon committee selections", slot, selections);
                     let subscribed = me.subscribe(from..=ahead, &attesters).await;

@@ -131,12 +131,19 @@ if [ -z "$EXTERNAL_URL" ]; then
     echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots, $FORK, $PRESET preset)"
 fi
 
+free_address() {
+    python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print('127.0.0.1:%d' % s.getsockname()[1])"
+}
 NODE_PIDS=()
 CLIENT_PIDS=()
+METRICS_ADDRS=()
 for i in $(seq 0 $((NODES - 1))); do
+    # Each node serves its metrics; they are saved to $OUT/node$i.metrics at the end.
+    METRICS_ADDRS[$i]=$(free_address)
     if [ "$MODE" = middleware ]; then
-        API=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print('127.0.0.1:%d' % s.getsockname()[1])")
-        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" --validator-api "$API" 2> "$OUT/node$i.log" &
+        API=$(free_address)
+        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" --validator-api "$API" \
+            --metrics "${METRICS_ADDRS[$i]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)
         PIDS+=($!)
         # The validator client holds node i's key shares and takes the node for its beacon node.
@@ -147,7 +154,8 @@ for i in $(seq 0 $((NODES - 1))); do
     else
         PLAIN=()
         [ "$MODE" = plain ] && PLAIN=(--plain)
-        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" "${PLAIN[@]}" 2> "$OUT/node$i.log" &
+        ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" "${PLAIN[@]}" \
+            --metrics "${METRICS_ADDRS[$i]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)
         PIDS+=($!)
     fi
@@ -180,6 +188,9 @@ while true; do
     sleep 4
 done
 
+for i in $(seq 0 $((NODES - 1))); do
+    curl -s --max-time 2 "http://${METRICS_ADDRS[$i]}/metrics" > "$OUT/node$i.metrics" || rm -f "$OUT/node$i.metrics"
+done
 for pid in "${CLIENT_PIDS[@]:-}" "${NODE_PIDS[@]}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
 if [ -z "$EXTERNAL_URL" ]; then
     kill "$CHAIN_PID" 2>/dev/null || true

@@ -118,6 +118,9 @@ pub struct Report {
     /// Arrival of each accepted attestation, in ms after its due time
     /// (`ATTESTATION_DUE_BPS` into the slot; 0 when it came earlier).
     pub attestation_after_due_ms: Vec<u64>,
+    /// The latest arrival of an accepted attestation of each slot, in ms
+    /// after that slot started (deadline checks per slot).
+    pub latest_attestation_by_slot: BTreeMap<Slot, u64>,
     /// Included attestations by inclusion delay (slots), as counts.
     pub inclusion_delays: BTreeMap<u64, u64>,
     /// Why submissions were refused, with counts.
@@ -759,9 +762,14 @@ impl<P: Preset> Chain<P> {
             self.report.attestations_received += 1;
             let started = self.slot_start_ms(data.slot);
             let due = started + self.spec.slot_duration_ms * self.spec.attestation_due_bps / 10_000;
-            self.report
-                .attestation_delays_ms
-                .push(now_ms.saturating_sub(started));
+            let delay = now_ms.saturating_sub(started);
+            self.report.attestation_delays_ms.push(delay);
+            let latest = self
+                .report
+                .latest_attestation_by_slot
+                .entry(data.slot)
+                .or_default();
+            *latest = (*latest).max(delay);
             self.report
                 .attestation_after_due_ms
                 .push(now_ms.saturating_sub(due));

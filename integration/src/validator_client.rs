@@ -563,8 +563,12 @@ impl ValidatorClient {
             })
             .collect();
         let count = items.len() as u64;
-        self.post_list("/eth/v1/validator/register_validator", items, None)
-            .await?;
+        // In requests of 500, as Lighthouse's client sends them
+        // (`VALIDATOR_REGISTRATION_BATCH_SIZE` in its preparation service).
+        for batch in items.chunks(500) {
+            self.post_list("/eth/v1/validator/register_validator", batch.to_vec(), None)
+                .await?;
+        }
         Ok(count)
     }
 

@@ -271,6 +271,16 @@ impl Node {
             members,
             listen,
             max_message_bytes: 4 * 1024 * 1024,
+            on_sent: Some({
+                let metrics = metrics.clone();
+                Arc::new(move |topic, bytes| {
+                    let topic = match topic {
+                        p2p::Topic::Consensus => "consensus",
+                        p2p::Topic::PartialSignatures => "partial_signatures",
+                    };
+                    metrics.p2p_sent(topic, bytes)
+                })
+            }),
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -283,6 +293,7 @@ impl Node {
             peers.len(),
             ParSigStore::new(params, keys.clone()),
             clock,
+            metrics.clone(),
         );
         let store = DvValidatorStore::new(
             workflow,

@@ -8,13 +8,14 @@
 //! slot with many sync committee contributions would otherwise hold up the
 //! consensus messages queued behind it.
 
+use crate::cpu::cpu_bound;
 use crate::duty::Duty;
+use crate::metrics::Metrics;
 use crate::parsig::{Combined, ParSigStore, Partial};
 use crate::workflow::CurrentSlot;
-use dv_crypto::{PartialSignature, Signature};
+use dv_crypto::{par_map, PartialSignature, Signature};
 use dv_types::{PublicKeyBytes, Root, SignatureBytes, Slot};
 use p2p::{Envelope, Topic};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -36,11 +37,62 @@ pub struct Exchanged {
     pub signatures: HashMap<PublicKeyBytes, Signature>,
 }
 
-/// The partial signatures of one node for one duty and signing root.
-#[derive(Serialize, Deserialize)]
+/// The partial signatures of one node for one duty and signing root. On the
+/// wire: the root (32 bytes), then per partial the validator key (48), the
+/// share index (u64, big-endian) and the signature (96).
+#[derive(Debug, PartialEq)]
 struct PartialsMessage {
     root: Root,
     partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
+}
+
+const PARTIAL_RECORD_BYTES: usize = 48 + 8 + 96;
+
+impl PartialsMessage {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.partials.len() * PARTIAL_RECORD_BYTES);
+        out.extend_from_slice(self.root.as_slice());
+        for (validator, index, signature) in &self.partials {
+            out.extend_from_slice(&validator.0);
+            out.extend_from_slice(&index.to_be_bytes());
+            out.extend_from_slice(&signature.0);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (root, records) = bytes
+            .split_at_checked(32)
+            .ok_or_else(|| format!("{} bytes, shorter than a root", bytes.len()))?;
+        if records.len() % PARTIAL_RECORD_BYTES != 0 {
+            return Err(format!(
+                "{} bytes of partials, not a whole number of {PARTIAL_RECORD_BYTES}-byte records",
+                records.len()
+            ));
+        }
+        let partials = records
+            .chunks_exact(PARTIAL_RECORD_BYTES)
+            .map(|record| {
+                let (validator, rest) = record.split_at(48);
+                let (index, signature) = rest.split_at(8);
+                let mut index_bytes = [0u8; 8];
+                index_bytes.copy_from_slice(index);
+                let mut key = [0u8; 48];
+                key.copy_from_slice(validator);
+                let mut sig = [0u8; 96];
+                sig.copy_from_slice(signature);
+                (
+                    PublicKeyBytes(key),
+                    u64::from_be_bytes(index_bytes),
+                    SignatureBytes(sig),
+                )
+            })
+            .collect();
+        Ok(Self {
+            root: Root::from_slice(root),
+            partials,
+        })
+    }
 }
 
 pub(crate) enum ExchangeInput {
@@ -85,6 +137,7 @@ pub(crate) struct ExchangeTask<C: CurrentSlot> {
     /// Signatures combined from peers' partials before (or after) this node asked.
     combined: HashMap<(Duty, PublicKeyBytes, Root), Combined>,
     waiters: Vec<ExchangeWaiter>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl<C: CurrentSlot> ExchangeTask<C> {
@@ -92,6 +145,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         net: p2p::Handle,
         parsig: ParSigStore,
         clock: C,
+        metrics: std::sync::Arc<Metrics>,
     ) -> (Self, mpsc::UnboundedSender<ExchangeInput>) {
         let (tx, inputs) = mpsc::unbounded_channel();
         let task = Self {
@@ -101,6 +155,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             parsig,
             combined: HashMap::new(),
             waiters: Vec::new(),
+            metrics,
         };
         (task, tx)
     }
@@ -136,7 +191,8 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             match input {
                 ExchangeInput::Own(waiter) => self.start(waiter),
                 ExchangeInput::Peer(duty, from, payload) => {
-                    from_peers.extend(self.parse_peer(duty, from, &payload));
+                    // Decoding checks each signature's subgroup: CPU work.
+                    from_peers.extend(cpu_bound(|| self.parse_peer(duty, from, &payload)));
                 }
                 ExchangeInput::Combined(duty, validator, root, reply) => {
                     let found = self
@@ -158,9 +214,9 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             .iter()
             .map(|m| (m.root, m.partials.as_slice()))
             .collect();
-        let all_valid = pairing_work(|| parsig.verify_all(&groups));
+        let all_valid = cpu_bound(|| parsig.verify_all(&groups));
         for m in &from_peers {
-            let refused = pairing_work(|| self.parsig.add(m.duty, m.root, &m.partials, all_valid));
+            let refused = cpu_bound(|| self.parsig.add(m.duty, m.root, &m.partials, all_valid));
             log_refused(m.duty, Some(m.from), refused);
         }
         self.combine_ready();
@@ -172,24 +228,36 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             tracing::warn!(peer = from, %duty, "partial signatures dropped: {why}");
             return None;
         }
-        let message = match serde_json::from_slice::<PartialsMessage>(payload) {
+        let message = match PartialsMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(peer = from, %duty, "malformed partial signatures message: {e}");
                 return None;
             }
         };
-        let mut partials = Vec::new();
-        for (validator, index, sig) in message.partials {
-            if index != from as u64 + 1 {
-                tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {}", from + 1);
-                continue;
-            }
-            match PartialSignature::from_bytes(index, &sig.0) {
-                Ok(signature) => partials.push(Partial {
-                    validator,
-                    signature,
-                }),
+        let share = from as u64 + 1;
+        let claimed: Vec<(PublicKeyBytes, SignatureBytes)> = message
+            .partials
+            .into_iter()
+            .filter_map(|(validator, index, sig)| {
+                if index != share {
+                    tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {share}");
+                    return None;
+                }
+                Some((validator, sig))
+            })
+            .collect();
+        // Decoding checks each point's subgroup: spread over the cores.
+        let decoded = par_map(&claimed, |(validator, sig)| {
+            PartialSignature::from_bytes(share, &sig.0).map(|signature| Partial {
+                validator: *validator,
+                signature,
+            })
+        });
+        let mut partials = Vec::with_capacity(decoded.len());
+        for result in decoded {
+            match result {
+                Ok(partial) => partials.push(partial),
                 Err(e) => tracing::warn!(peer = from, %duty, "bad partial signature: {e}"),
             }
         }
@@ -204,7 +272,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
     /// This node's own partials: stored, and combined with what is there.
     fn store_own(&mut self, duty: Duty, root: Root, partials: &[Partial], verified: bool) {
         let parsig = &mut self.parsig;
-        let refused = pairing_work(|| parsig.add(duty, root, partials, verified));
+        let refused = cpu_bound(|| parsig.add(duty, root, partials, verified));
         log_refused(duty, None, refused);
         self.combine_ready();
     }
@@ -212,11 +280,12 @@ impl<C: CurrentSlot> ExchangeTask<C> {
     /// Combines every set at the threshold and hands the signatures out.
     fn combine_ready(&mut self) {
         let parsig = &mut self.parsig;
-        let (combined, errors) = pairing_work(|| parsig.combine_ready());
+        let (combined, errors) = cpu_bound(|| parsig.combine_ready());
         for e in errors {
             tracing::error!("combining partial signatures: {e}");
         }
         for c in combined {
+            self.metrics.combined(c.duty.kind.name(), 1);
             self.combined.insert((c.duty, c.validator, c.root), c);
         }
         self.settle_waiters();
@@ -237,8 +306,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                 })
                 .collect(),
         };
-        // Plain data: serialisation cannot fail.
-        let payload = serde_json::to_vec(&message).unwrap_or_default();
+        let payload = message.encode();
         let envelope = Envelope::new(
             waiter.duty.slot,
             waiter.duty.kind.code(),
@@ -307,8 +375,6 @@ fn log_refused(duty: Duty, from: Option<usize>, refused: Vec<crate::parsig::ParS
     }
 }
 
-/// Runs CPU-bound signature work; on a multi-threaded runtime the runtime
-/// moves other tasks off this thread meanwhile.
 /// Slots whose partials a peer may send: up to [`MAX_PARTIALS_AHEAD`]
 /// ahead, and no older than what is kept ([`KEEP_SLOTS`]): an older one
 /// would be verified and stored only to be pruned, so a peer could make
@@ -323,17 +389,34 @@ fn peer_slot_window(slot: Slot, current: Slot) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn pairing_work<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partials_messages_round_trip_and_malformed_ones_are_errors() {
+        let message = PartialsMessage {
+            root: Root::repeat_byte(7),
+            partials: vec![
+                (PublicKeyBytes([1; 48]), 2, SignatureBytes([3; 96])),
+                (PublicKeyBytes([4; 48]), u64::MAX, SignatureBytes([5; 96])),
+            ],
+        };
+        let bytes = message.encode();
+        assert_eq!(bytes.len(), 32 + 2 * PARTIAL_RECORD_BYTES);
+        assert_eq!(PartialsMessage::decode(&bytes).unwrap(), message);
+        let empty = PartialsMessage {
+            root: Root::ZERO,
+            partials: Vec::new(),
+        };
+        assert_eq!(PartialsMessage::decode(&empty.encode()).unwrap(), empty);
+        for cut in [0, 31, 33, bytes.len() - 1] {
+            assert!(
+                PartialsMessage::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
 
     #[test]
     fn peers_partials_are_taken_only_for_the_slots_kept() {

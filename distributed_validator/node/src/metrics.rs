@@ -22,6 +22,9 @@ pub struct Metrics {
     outcomes: Family<Labels, Counter>,
     duty_latency: HistogramFamily,
     stage_latency: HistogramFamily,
+    combined: Family<Labels, Counter>,
+    p2p_sent_messages: Family<Labels, Counter>,
+    p2p_sent_bytes: Family<Labels, Counter>,
 }
 
 /// A pipeline stage whose duration is measured.
@@ -65,11 +68,32 @@ impl Metrics {
             "Time spent in each pipeline stage per duty",
             stage_latency.clone(),
         );
+        let combined = Family::<Labels, Counter>::default();
+        registry.register(
+            "combined_signatures",
+            "Signatures combined from a threshold of partials and verified, by duty type",
+            combined.clone(),
+        );
+        let p2p_sent_messages = Family::<Labels, Counter>::default();
+        registry.register(
+            "p2p_sent_messages",
+            "Messages handed to the cluster network (each delivery attempt), by topic",
+            p2p_sent_messages.clone(),
+        );
+        let p2p_sent_bytes = Family::<Labels, Counter>::default();
+        registry.register(
+            "p2p_sent_bytes",
+            "Encoded bytes of the messages handed to the cluster network, by topic",
+            p2p_sent_bytes.clone(),
+        );
         Arc::new(Self {
             registry,
             outcomes,
             duty_latency,
             stage_latency,
+            combined,
+            p2p_sent_messages,
+            p2p_sent_bytes,
         })
     }
 
@@ -95,6 +119,22 @@ impl Metrics {
                 ("stage", stage.name().to_string()),
             ])
             .observe(took.as_secs_f64());
+    }
+
+    /// `count` signatures of `duty` combined and verified.
+    pub fn combined(&self, duty: &'static str, count: u64) {
+        self.combined
+            .get_or_create(&vec![("duty", duty.to_string())])
+            .inc_by(count);
+    }
+
+    /// A message of `topic` (its encoded size `bytes`) handed to the cluster network.
+    pub fn p2p_sent(&self, topic: &'static str, bytes: usize) {
+        let labels = vec![("topic", topic.to_string())];
+        self.p2p_sent_messages.get_or_create(&labels).inc();
+        self.p2p_sent_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes as u64);
     }
 
     /// A duty ended well: its outcome line (latency from its slot's start,
@@ -181,5 +221,12 @@ mod tests {
         assert!(
             text.contains(r#"dv_stage_latency_seconds_count{duty="proposer",stage="consensus"} 1"#)
         );
+        m.combined("attester", 625);
+        m.p2p_sent("consensus", 300);
+        m.p2p_sent("consensus", 200);
+        let text = m.render();
+        assert!(text.contains(r#"dv_combined_signatures_total{duty="attester"} 625"#));
+        assert!(text.contains(r#"dv_p2p_sent_messages_total{topic="consensus"} 2"#));
+        assert!(text.contains(r#"dv_p2p_sent_bytes_total{topic="consensus"} 500"#));
     }
 }

@@ -11,8 +11,8 @@
 
 use crate::duty::Duty;
 use dv_crypto::{
-    batch_verify, batch_verify_messages, combine, find_invalid, HashedMessage, PartialSignature,
-    PublicKey, Signature, ThresholdError, ThresholdParams,
+    batch_verify, batch_verify_messages, combine, find_invalid, par_map, HashedMessage,
+    PartialSignature, PublicKey, Signature, ThresholdError, ThresholdParams,
 };
 use dv_types::{PublicKeyBytes, Root, Slot};
 use std::collections::{BTreeMap, HashMap};
@@ -287,18 +287,20 @@ impl ParSigStore {
     /// later partial makes another try).
     pub fn combine_ready(&mut self) -> (Vec<Combined>, Vec<ParSigError>) {
         let mut errors = Vec::new();
-        let mut candidates: Vec<(Combined, PublicKey)> = Vec::new();
-        for (duty, validator, root) in std::mem::take(&mut self.ready) {
-            let Some(set) = self
-                .entries
-                .get(&(duty, validator))
-                .and_then(|e| e.by_root.get(&root))
-            else {
-                continue;
-            };
-            let chosen: Vec<PartialSignature> = set.values().copied().collect();
-            let key = self.validators[&validator].key;
-            match combine(&chosen, self.params) {
+        let sets: Vec<(Duty, PublicKeyBytes, Root, Vec<PartialSignature>)> =
+            std::mem::take(&mut self.ready)
+                .into_iter()
+                .filter_map(|(duty, validator, root)| {
+                    let set = self.entries.get(&(duty, validator))?.by_root.get(&root)?;
+                    Some((duty, validator, root, set.values().copied().collect()))
+                })
+                .collect();
+        // The combinations (a few G2 multiplications each) on all cores.
+        let params = self.params;
+        let results = par_map(&sets, |(_, _, _, chosen)| combine(chosen, params));
+        let mut candidates: Vec<(Combined, PublicKey)> = Vec::with_capacity(sets.len());
+        for ((duty, validator, root, _), result) in sets.into_iter().zip(results) {
+            match result {
                 Ok(signature) => candidates.push((
                     Combined {
                         duty,
@@ -306,7 +308,7 @@ impl ParSigStore {
                         root,
                         signature,
                     },
-                    key,
+                    self.validators[&validator].key,
                 )),
                 Err(e) => errors.push(ParSigError::Combine {
                     validator,
@@ -324,6 +326,11 @@ impl ParSigStore {
             if all_valid || key.verify(c.root.as_slice(), &c.signature) {
                 if let Some(entry) = self.entries.get_mut(&(c.duty, c.validator)) {
                     entry.combined.insert(c.root);
+                    // Its partials are not needed any more (later ones for
+                    // this root are ignored): about 1 KB a signature, which
+                    // at thousands of signatures a slot kept for 64 slots
+                    // was most of a node's memory.
+                    entry.by_root.remove(&c.root);
                 }
                 completed.push(c);
             } else {

@@ -82,12 +82,18 @@ impl SlotClock {
         Self::instant_at(self.slot_start_ms(slot))
     }
 
-    /// QBFT round timing for duties of this chain: a third of a slot per round.
+    /// QBFT round timing for attestations and blocks: a first round of a
+    /// twelfth of a slot (1 s on mainnet), each later round one such step
+    /// longer than the one before (ends at 1, 3, 6, 10 s after the duty's
+    /// start), so that a dead leader costs one short round. The step is at
+    /// least half a second (or a third of a slot when that is less): on
+    /// short test slots a round must still fit a busy node's message turnaround.
     pub fn round_timing(&self) -> qbft::RoundTiming {
-        let third = Duration::from_millis(self.slot_ms / 3);
+        let step = Duration::from_millis((self.slot_ms / 12).max((self.slot_ms / 3).min(500)));
         qbft::RoundTiming {
-            first_round: third,
-            round: third,
+            first_round: step,
+            round: step,
+            growth: step,
         }
     }
 
@@ -100,6 +106,7 @@ impl SlotClock {
         qbft::RoundTiming {
             first_round: twelfth,
             round: twelfth,
+            growth: Duration::ZERO,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The signer stage: this node's partial signatures with its key shares.
 //! Where all validators sign one message (post-Electra attestations), the
-//! message is hashed to G2 once for all of them.
+//! message is hashed to G2 once for all of them; the signatures are made on
+//! all cores.
 
-use dv_crypto::{HashedMessage, PartialSignature, SecretShare};
+use dv_crypto::{par_map, HashedMessage, PartialSignature, SecretShare};
 use dv_types::{PublicKeyBytes, Root};
 use std::collections::HashMap;
 
@@ -23,14 +24,11 @@ impl Signer {
         validators: &[PublicKeyBytes],
     ) -> Vec<(PublicKeyBytes, PartialSignature)> {
         let hashed = HashedMessage::new(root.as_slice());
-        validators
+        let held: Vec<(PublicKeyBytes, &SecretShare)> = validators
             .iter()
-            .filter_map(|v| {
-                self.shares
-                    .get(v)
-                    .map(|share| (*v, share.sign_hashed(&hashed)))
-            })
-            .collect()
+            .filter_map(|v| self.shares.get(v).map(|share| (*v, share)))
+            .collect();
+        par_map(&held, |(v, share)| (*v, share.sign_hashed(&hashed)))
     }
 }
 

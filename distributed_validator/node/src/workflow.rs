@@ -168,9 +168,11 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         members: usize,
         parsig: ParSigStore,
         clock: C,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> (Self, Workflow) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (exchange, to_exchange) = ExchangeTask::new(net.clone(), parsig, clock.clone());
+        let (exchange, to_exchange) =
+            ExchangeTask::new(net.clone(), parsig, clock.clone(), metrics);
         let task = Self {
             me: net.me(),
             members,

@@ -3,17 +3,19 @@
 //! The peer set is fixed by the cluster lock: a connection from any other
 //! peer id is closed as soon as it is established, and anything it sent is
 //! dropped. Messages are typed [`Envelope`]s (versioned, tagged with the duty
-//! they belong to) carried by a request-response protocol with a size limit;
+//! they belong to) carried by a request-response protocol with a size limit
+//! (plain bytes, see [`codec`]);
 //! the sender of a message is the authenticated peer of the connection, never
 //! a field a peer could forge. A message that cannot be delivered is retried
 //! with backoff until its deadline (a duty's messages expire with the duty),
 //! and disconnected peers are redialled with backoff.
 
+pub mod codec;
+
 use futures::StreamExt;
-use libp2p::request_response::{self, json, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,26 +24,26 @@ use tokio::time::Instant;
 pub use libp2p::identity::Keypair;
 
 /// The envelope format this build speaks; a peer sending another is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/1");
+/// 2: envelopes and their payloads in binary (1 was JSON with hex payloads).
+pub const PROTOCOL_VERSION: u16 = 2;
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/2");
 const RETRY_BASE: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 const REDIAL_MAX: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     Consensus,
     PartialSignatures,
 }
 
 /// A message between cluster nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub version: u16,
     pub slot: u64,
     pub duty: u32,
     pub topic: Topic,
-    #[serde(with = "hex_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -57,19 +59,11 @@ impl Envelope {
     }
 }
 
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
+/// Told of every message handed to the transport (each delivery attempt):
+/// its topic and its encoded size in bytes. For traffic metrics.
+pub type SentHook = std::sync::Arc<dyn Fn(Topic, usize) + Send + Sync>;
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub accepted: bool,
     pub reason: Option<String>,
@@ -87,9 +81,11 @@ pub struct Config {
     /// Every operator of the lock, in lock order (including this node).
     pub members: Vec<Member>,
     pub listen: Multiaddr,
-    /// Largest encoded message accepted, in bytes (payloads travel as hex, so
-    /// a payload may be at most about half of this).
+    /// Largest encoded message accepted, in bytes (the payload plus a
+    /// [`codec::ENVELOPE_HEADER_BYTES`] header).
     pub max_message_bytes: u64,
+    /// Called for every message sent (see [`SentHook`]).
+    pub on_sent: Option<SentHook>,
 }
 
 /// A message from a member, attributed by its authenticated connection.
@@ -170,7 +166,7 @@ struct Pending {
     attempts: u32,
 }
 
-type Behaviour = json::Behaviour<Envelope, Ack>;
+type Behaviour = request_response::Behaviour<codec::EnvelopeCodec>;
 
 /// Starts the network task; returns the handle and the stream of incoming messages.
 pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<Incoming>), Error> {
@@ -190,11 +186,10 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<In
         )
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_behaviour(|_| {
-            let codec = json::codec::Codec::default()
-                .set_request_size_maximum(max)
-                .set_response_size_maximum(4096);
             Behaviour::with_codec(
-                codec,
+                codec::EnvelopeCodec {
+                    max_request_bytes: max,
+                },
                 [(PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
             )
@@ -222,6 +217,7 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<In
         in_flight: HashMap::new(),
         retries: Vec::new(),
         redial: HashMap::new(),
+        on_sent: config.on_sent,
     };
     tokio::spawn(task.run(command_rx));
     Ok((
@@ -243,6 +239,7 @@ struct Network {
     retries: Vec<(Instant, Pending)>,
     /// Next redial time and current backoff per member index.
     redial: HashMap<usize, (Instant, Duration)>,
+    on_sent: Option<SentHook>,
 }
 
 impl Network {
@@ -258,6 +255,9 @@ impl Network {
                 "dropping expired message"
             );
             return;
+        }
+        if let Some(hook) = &self.on_sent {
+            hook(pending.envelope.topic, pending.envelope.encoded_len());
         }
         let peer = self.members[pending.to].peer_id;
         let id = self
@@ -416,21 +416,4 @@ pub fn load_keypair(path: &std::path::Path) -> Result<Keypair, String> {
         hex::decode(text.trim()).map_err(|e| format!("{}: not hex: {e}", path.display()))?;
     Keypair::from_protobuf_encoding(&bytes)
         .map_err(|e| format!("{}: not a libp2p key: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Non-ASCII "hex" from a peer is an error, not a panic (slicing a
-    /// multi-byte character by hand would panic).
-    #[test]
-    fn envelope_payload_hex_is_decoded_safely() {
-        let env = Envelope::new(1, 0, Topic::Consensus, vec![0xab, 0x01]);
-        let json = serde_json::to_string(&env).unwrap();
-        assert!(json.contains("\"ab01\""));
-        assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), env);
-        let hostile = json.replace("ab01", "aéa");
-        assert!(serde_json::from_str::<Envelope>(&hostile).is_err());
-    }
 }

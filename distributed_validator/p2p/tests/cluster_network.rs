@@ -42,6 +42,7 @@ async fn start_member(c: &Cluster, i: usize) -> (Handle, UnboundedReceiver<Incom
         members: c.members.clone(),
         listen: c.members[i].address.clone(),
         max_message_bytes: MAX,
+        on_sent: None,
     })
     .await
     .unwrap()
@@ -99,6 +100,7 @@ async fn members_exchange_messages_and_strangers_are_refused() {
         members: with_stranger.clone(),
         listen: with_stranger[3].address.clone(),
         max_message_bytes: MAX,
+        on_sent: None,
     })
     .await
     .unwrap();

@@ -14,12 +14,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Round timing, anchored to the duty's start so honest nodes' rounds align:
-/// round `r` ends at `start + first_round + (r - 1) * round`.
+/// Round timing, anchored to the duty's start so honest nodes' rounds align
+/// (each node computes the same absolute end of every round): round 1 lasts
+/// `first_round`, round `r >= 2` lasts `round + (r - 1) * growth`. Short first
+/// rounds make a dead leader cheap; growing ones let a slow network still
+/// decide eventually.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundTiming {
     pub first_round: Duration,
     pub round: Duration,
+    pub growth: Duration,
 }
 
 impl Default for RoundTiming {
@@ -27,16 +31,25 @@ impl Default for RoundTiming {
         Self {
             first_round: Duration::from_secs(1),
             round: Duration::from_secs(1),
+            growth: Duration::ZERO,
         }
     }
 }
 
 impl RoundTiming {
-    /// Offset from the duty's start at which round `round` (1-based) ends.
+    /// Offset from the duty's start at which round `round` (1-based) ends:
+    /// `first_round + (r - 1) * round + growth * r * (r - 1) / 2`.
     pub fn deadline(&self, round: u64) -> Duration {
-        let extra = u32::try_from(round.saturating_sub(1)).unwrap_or(u32::MAX);
+        let later = round.saturating_sub(1);
+        let grown = later.saturating_mul(later.saturating_add(1)) / 2;
+        let times = |d: Duration, n: u64| match u32::try_from(n) {
+            _ if d.is_zero() => Duration::ZERO,
+            Ok(n) => d.saturating_mul(n),
+            Err(_) => Duration::MAX,
+        };
         self.first_round
-            .saturating_add(self.round.saturating_mul(extra))
+            .saturating_add(times(self.round, later))
+            .saturating_add(times(self.growth, grown))
     }
 }
 
@@ -753,6 +766,24 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn rounds_grow_linearly_from_the_duty_start() {
+        let ms = Duration::from_millis;
+        let timing = RoundTiming {
+            first_round: ms(1000),
+            round: ms(1000),
+            growth: ms(1000),
+        };
+        let ends: Vec<Duration> = (1..=4).map(|r| timing.deadline(r)).collect();
+        assert_eq!(ends, vec![ms(1000), ms(3000), ms(6000), ms(10000)]);
+        let constant = RoundTiming {
+            growth: Duration::ZERO,
+            ..timing
+        };
+        assert_eq!(constant.deadline(3), ms(3000));
+        assert_eq!(timing.deadline(u64::MAX), Duration::MAX, "saturates");
     }
 
     #[test]

@@ -532,9 +532,11 @@ pub fn run_with_roles(seed: u64, roles: Vec<Role>) -> RunReport {
         slot: rng.below(1 << 20),
         duty: rng.below(3) as u32,
     };
+    // Constant rounds, or rounds that grow (as the node's attestation timing does).
     let timing = RoundTiming {
         first_round: Duration::from_millis(ROUND_MS),
         round: Duration::from_millis(ROUND_MS),
+        growth: Duration::from_millis(if rng.chance(50) { ROUND_MS } else { 0 }),
     };
 
     let mut nodes = Vec::with_capacity(n);
@@ -608,8 +610,16 @@ pub fn run_with_roles(seed: u64, roles: Vec<Role>) -> RunReport {
         }
     }
 
-    // Termination bound: f + 3 full rounds after both GST and the last honest value.
-    let deadline = gst.max(last_input) + (f as u64 + 3) * ROUND_MS + MAX_SKEW_MS + ROUND_MS;
+    // Termination bound: f + 3 rounds after the one running at GST and the
+    // last honest value (rounds that grow are longer), plus clock skew and
+    // one constant round of slack.
+    let settled = gst.max(last_input);
+    let mut running_round = 1;
+    while (timing.deadline(running_round).as_millis() as u64) <= settled {
+        running_round += 1;
+    }
+    let deadline =
+        timing.deadline(running_round + f as u64 + 3).as_millis() as u64 + MAX_SKEW_MS + ROUND_MS;
     let end = deadline + 2 * ROUND_MS;
     while let Some(Reverse((at, _, event))) = sim.queue.pop() {
         if at > end {

@@ -137,7 +137,7 @@ while os.path.exists("/proc/%d" % watch):
             except (OSError, IndexError, ValueError):
                 # Gone: killed mid-run, unless stopped at the end (its metrics saved).
                 p["frozen"] = True
-                p["killed"] = not os.path.exists("%s/%s.metrics" % (run_dir, name))
+                p["killed"] = name.startswith("node") and not os.path.exists("%s/%s.metrics" % (run_dir, name))
                 continue
             if p["base"] is None:
                 p["base"] = c
@@ -206,8 +206,11 @@ def phase(name):
             continue
         m = metrics("%s/node%d.metrics" % (d, i))
         combined = sum(v for (k, _), v in m.items() if k == "dv_combined_signatures_total")
+        # A DV node counts the attestations it combined (either attachment);
+        # the plain validator's come from its outcome lines.
+        attested = m.get(("dv_combined_signatures_total", frozenset({("duty", "attester")})), 0)
         nodes.append({"cpu_ms": n["cpu_ms"], "rss_mb": n["rss_mb"], "metrics": m, "combined": combined,
-                      "attestations": attestations_signed("%s/node%d.log" % (d, i))})
+                      "attestations": attested or attestations_signed("%s/node%d.log" % (d, i))})
     other = sum(dut[k] for k in ("proposals_missed",)) + report["aggregates_until_last_slot"][1] \
         + report["sync_messages_until_last_slot"][1] + report["contributions_until_last_slot"][1]
     return {"after_due": r["attestation_after_due_ms"], "missed": dut["attestations_missed"],

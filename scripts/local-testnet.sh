@@ -105,12 +105,33 @@ else
     NETWORK_ARGS=(--network "$PRESET")
 fi
 
-ADDRESSES=$(python3 -c "
-import socket
-addrs = []
-for _ in range($NODES):
-    s = socket.socket(); s.bind(('127.0.0.1', 0)); addrs.append('/ip4/127.0.0.1/tcp/%d' % s.getsockname()[1]); s.close()
-print(','.join(addrs))")
+# Every port the run listens on (p2p, metrics, validator API per node), all
+# distinct and all below the kernel's ephemeral range: a port picked inside
+# it can be taken by another process's outgoing connection before the node
+# binds it (a 5,000-validator middleware run lost a node to "Address already
+# in use" that way).
+read -r -a PORTS < <(python3 - "$((3 * NODES))" <<'EOF'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports, tried = [], set()
+while len(ports) < int(sys.argv[1]):
+    p = random.randrange(10000, low)
+    if p in tried:
+        continue
+    tried.add(p)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))
+EOF
+)
+ADDRESSES=$(for i in $(seq 0 $((NODES - 1))); do printf '/ip4/127.0.0.1/tcp/%s,' "${PORTS[$i]}"; done)
+ADDRESSES=${ADDRESSES%,}
 ./target/release/dvnode create cluster --interop-validators "0..$VALIDATORS" --nodes "$NODES" \
     "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" \
     --fee-recipient 0x0000000000000000000000000000000000000000 > "$OUT/create.out"
@@ -131,17 +152,14 @@ if [ -z "$EXTERNAL_URL" ]; then
     echo "simulated beacon chain at $URL ($VALIDATORS validators, ${SLOT_MS} ms slots, $FORK, $PRESET preset)"
 fi
 
-free_address() {
-    python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print('127.0.0.1:%d' % s.getsockname()[1])"
-}
 NODE_PIDS=()
 CLIENT_PIDS=()
 METRICS_ADDRS=()
 for i in $(seq 0 $((NODES - 1))); do
     # Each node serves its metrics; they are saved to $OUT/node$i.metrics at the end.
-    METRICS_ADDRS[$i]=$(free_address)
+    METRICS_ADDRS[$i]=127.0.0.1:${PORTS[$((NODES + i))]}
     if [ "$MODE" = middleware ]; then
-        API=$(free_address)
+        API=127.0.0.1:${PORTS[$((2 * NODES + i))]}
         ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" --validator-api "$API" \
             --metrics "${METRICS_ADDRS[$i]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)

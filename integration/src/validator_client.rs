@@ -1065,8 +1065,9 @@ impl ValidatorClient {
     ) -> Result<u64, String> {
         let fork = self.spec.fork_at_slot(slot);
         let epoch = self.spec.epoch_of_slot(slot);
-        let mut electra_items = Vec::new();
-        let mut deneb_items = Vec::new();
+        // The selected aggregators, by committee.
+        let mut by_committee: BTreeMap<u64, Vec<(PublicKeyBytes, u64, SignatureBytes)>> =
+            BTreeMap::new();
         for d in duties {
             let share = self.check_own_key(d)?;
             let index = quoted(&d["validator_index"])?;
@@ -1082,46 +1083,39 @@ impl ValidatorClient {
             if !is_aggregator(&self.spec, quoted(&d["committee_length"])?, &proof) {
                 continue;
             }
-            let data = data_by_committee
-                .get(&committee_index)
-                .ok_or("aggregate: no attestation data for the committee")?;
-            let root = data.tree_hash_root();
-            if fork.electra_enabled() {
-                let aggregate: AttestationElectra<P> = self
-                    .get_data(&format!(
-                        "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
-                    ))
-                    .await?;
-                if aggregate.data != *data {
-                    return Err("aggregate: of other data than this client attested to".into());
+            by_committee
+                .entry(committee_index)
+                .or_default()
+                .push((share, index, proof));
+        }
+        // One task per committee, side by side, as Lighthouse's attestation
+        // service spawns them: a client that waited on one committee's
+        // aggregate before asking the next could wait on an instance its
+        // node's peers (their clients asking in another order) never join.
+        let per_committee = by_committee
+            .into_iter()
+            .map(|(committee_index, aggregators)| {
+                self.aggregate_committee::<P>(
+                    slot,
+                    epoch,
+                    committee_index,
+                    aggregators,
+                    data_by_committee,
+                )
+            });
+        let mut electra_items = Vec::new();
+        let mut deneb_items = Vec::new();
+        // A committee that failed does not hold back the others' aggregates.
+        let mut first_error = None;
+        for result in futures::future::join_all(per_committee).await {
+            match result {
+                Ok((electra, deneb)) => {
+                    electra_items.extend(electra);
+                    deneb_items.extend(deneb);
                 }
-                let message = AggregateAndProofElectra {
-                    aggregator_index: index,
-                    aggregate,
-                    selection_proof: proof,
-                };
-                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
-                electra_items.push(SignedAggregateAndProofElectra { message, signature });
-            } else {
-                // Before Electra, what Lighthouse's client asks: /eth/v1, the
-                // committee named by the data.
-                let answer = self
-                    .get_json(&format!(
-                        "/eth/v1/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}"
-                    ))
-                    .await?;
-                let aggregate: AttestationDeneb<P> = serde_json::from_value(answer["data"].clone())
-                    .map_err(|e| format!("aggregate: {e}"))?;
-                if aggregate.data != *data {
-                    return Err("aggregate: of other data than this client attested to".into());
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
-                let message = AggregateAndProofDeneb {
-                    aggregator_index: index,
-                    aggregate,
-                    selection_proof: proof,
-                };
-                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
-                deneb_items.push(json!(SignedAggregateAndProofDeneb { message, signature }));
             }
         }
         let count = (electra_items.len() + deneb_items.len()) as u64;
@@ -1142,7 +1136,71 @@ impl ValidatorClient {
             )
             .await?;
         }
-        Ok(count)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
+    }
+
+    /// One committee's aggregate (as the middleware decided it) and each of
+    /// its selected aggregators' signed `AggregateAndProof`.
+    async fn aggregate_committee<P: Preset>(
+        &self,
+        slot: Slot,
+        epoch: Epoch,
+        committee_index: u64,
+        aggregators: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
+        data_by_committee: &HashMap<u64, AttestationData>,
+    ) -> Result<(Vec<SignedAggregateAndProofElectra<P>>, Vec<Value>), String> {
+        let fork = self.spec.fork_at_slot(slot);
+        let data = data_by_committee
+            .get(&committee_index)
+            .ok_or("aggregate: no attestation data for the committee")?;
+        let root = data.tree_hash_root();
+        let mut electra_items = Vec::new();
+        let mut deneb_items = Vec::new();
+        if fork.electra_enabled() {
+            let aggregate: AttestationElectra<P> = self
+                .get_data(&format!(
+                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
+                ))
+                .await?;
+            if aggregate.data != *data {
+                return Err("aggregate: of other data than this client attested to".into());
+            }
+            for (share, index, proof) in aggregators {
+                let message = AggregateAndProofElectra {
+                    aggregator_index: index,
+                    aggregate: aggregate.clone(),
+                    selection_proof: proof,
+                };
+                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
+                electra_items.push(SignedAggregateAndProofElectra { message, signature });
+            }
+        } else {
+            // Before Electra, what Lighthouse's client asks: /eth/v1, the
+            // committee named by the data.
+            let answer = self
+                .get_json(&format!(
+                    "/eth/v1/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}"
+                ))
+                .await?;
+            let aggregate: AttestationDeneb<P> = serde_json::from_value(answer["data"].clone())
+                .map_err(|e| format!("aggregate: {e}"))?;
+            if aggregate.data != *data {
+                return Err("aggregate: of other data than this client attested to".into());
+            }
+            for (share, index, proof) in aggregators {
+                let message = AggregateAndProofDeneb {
+                    aggregator_index: index,
+                    aggregate: aggregate.clone(),
+                    selection_proof: proof,
+                };
+                let signature = self.sign(&share, DomainKind::AggregateAndProof, epoch, &message);
+                deneb_items.push(json!(SignedAggregateAndProofDeneb { message, signature }));
+            }
+        }
+        Ok((electra_items, deneb_items))
     }
 
     async fn attest<P: Preset>(

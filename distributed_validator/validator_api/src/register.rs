@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use dv_node::parsig::{not_our_partial, Partial};
 use dv_types::{compute_signing_root, DomainKind, Root, SignedValidatorRegistration};
 use serde_json::Value;
 
@@ -28,11 +29,22 @@ pub(super) async fn register_validators(
     let mut ours = Vec::new();
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();
+    let mut parsed = Vec::new();
     for (position, json) in items.into_iter().enumerate() {
         match check(&mw, &json) {
-            Ok(Some(registration)) => ours.push(registration),
+            Ok(Some(claim)) => parsed.push((position, claim)),
             Ok(None) => outsiders.push(json),
             Err(e) => failures.push((position, e)),
+        }
+    }
+    // The client's partials in one batch check (a client sends hundreds
+    // at once, each epoch), each on its own only when it fails.
+    let checks: Vec<(Root, Partial)> = parsed.iter().map(|(_, c)| (c.root, c.partial)).collect();
+    for ((position, claim), valid) in parsed.into_iter().zip(mw.own.verify_all(&checks)) {
+        if valid {
+            ours.push(claim.registration);
+        } else {
+            failures.push((position, not_our_partial(&claim.partial.validator)));
         }
     }
     if !outsiders.is_empty() {
@@ -65,7 +77,15 @@ pub(super) async fn register_validators(
 
 /// The lock's registration for the client's item; `None` if the item's key
 /// is not one of this node's shares (forwarded as it is).
-fn check(mw: &Middleware, json: &Value) -> Result<Option<SignedValidatorRegistration>, String> {
+/// A client's registration of one of the cluster's validators, its partial
+/// parsed (not verified yet) and the lock's registration it stands for.
+struct Claim {
+    root: Root,
+    partial: Partial,
+    registration: SignedValidatorRegistration,
+}
+
+fn check(mw: &Middleware, json: &Value) -> Result<Option<Claim>, String> {
     let signed: SignedValidatorRegistration = serde_json::from_value(json.clone())
         .map_err(|e| format!("not a SignedValidatorRegistration: {e}"))?;
     let Some(validator) = mw.identity.validator_of_share(&signed.message.pubkey) else {
@@ -76,7 +96,7 @@ fn check(mw: &Middleware, json: &Value) -> Result<Option<SignedValidatorRegistra
         .spec()
         .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
     let root = compute_signing_root(&signed.message, domain);
-    mw.verify_partial(&validator, root, &signed.signature)?;
+    let partial = mw.parse_partial(&validator, &signed.signature)?;
     let registration = mw.registrations.get(&validator).ok_or_else(|| {
         format!(
             "the cluster lock holds no builder registration for validator {validator} (create the cluster with --fee-recipient)"
@@ -89,5 +109,9 @@ fn check(mw: &Middleware, json: &Value) -> Result<Option<SignedValidatorRegistra
             lock.fee_recipient, lock.gas_limit, asked.fee_recipient, asked.gas_limit
         ));
     }
-    Ok(Some(registration.clone()))
+    Ok(Some(Claim {
+        root,
+        partial,
+        registration: registration.clone(),
+    }))
 }

@@ -563,9 +563,8 @@ impl ValidatorClient {
             })
             .collect();
         let count = items.len() as u64;
-        // In requests of 500, as Lighthouse's client sends them
-        // (`VALIDATOR_REGISTRATION_BATCH_SIZE` in its preparation service).
-        for batch in items.chunks(500) {
+        // In requests of at most REGISTRATION_BATCH_SIZE, as Lighthouse's client sends them.
+        for batch in items.chunks(beacon_client::REGISTRATION_BATCH_SIZE) {
             self.post_list("/eth/v1/validator/register_validator", batch.to_vec(), None)
                 .await?;
         }

@@ -5,12 +5,10 @@
 
 use super::DutyContext;
 use crate::validator_store::ValidatorStore;
-use beacon_client::{ProposerPreparation, SyncCommitteeSubscription, SyncDuty};
+use beacon_client::{
+    ProposerPreparation, SyncCommitteeSubscription, SyncDuty, REGISTRATION_BATCH_SIZE,
+};
 use dv_types::*;
-
-/// Builder registrations per request (Lighthouse's validator client:
-/// `VALIDATOR_REGISTRATION_BATCH_SIZE` in its preparation service).
-pub const REGISTRATION_BATCH_SIZE: usize = 500;
 
 impl<S: ValidatorStore> DutyContext<S> {
     /// `epoch`'s preparations; `next_sync` are the sync committee members of the next epoch.
@@ -40,9 +38,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         }
         let registrations: Vec<SignedValidatorRegistration> =
             self.registrations.values().cloned().collect();
-        // In requests of at most REGISTRATION_BATCH_SIZE, as Lighthouse's
-        // client sends them: one body for thousands of validators exceeds
-        // what beacon nodes accept (a simulated-chain run at 5,000 got 413).
+        // In requests of at most REGISTRATION_BATCH_SIZE, as Lighthouse's client sends them.
         for batch in registrations.chunks(REGISTRATION_BATCH_SIZE) {
             let submitted = self
                 .beacon

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dv_node::decided::{approve_attestations, ToSign};
 use dv_node::duty::{Duty, DutyType};
-use dv_node::parsig::{not_our_partial, Partial};
+use dv_node::parsig::Partial;
 use dv_node::scheduler::SlotClock;
 use dv_node::validator_store::{Attester, DutyTiming, SignError};
 use dv_types::ssz::Decode;
@@ -199,20 +199,15 @@ pub(super) async fn submit(
     // Rule 4 for the client's partials, before anything is recorded: one
     // batch check for the request (a slot's attestations share one root),
     // each on its own only when it fails, to name the bad ones.
-    let checks: Vec<(Root, Partial)> = accepted
-        .iter()
-        .map(|i| (i.to_sign.signing_root, i.partial))
+    let accepted: Vec<Item> = mw
+        .keep_verified(
+            accepted.into_iter().map(|i| (i.position, i)).collect(),
+            |i| (i.to_sign.signing_root, i.partial),
+            &mut failures,
+        )
+        .into_iter()
+        .map(|(_, item)| item)
         .collect();
-    let valid = mw.own.verify_all(&checks);
-    let mut verified = Vec::with_capacity(accepted.len());
-    for (item, ok) in accepted.into_iter().zip(valid) {
-        if ok {
-            verified.push(item);
-        } else {
-            failures.push((item.position, not_our_partial(&item.to_sign.validator)));
-        }
-    }
-    let accepted = verified;
     // Rule 1 and 2 for the client's partials: this node's own database decides.
     let to_sign: Vec<ToSign> = accepted.iter().map(|i| i.to_sign).collect();
     let approval = approve_attestations(mw.store.slashing_db(), &to_sign).map_err(|e| {

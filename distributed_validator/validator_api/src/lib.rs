@@ -170,6 +170,29 @@ impl Middleware {
         self.own.verify(validator, root, signature)
     }
 
+    /// Rule 4 for a request's parsed partials: the `items` (with their
+    /// positions in the request) whose partial, over its signing root
+    /// (`partial_of`), verifies against this node's share, in one batch
+    /// check; the others go to `failures`, named.
+    pub(crate) fn keep_verified<T>(
+        &self,
+        items: Vec<(usize, T)>,
+        partial_of: impl Fn(&T) -> (Root, Partial),
+        failures: &mut Vec<(usize, String)>,
+    ) -> Vec<(usize, T)> {
+        let checks: Vec<(Root, Partial)> = items.iter().map(|(_, t)| partial_of(t)).collect();
+        let valid = self.own.verify_all(&checks);
+        let mut kept = Vec::with_capacity(items.len());
+        for (((position, item), (_, partial)), ok) in items.into_iter().zip(checks).zip(valid) {
+            if ok {
+                kept.push((position, item));
+            } else {
+                failures.push((position, not_our_partial(&partial.validator)));
+            }
+        }
+        kept
+    }
+
     /// The client's signature as this node's partial for `validator`, not
     /// verified yet (see [`Sorted::verified_groups`]).
     pub fn parse_partial(

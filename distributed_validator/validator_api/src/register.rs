@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use dv_node::parsig::{not_our_partial, Partial};
+use dv_node::parsig::Partial;
 use dv_types::{compute_signing_root, DomainKind, Root, SignedValidatorRegistration};
 use serde_json::Value;
 
@@ -39,13 +39,8 @@ pub(super) async fn register_validators(
     }
     // The client's partials in one batch check (a client sends hundreds
     // at once, each epoch), each on its own only when it fails.
-    let checks: Vec<(Root, Partial)> = parsed.iter().map(|(_, c)| (c.root, c.partial)).collect();
-    for ((position, claim), valid) in parsed.into_iter().zip(mw.own.verify_all(&checks)) {
-        if valid {
-            ours.push(claim.registration);
-        } else {
-            failures.push((position, not_our_partial(&claim.partial.validator)));
-        }
+    for (_, claim) in mw.keep_verified(parsed, |c| (c.root, c.partial), &mut failures) {
+        ours.push(claim.registration);
     }
     if !outsiders.is_empty() {
         let response = mw

@@ -128,7 +128,8 @@ while os.path.exists("/proc/%d" % watch):
                 continue
             name = name_of(pid)
             if name and name not in procs:
-                procs[name] = {"pid": int(pid), "base": None, "last": 0.0, "rss": 0.0, "frozen": False}
+                procs[name] = {"pid": int(pid), "base": None, "last": 0.0, "rss": 0.0, "frozen": False,
+                               "series": []}
         for name, p in procs.items():
             if p["frozen"]:
                 continue
@@ -142,11 +143,16 @@ while os.path.exists("/proc/%d" % watch):
             if p["base"] is None:
                 p["base"] = c
             p["last"], p["rss"] = c, max(p["rss"], r)
+            # RSS every 10 s from genesis: whether it levels off or keeps growing.
+            t = int((now_ms - genesis_ms) / 10000) * 10
+            if not p["series"] or p["series"][-1][0] != t:
+                p["series"].append([t, round(r, 1)])
             if name.startswith("node") and os.path.exists("%s/%s.metrics" % (run_dir, name)):
                 p["frozen"] = True
     time.sleep(0.25)
 json.dump({n: {"cpu_ms": p["last"] - (p["base"] or 0.0), "rss_mb": p["rss"],
-               "killed": p.get("killed", False)} for n, p in procs.items()}, open(out, "w"))
+               "killed": p.get("killed", False), "rss_series": p["series"]}
+           for n, p in procs.items()}, open(out, "w"))
 EOF
 }
 
@@ -252,6 +258,11 @@ for duty in duties:
 print("per node:")
 for name, n in sorted(dv["all_nodes"].items()):
     print("  %-8s cpu %8.0f ms  rss max %6.1f MB%s" % (name, n["cpu_ms"], n["rss_mb"], "  (killed)" if n["killed"] else ""))
+    series = n.get("rss_series", [])
+    if name.startswith("node") and series:
+        # RSS at four points of the run: levelling off, or growing to the end.
+        picks = [series[min(len(series) - 1, len(series) * q // 4)] for q in (1, 2, 3, 4)]
+        print("           rss over the run: %s" % ", ".join("%d s %.0f MB" % (t, r) for t, r in picks))
 print("  signatures combined per attestation: %.2f; chain CPU %d ms" % (sigs_per_att, dv["chain_cpu_ms"]))
 
 fields = [("validators", validators), ("p50_after_due_ms", p50), ("p99_after_due_ms", p99),

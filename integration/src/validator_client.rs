@@ -98,6 +98,10 @@ pub struct ValidatorClient {
     counts: Mutex<ClientCounts>,
     /// The last slot whose selections were asked for.
     selected_until: Mutex<Option<Slot>>,
+    /// Signed builder registrations by share key, signed once and sent again
+    /// each epoch while fee recipient and gas limit stay the same, as
+    /// Lighthouse's client caches them (its `validator_registration_cache`).
+    registrations: Mutex<HashMap<PublicKeyBytes, SignedValidatorRegistration>>,
     /// A client that does not aggregate: it subscribes as no committee's
     /// aggregator and publishes no aggregate (to show the chain counts the
     /// attestations of such committees missed).
@@ -155,6 +159,7 @@ impl ValidatorClient {
             sync_selection_proofs: Mutex::new(HashMap::new()),
             counts: Mutex::new(ClientCounts::default()),
             selected_until: Mutex::new(None),
+            registrations: Mutex::default(),
             skip_aggregation: false,
         };
         let genesis = client.get_json("/eth/v1/beacon/genesis").await?;
@@ -545,23 +550,32 @@ impl ValidatorClient {
     }
 
     /// Builder registrations of this client's validators (each epoch, as
-    /// Lighthouse sends them), signed with its shares.
+    /// Lighthouse sends them), signed with its shares the first time.
     async fn register(&self) -> Result<u64, String> {
-        let timestamp = now_ms() / 1000;
-        let items: Vec<SignedValidatorRegistration> = self
-            .keys
-            .keys()
-            .map(|share| {
-                let message = ValidatorRegistration {
-                    fee_recipient: ExecutionAddress::ZERO,
-                    gas_limit: GAS_LIMIT,
-                    timestamp,
-                    pubkey: *share,
-                };
-                let signature = self.sign(share, DomainKind::ApplicationBuilder, 0, &message);
-                SignedValidatorRegistration { message, signature }
-            })
-            .collect();
+        let items: Vec<SignedValidatorRegistration> = {
+            let mut cache = self
+                .registrations
+                .lock()
+                .map_err(|_| "registration cache poisoned".to_string())?;
+            let timestamp = now_ms() / 1000;
+            self.keys
+                .keys()
+                .map(|share| {
+                    let fresh = || {
+                        let message = ValidatorRegistration {
+                            fee_recipient: ExecutionAddress::ZERO,
+                            gas_limit: GAS_LIMIT,
+                            timestamp,
+                            pubkey: *share,
+                        };
+                        let signature =
+                            self.sign(share, DomainKind::ApplicationBuilder, 0, &message);
+                        SignedValidatorRegistration { message, signature }
+                    };
+                    cache.entry(*share).or_insert_with(fresh).clone()
+                })
+                .collect()
+        };
         let count = items.len() as u64;
         // In requests of at most REGISTRATION_BATCH_SIZE, as Lighthouse's client sends them.
         for batch in items.chunks(beacon_client::REGISTRATION_BATCH_SIZE) {

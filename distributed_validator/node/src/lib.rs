@@ -24,7 +24,7 @@
 
 pub mod aggregation;
 pub mod consensus;
-mod cpu;
+pub mod cpu;
 pub mod decided;
 pub mod duty;
 mod exchange;

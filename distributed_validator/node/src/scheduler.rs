@@ -122,6 +122,8 @@ impl crate::workflow::CurrentSlot for SlotClock {
 struct Known {
     /// Validator index by public key, for the cluster's validators the chain knows.
     indices: HashMap<PublicKeyBytes, u64>,
+    /// The same, by index (a client names its validators by index).
+    by_index: HashMap<u64, PublicKeyBytes>,
     /// The epoch validators were last resolved to indices in.
     resolved_in: Option<Epoch>,
     attesters: BTreeMap<Epoch, Duties<AttesterDuty>>,
@@ -147,6 +149,7 @@ impl Scheduler {
             validators: Arc::new(validators),
             known: Arc::new(Mutex::new(Known {
                 indices: HashMap::new(),
+                by_index: HashMap::new(),
                 resolved_in: None,
                 attesters: BTreeMap::new(),
                 proposers: BTreeMap::new(),
@@ -228,9 +231,12 @@ impl Scheduler {
             Ok(found) => {
                 let mut known = self.known();
                 known.resolved_in = Some(epoch);
+                let ours: std::collections::HashSet<&PublicKeyBytes> =
+                    self.validators.iter().collect();
                 for info in found {
-                    if self.validators.contains(&info.validator.pubkey) {
+                    if ours.contains(&info.validator.pubkey) {
                         known.indices.insert(info.validator.pubkey, info.index);
+                        known.by_index.insert(info.index, info.validator.pubkey);
                     }
                 }
                 let unknown = self.validators.len() - known.indices.len();
@@ -291,11 +297,7 @@ impl Scheduler {
 
     /// The cluster validator with this index, if the chain gave it this index.
     pub fn validator_by_index(&self, index: u64) -> Option<PublicKeyBytes> {
-        self.known()
-            .indices
-            .iter()
-            .find(|(_, i)| **i == index)
-            .map(|(v, _)| *v)
+        self.known().by_index.get(&index).copied()
     }
 }
 

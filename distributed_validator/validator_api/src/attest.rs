@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use beacon_client::AttesterDuty;
 use dv_node::decided::{approve_attestations, ToSign};
 use dv_node::duty::{Duty, DutyType};
 use dv_node::parsig::Partial;
@@ -124,7 +125,7 @@ struct Item {
 /// The attester and committee of a pre-Electra attestation: its single bit
 /// in its committee, matched against the slot's duties.
 fn deneb_attester(
-    mw: &Middleware,
+    duties: &[AttesterDuty],
     bits_hex: Option<&str>,
     data: &AttestationData,
 ) -> Result<Option<Attester>, String> {
@@ -145,8 +146,9 @@ fn deneb_attester(
             set.len()
         ));
     };
-    let duty = mw.scheduler.attesters_at(data.slot).into_iter().find(|d| {
-        d.committee_index == data.index
+    let duty = duties.iter().find(|d| {
+        d.slot == data.slot
+            && d.committee_index == data.index
             && d.validator_committee_index == position as u64
             && d.committee_length == length as u64
     });
@@ -188,14 +190,39 @@ pub(super) async fn submit(
     };
     let mut failures = Vec::new();
     let mut outsiders = Vec::new();
-    let mut accepted: Vec<Item> = Vec::new();
+    let mut claims = Vec::new();
+    // Pre-Electra attestations name their attester by committee position:
+    // the slot's duties, looked up once per slot of the request.
+    let mut duties: HashMap<Slot, Vec<AttesterDuty>> = HashMap::new();
     for (position, json) in items.into_iter().enumerate() {
-        match resolve(&mw, &json, header_fork).await {
-            Ok(Some(item)) => accepted.push(Item { position, ..item }),
+        match claim(&mw, &json, header_fork, &mut duties) {
+            Ok(Some(c)) => claims.push((position, json, c)),
             Ok(None) => outsiders.push((position, json)),
             Err(reason) => failures.push((position, reason)),
         }
     }
+    // The decided data of each slot the request names, asked for once.
+    let slots: std::collections::BTreeSet<Slot> =
+        claims.iter().map(|(_, _, c)| c.data.slot).collect();
+    let mut decided: HashMap<Slot, Result<AttestationData, String>> = HashMap::new();
+    for slot in slots {
+        decided.insert(slot, mw.decided_attestation(slot).await);
+    }
+    let accepted: Vec<Item> = dv_node::cpu::cpu_bound(|| {
+        let mut accepted = Vec::with_capacity(claims.len());
+        for (position, json, c) in claims {
+            match resolve(&mw, &decided, c) {
+                Ok((to_sign, partial)) => accepted.push(Item {
+                    position,
+                    json,
+                    to_sign,
+                    partial,
+                }),
+                Err(reason) => failures.push((position, reason)),
+            }
+        }
+        accepted
+    });
     // Rule 4 for the client's partials, before anything is recorded: one
     // batch check for the request (a slot's attestations share one root),
     // each on its own only when it fails, to name the bad ones.
@@ -269,12 +296,20 @@ pub(super) async fn submit(
     }
 }
 
-/// Checks one attestation of the client: `None` if its validator is not the cluster's.
-async fn resolve(
+/// One attestation of the client, its attester found among the cluster's.
+struct Claim {
+    data: AttestationData,
+    signature: SignatureBytes,
+    attester: Attester,
+}
+
+/// Reads one attestation of the client: `None` if its validator is not the cluster's.
+fn claim(
     mw: &Middleware,
     json: &Value,
     header_fork: Option<ForkName>,
-) -> Result<Option<Item>, String> {
+    duties: &mut HashMap<Slot, Vec<AttesterDuty>>,
+) -> Result<Option<Claim>, String> {
     /// The fields every attestation shape has (`Attestation`, `SingleAttestation`).
     #[derive(serde::Deserialize)]
     struct Common {
@@ -298,41 +333,56 @@ async fn resolve(
                 committee_index: single.committee_index,
             })
     } else {
-        deneb_attester(mw, aggregation_bits.as_deref(), &data)?
+        let slot_duties = duties
+            .entry(data.slot)
+            .or_insert_with(|| mw.scheduler.attesters_at(data.slot));
+        deneb_attester(slot_duties, aggregation_bits.as_deref(), &data)?
     };
-    let Some(attester) = attester else {
-        return Ok(None);
+    Ok(attester.map(|attester| Claim {
+        data,
+        signature,
+        attester,
+    }))
+}
+
+/// Checks a claimed attestation against the cluster's decision for its slot
+/// and parses its partial (verified with the request's others, in one batch).
+fn resolve(
+    mw: &Middleware,
+    decided: &HashMap<Slot, Result<AttestationData, String>>,
+    claim: Claim,
+) -> Result<(ToSign, Partial), String> {
+    let decided = match decided.get(&claim.data.slot) {
+        Some(Ok(data)) => data,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err("internal: the slot's decision was not looked up".into()),
     };
-    let decided = mw
-        .store
-        .workflow()
-        .decided(Duty::new(data.slot, DutyType::Attester))
-        .await
-        .ok_or_else(|| {
-            format!(
-                "the cluster has no decided attestation data for slot {} (yet)",
-                data.slot
-            )
-        })?;
-    let decided =
-        AttestationData::from_ssz_bytes(&decided).map_err(|e| format!("decided value: {e:?}"))?;
-    let [to_sign] = mw.store.attestations_to_sign(&decided, &[attester])[..] else {
+    let [to_sign] = mw.store.attestations_to_sign(decided, &[claim.attester])[..] else {
         return Err("internal: one attester, one message".into());
     };
-    if to_sign.data != data {
+    if to_sign.data != claim.data {
         return Err(format!(
             "attestation data differs from what the cluster decided for slot {}",
-            data.slot
+            claim.data.slot
         ));
     }
-    // Verified with the request's other partials, in one batch (`submit`).
-    let partial = mw.parse_partial(&attester.validator, &signature)?;
-    Ok(Some(Item {
-        position: 0,
-        json: json.clone(),
-        to_sign,
-        partial,
-    }))
+    let partial = mw.parse_partial(&claim.attester.validator, &claim.signature)?;
+    Ok((to_sign, partial))
+}
+
+impl Middleware {
+    /// The cluster's decided attestation data of `slot`, if consensus ended.
+    async fn decided_attestation(&self, slot: Slot) -> Result<AttestationData, String> {
+        let value = self
+            .store
+            .workflow()
+            .decided(Duty::new(slot, DutyType::Attester))
+            .await
+            .ok_or_else(|| {
+                format!("the cluster has no decided attestation data for slot {slot} (yet)")
+            })?;
+        AttestationData::from_ssz_bytes(&value).map_err(|e| format!("decided value: {e:?}"))
+    }
 }
 
 /// Exchanges the partials of one signing root, then submits the combined

@@ -114,6 +114,11 @@ pub struct Middleware {
     pub minimal: bool,
     /// Builder registrations signed into the cluster lock, by validator.
     pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
+    /// The client's last verified registration partial per validator (its
+    /// signing root and signature): a client sends the same signed
+    /// registrations every epoch, as Lighthouse's does, and bytes equal to
+    /// ones that verified need no second pairing check.
+    verified_registrations: std::sync::Mutex<HashMap<PublicKeyBytes, (Root, SignatureBytes)>>,
     identity: Identity,
     upstream: Upstream,
 }
@@ -156,6 +161,7 @@ impl Middleware {
             own: cfg.own,
             exits: cfg.exits,
             registrations: cfg.registrations,
+            verified_registrations: Default::default(),
         })
     }
 
@@ -181,7 +187,7 @@ impl Middleware {
         failures: &mut Vec<(usize, String)>,
     ) -> Vec<(usize, T)> {
         let checks: Vec<(Root, Partial)> = items.iter().map(|(_, t)| partial_of(t)).collect();
-        let valid = self.own.verify_all(&checks);
+        let valid = dv_node::cpu::cpu_bound(|| self.own.verify_all(&checks));
         let mut kept = Vec::with_capacity(items.len());
         for (((position, item), (_, partial)), ok) in items.into_iter().zip(checks).zip(valid) {
             if ok {

@@ -15,7 +15,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dv_node::parsig::Partial;
-use dv_types::{compute_signing_root, DomainKind, Root, SignedValidatorRegistration};
+use dv_types::{
+    compute_signing_root, DomainKind, PublicKeyBytes, Root, SignatureBytes,
+    SignedValidatorRegistration,
+};
 use serde_json::Value;
 
 /// `POST /eth/v1/validator/register_validator` from the client.
@@ -30,18 +33,32 @@ pub(super) async fn register_validators(
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();
     let mut parsed = Vec::new();
-    for (position, json) in items.into_iter().enumerate() {
-        match check(&mw, &json) {
-            Ok(Some(claim)) => parsed.push((position, claim)),
+    let claims = dv_node::cpu::cpu_bound(|| {
+        items
+            .into_iter()
+            .map(|json| {
+                let claim = check(&mw, &json);
+                (json, claim)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (position, (json, claim)) in claims.into_iter().enumerate() {
+        match claim {
+            Ok(Some(Claim::Seen(registration))) => ours.push(registration),
+            Ok(Some(Claim::New(claim))) => parsed.push((position, claim)),
             Ok(None) => outsiders.push(json),
             Err(e) => failures.push((position, e)),
         }
     }
-    // The client's partials in one batch check (a client sends hundreds
-    // at once, each epoch), each on its own only when it fails.
-    for (_, claim) in mw.keep_verified(parsed, |c| (c.root, c.partial), &mut failures) {
-        ours.push(claim.registration);
-    }
+    // The client's new partials in one batch check (a client sends hundreds
+    // at once), each on its own only when it fails.
+    let verified = mw.keep_verified(parsed, |c| (c.root, c.partial), &mut failures);
+    mw.remember_registrations(
+        verified
+            .iter()
+            .map(|(_, c)| (c.partial.validator, c.root, c.signature)),
+    );
+    ours.extend(verified.into_iter().map(|(_, claim)| claim.registration));
     if !outsiders.is_empty() {
         let response = mw
             .forward_json(uri.path(), &headers, Value::Array(outsiders))
@@ -70,28 +87,30 @@ pub(super) async fn register_validators(
     }
 }
 
-/// The lock's registration for the client's item; `None` if the item's key
-/// is not one of this node's shares (forwarded as it is).
-/// A client's registration of one of the cluster's validators, its partial
-/// parsed (not verified yet) and the lock's registration it stands for.
-struct Claim {
+/// A client's registration of one of the cluster's validators, with the
+/// lock's registration it stands for.
+enum Claim {
+    /// The same signing root and signature as one that verified before.
+    Seen(SignedValidatorRegistration),
+    /// Parsed, not verified yet.
+    New(Box<NewClaim>),
+}
+
+struct NewClaim {
     root: Root,
+    signature: SignatureBytes,
     partial: Partial,
     registration: SignedValidatorRegistration,
 }
 
+/// The client's item as a claim on the lock's registration; `None` if the
+/// item's key is not one of this node's shares (forwarded as it is).
 fn check(mw: &Middleware, json: &Value) -> Result<Option<Claim>, String> {
     let signed: SignedValidatorRegistration = serde_json::from_value(json.clone())
         .map_err(|e| format!("not a SignedValidatorRegistration: {e}"))?;
     let Some(validator) = mw.identity.validator_of_share(&signed.message.pubkey) else {
         return Ok(None);
     };
-    let domain = mw
-        .store
-        .spec()
-        .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
-    let root = compute_signing_root(&signed.message, domain);
-    let partial = mw.parse_partial(&validator, &signed.signature)?;
     let registration = mw.registrations.get(&validator).ok_or_else(|| {
         format!(
             "the cluster lock holds no builder registration for validator {validator} (create the cluster with --fee-recipient)"
@@ -104,9 +123,47 @@ fn check(mw: &Middleware, json: &Value) -> Result<Option<Claim>, String> {
             lock.fee_recipient, lock.gas_limit, asked.fee_recipient, asked.gas_limit
         ));
     }
-    Ok(Some(Claim {
+    let domain = mw
+        .store
+        .spec()
+        .domain(DomainKind::ApplicationBuilder, 0, Root::ZERO);
+    let root = compute_signing_root(&signed.message, domain);
+    if mw.registration_seen(&validator, root, &signed.signature) {
+        return Ok(Some(Claim::Seen(registration.clone())));
+    }
+    let partial = mw.parse_partial(&validator, &signed.signature)?;
+    Ok(Some(Claim::New(Box::new(NewClaim {
         root,
+        signature: signed.signature,
         partial,
         registration: registration.clone(),
-    }))
+    }))))
+}
+
+impl Middleware {
+    /// Whether the client's registration partial for `validator` is the one
+    /// that verified last time (same root, same signature bytes).
+    fn registration_seen(
+        &self,
+        validator: &PublicKeyBytes,
+        root: Root,
+        signature: &SignatureBytes,
+    ) -> bool {
+        self.verified_registrations
+            .lock()
+            .is_ok_and(|seen| seen.get(validator) == Some(&(root, *signature)))
+    }
+
+    /// Keeps the verified registration partials, one per validator (the
+    /// latest): bounded by the cluster's validator count.
+    fn remember_registrations(
+        &self,
+        verified: impl Iterator<Item = (PublicKeyBytes, Root, SignatureBytes)>,
+    ) {
+        if let Ok(mut seen) = self.verified_registrations.lock() {
+            for (validator, root, signature) in verified {
+                seen.insert(validator, (root, signature));
+            }
+        }
+    }
 }

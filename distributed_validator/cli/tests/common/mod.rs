@@ -26,12 +26,29 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// A port free now, below the kernel's ephemeral range: a port taken from
+/// that range (by binding port 0) can be handed to another process's
+/// outgoing connection before the node binds it, and the node then runs
+/// without its listener. Test processes start at different offsets (their
+/// pid), and a port that does not bind is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Starts `dvnode run --data-dir DIR --beacon-node URL` with `extra`

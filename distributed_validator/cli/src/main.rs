@@ -432,7 +432,25 @@ fn exit(command: ExitCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// glibc's malloc gives threads that allocate at once arenas of their own,
+/// up to eight per core, and keeps what is freed in each: a node's bursts of
+/// signing and verification on every core left its resident memory growing
+/// through the run (20,000 validators: 250 MB after one epoch, against 138 MB
+/// with two arenas and the same latency). `MALLOC_ARENA_MAX` set in the
+/// environment still decides.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any other thread runs;
+        // mallopt only changes a malloc parameter.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),

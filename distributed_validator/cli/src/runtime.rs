@@ -134,6 +134,7 @@ impl DutyParts {
             graffiti: Graffiti::ZERO,
             scheduler: self.scheduler,
             registrations: self.registrations,
+            attested: tokio::sync::watch::Sender::new(None),
         }
     }
 }

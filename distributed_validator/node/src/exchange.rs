@@ -9,7 +9,7 @@
 //! consensus messages queued behind it.
 
 use crate::cpu::cpu_bound;
-use crate::duty::Duty;
+use crate::duty::{Duty, DutyType};
 use crate::metrics::Metrics;
 use crate::parsig::{Combined, ParSigStore, Partial};
 use crate::workflow::CurrentSlot;
@@ -24,9 +24,22 @@ use tokio::time::Instant;
 /// Partials for duties further ahead than this many slots are dropped (next
 /// epoch's selection proofs are the furthest a peer sends; mainnet epochs are 32 slots).
 const MAX_PARTIALS_AHEAD: u64 = 96;
-/// Partials and combined signatures of the last this many slots are kept
-/// (a voluntary exit may combine well after its first partial).
-const KEEP_SLOTS: u64 = 64;
+/// Partials and combined signatures of voluntary exits are kept this many
+/// slots (an exit may combine well after its first partial).
+const KEEP_EXIT_SLOTS: u64 = 64;
+/// Those of every other duty, this many: no duty waits for its signatures
+/// past the start of the second slot after its own (an attestation's
+/// deadline), and a slot at mainnet scale leaves thousands of them.
+const KEEP_SLOTS: u64 = 3;
+
+/// The oldest slot whose partials and combined signatures of `kind` are kept.
+fn kept_from(kind: DutyType, current: Slot) -> Slot {
+    let kept = match kind {
+        DutyType::Exit => KEEP_EXIT_SLOTS,
+        _ => KEEP_SLOTS,
+    };
+    current.saturating_sub(kept)
+}
 /// Inputs taken off the queue at once (bounds one batch verification).
 const MAX_INPUTS_AT_ONCE: usize = 512;
 
@@ -224,7 +237,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
 
     /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
     fn parse_peer(&self, duty: Duty, from: usize, payload: &[u8]) -> Option<PeerPartials> {
-        if let Err(why) = peer_slot_window(duty.slot, self.clock.current_slot()) {
+        if let Err(why) = peer_slot_window(duty, self.clock.current_slot()) {
             tracing::warn!(peer = from, %duty, "partial signatures dropped: {why}");
             return None;
         }
@@ -359,10 +372,10 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             }
             false
         });
-        let keep_from = self.clock.current_slot().saturating_sub(KEEP_SLOTS);
-        self.combined
-            .retain(|(duty, _, _), _| duty.slot >= keep_from);
-        self.parsig.prune(keep_from);
+        let current = self.clock.current_slot();
+        let kept = |duty: &Duty| duty.slot >= kept_from(duty.kind, current);
+        self.combined.retain(|(duty, _, _), _| kept(duty));
+        self.parsig.retain(kept);
     }
 }
 
@@ -375,15 +388,15 @@ fn log_refused(duty: Duty, from: Option<usize>, refused: Vec<crate::parsig::ParS
     }
 }
 
-/// Slots whose partials a peer may send: up to [`MAX_PARTIALS_AHEAD`]
-/// ahead, and no older than what is kept ([`KEEP_SLOTS`]): an older one
-/// would be verified and stored only to be pruned, so a peer could make
+/// Duties whose partials a peer may send: up to [`MAX_PARTIALS_AHEAD`]
+/// slots ahead, and no older than what is kept ([`kept_from`]): an older
+/// one would be verified and stored only to be pruned, so a peer could make
 /// this node do that work without end.
-fn peer_slot_window(slot: Slot, current: Slot) -> Result<(), &'static str> {
-    if slot > current.saturating_add(MAX_PARTIALS_AHEAD) {
+fn peer_slot_window(duty: Duty, current: Slot) -> Result<(), &'static str> {
+    if duty.slot > current.saturating_add(MAX_PARTIALS_AHEAD) {
         return Err("a duty too far ahead");
     }
-    if slot < current.saturating_sub(KEEP_SLOTS) {
+    if duty.slot < kept_from(duty.kind, current) {
         return Err("a duty older than the slots kept");
     }
     Ok(())
@@ -421,12 +434,20 @@ mod tests {
     #[test]
     fn peers_partials_are_taken_only_for_the_slots_kept() {
         let current = 1000;
-        assert!(peer_slot_window(current, current).is_ok());
-        assert!(peer_slot_window(current - KEEP_SLOTS, current).is_ok());
-        assert!(peer_slot_window(current - KEEP_SLOTS - 1, current).is_err());
-        assert!(peer_slot_window(current + MAX_PARTIALS_AHEAD, current).is_ok());
-        assert!(peer_slot_window(current + MAX_PARTIALS_AHEAD + 1, current).is_err());
-        assert!(peer_slot_window(0, 3).is_ok(), "early in the chain");
-        assert!(peer_slot_window(u64::MAX, 3).is_err());
+        let at = |slot, kind| peer_slot_window(Duty::new(slot, kind), current);
+        for (kind, kept) in [
+            (DutyType::Attester, KEEP_SLOTS),
+            (DutyType::SyncMessage, KEEP_SLOTS),
+            (DutyType::Exit, KEEP_EXIT_SLOTS),
+        ] {
+            assert!(at(current, kind).is_ok());
+            assert!(at(current - kept, kind).is_ok(), "{kind:?}");
+            assert!(at(current - kept - 1, kind).is_err(), "{kind:?}");
+            assert!(at(current + MAX_PARTIALS_AHEAD, kind).is_ok());
+            assert!(at(current + MAX_PARTIALS_AHEAD + 1, kind).is_err());
+        }
+        let early = |slot| peer_slot_window(Duty::new(slot, DutyType::Attester), 3);
+        assert!(early(0).is_ok(), "early in the chain");
+        assert!(early(u64::MAX).is_err());
     }
 }

@@ -14,7 +14,7 @@ use dv_crypto::{
     batch_verify, batch_verify_messages, combine, find_invalid, par_map, HashedMessage,
     PartialSignature, PublicKey, Signature, ThresholdError, ThresholdParams,
 };
-use dv_types::{PublicKeyBytes, Root, Slot};
+use dv_types::{PublicKeyBytes, Root};
 use std::collections::{BTreeMap, HashMap};
 
 /// A validator's public key and the public keys of all its shares (index i at position i-1).
@@ -163,7 +163,7 @@ pub struct ParSigStore {
     validators: HashMap<PublicKeyBytes, ValidatorKeys>,
     entries: HashMap<(Duty, PublicKeyBytes), Entry>,
     /// Sets at the threshold, not combined yet.
-    ready: Vec<(Duty, PublicKeyBytes, Root)>,
+    ready: std::collections::HashSet<(Duty, PublicKeyBytes, Root)>,
 }
 
 impl ParSigStore {
@@ -175,7 +175,7 @@ impl ParSigStore {
             params,
             validators,
             entries: HashMap::new(),
-            ready: Vec::new(),
+            ready: Default::default(),
         }
     }
 
@@ -275,8 +275,8 @@ impl ParSigStore {
         let set = entry.by_root.entry(root).or_default();
         set.insert(partial.signature.index, partial.signature);
         let key = (duty, partial.validator, root);
-        if set.len() >= self.params.threshold() && !self.ready.contains(&key) {
-            self.ready.push(key);
+        if set.len() >= self.params.threshold() {
+            self.ready.insert(key);
         }
     }
 
@@ -343,9 +343,10 @@ impl ParSigStore {
         (completed, errors)
     }
 
-    /// Forgets duties of slots before `slot`.
-    pub fn prune(&mut self, slot: Slot) {
-        self.entries.retain(|(duty, _), _| duty.slot >= slot);
+    /// Keeps the duties `keep` says to keep, forgets the others.
+    pub fn retain(&mut self, keep: impl Fn(&Duty) -> bool) {
+        self.entries.retain(|(duty, _), _| keep(duty));
+        self.ready.retain(|(duty, _, _)| keep(duty));
     }
 
     pub fn len(&self) -> usize {
@@ -544,7 +545,7 @@ mod tests {
             done.is_empty(),
             "two partials over a and one over b must not combine"
         );
-        f.store.prune(6);
+        f.store.retain(|duty| duty.slot >= 6);
         assert!(f.store.is_empty());
     }
 

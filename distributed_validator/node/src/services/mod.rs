@@ -40,6 +40,29 @@ pub struct DutyContext<S: ValidatorStore = DvValidatorStore> {
     /// Builder registrations signed into the cluster lock (and their fee
     /// recipients), by validator.
     pub registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration>,
+    /// The last slot whose attester duty ended (submitted or failed): the
+    /// slot's sync committee messages are signed after it (see
+    /// [`Self::sync_committee`]).
+    pub attested: tokio::sync::watch::Sender<Option<Slot>>,
+}
+
+/// Marks the slot's attester duty ended when dropped, whichever way it ends.
+struct AttestedOnDrop<'a> {
+    attested: &'a tokio::sync::watch::Sender<Option<Slot>>,
+    slot: Slot,
+}
+
+impl Drop for AttestedOnDrop<'_> {
+    fn drop(&mut self) {
+        let slot = self.slot;
+        self.attested.send_if_modified(|last| {
+            let later = last.is_none_or(|l| l < slot);
+            if later {
+                *last = Some(slot);
+            }
+            later
+        });
+    }
 }
 
 /// The metric label of a failure.
@@ -96,6 +119,10 @@ impl<S: ValidatorStore> DutyContext<S> {
     /// `Attestation`s before.
     pub async fn attest<P: Preset>(&self, slot: Slot, duties: Vec<AttesterDuty>) {
         const DUTY: &str = "attester";
+        let _ended = AttestedOnDrop {
+            attested: &self.attested,
+            slot,
+        };
         tracing::info!(slot, duty = DUTY, count = duties.len(), "duty started");
         let fork = self.spec.fork_at_slot(slot);
         let due_ms = self.clock.attestation_due_ms(slot);

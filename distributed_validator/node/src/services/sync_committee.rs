@@ -18,6 +18,9 @@ use futures::FutureExt;
 use std::collections::BTreeMap;
 
 const MESSAGE: &str = "sync_message";
+/// Sync committee messages are signed by half the slot at the latest, even
+/// if the slot's attestations are not done (basis points of the slot).
+const SIGN_SYNC_MESSAGES_BY_BPS: u64 = 5_000;
 const CONTRIBUTION: &str = "sync_contribution";
 
 impl<S: ValidatorStore> DutyContext<S> {
@@ -36,7 +39,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             self.select_sync_aggregators(slot, &members, contribution_due),
             async {
                 tokio::time::sleep_until(at(self.spec.sync_message_due_bps)).await;
-                self.sync_messages(slot, &members).await
+                self.sync_messages(slot, &members, at(SIGN_SYNC_MESSAGES_BY_BPS))
+                    .await
             }
         );
         let (Some(root), false) = (root, selected.is_empty()) else {
@@ -46,8 +50,18 @@ impl<S: ValidatorStore> DutyContext<S> {
         self.contributions::<P>(slot, root, selected).await;
     }
 
-    /// The agreed head root signed by every member and submitted; the root, if agreed.
-    async fn sync_messages(&self, slot: Slot, members: &[SyncDuty]) -> Option<Root> {
+    /// The agreed head root signed by every member and submitted; the root,
+    /// if agreed. The signing waits for the slot's attestations (at most
+    /// until `sign_by`): both are due at the same time, the attestations'
+    /// rewards depend on arriving early, a sync message only has to be there
+    /// when contributions are aggregated, and at mainnet scale each is
+    /// hundreds of signatures that would otherwise delay the other.
+    async fn sync_messages(
+        &self,
+        slot: Slot,
+        members: &[SyncDuty],
+        sign_by: tokio::time::Instant,
+    ) -> Option<Root> {
         tracing::info!(slot, duty = MESSAGE, count = members.len(), "duty started");
         let own = match self.beacon.first_success(|n| n.head_root()).await {
             Ok(root) => Some(root),
@@ -65,6 +79,11 @@ impl<S: ValidatorStore> DutyContext<S> {
             }
         };
         self.metrics.stage(MESSAGE, Stage::Consensus, t0.elapsed());
+        if !self.scheduler.attesters_at(slot).is_empty() {
+            let mut attested = self.attested.subscribe();
+            let done = attested.wait_for(|last| last.is_some_and(|l| l >= slot));
+            let _ = tokio::time::timeout_at(sign_by, done).await;
+        }
         let pairs: Vec<(PublicKeyBytes, u64)> = members
             .iter()
             .map(|m| (m.pubkey, m.validator_index))

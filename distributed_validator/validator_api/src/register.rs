@@ -14,16 +14,33 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use dv_node::parsig::Partial;
 use dv_types::{
     compute_signing_root, DomainKind, PublicKeyBytes, Root, SignatureBytes,
     SignedValidatorRegistration,
 };
 use serde_json::Value;
 
-/// `POST /eth/v1/validator/register_validator` from the client.
+/// `POST /eth/v1/validator/register_validator` from the client. Runs as a
+/// task of its own: a client that gives up waiting does not stop the
+/// registrations it sent from being checked and submitted.
 pub(super) async fn register_validators(
     State(mw): Shared,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    tokio::spawn(register(mw, uri, headers, body))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("registrations: {e}"),
+            ))
+        })
+}
+
+async fn register(
+    mw: std::sync::Arc<Middleware>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -32,33 +49,48 @@ pub(super) async fn register_validators(
     let mut ours = Vec::new();
     let mut outsiders = Vec::new();
     let mut failures = Vec::new();
-    let mut parsed = Vec::new();
-    let claims = dv_node::cpu::cpu_bound(|| {
-        items
-            .into_iter()
-            .map(|json| {
-                let claim = check(&mw, &json);
-                (json, claim)
-            })
-            .collect::<Vec<_>>()
-    });
-    for (position, (json, claim)) in claims.into_iter().enumerate() {
-        match claim {
+    let mut fresh = Vec::new();
+    for (position, json) in items.into_iter().enumerate() {
+        match check(&mw, &json) {
             Ok(Some(Claim::Seen(registration))) => ours.push(registration),
-            Ok(Some(Claim::New(claim))) => parsed.push((position, claim)),
+            Ok(Some(Claim::New(claim))) => fresh.push((position, claim)),
             Ok(None) => outsiders.push(json),
             Err(e) => failures.push((position, e)),
         }
     }
-    // The client's new partials in one batch check (a client sends hundreds
-    // at once), each on its own only when it fails.
-    let verified = mw.keep_verified(parsed, |c| (c.root, c.partial), &mut failures);
-    mw.remember_registrations(
-        verified
-            .iter()
-            .map(|(_, c)| (c.partial.validator, c.root, c.signature)),
-    );
-    ours.extend(verified.into_iter().map(|(_, claim)| claim.registration));
+    // The client's new partials, each checked against this node's share at
+    // the lowest CPU priority: nothing is combined from them (the lock's
+    // registration is what is submitted), they can wait for idle CPU, and a
+    // client signs thousands at once when it starts, which at normal
+    // priority would hold up the slot's attestations and sync messages.
+    let checker = mw.clone();
+    let verdicts = dv_node::cpu::in_background(move || {
+        fresh
+            .into_iter()
+            .map(|(position, claim)| {
+                let verdict = checker
+                    .own
+                    .verify(&claim.validator, claim.root, &claim.signature);
+                (position, claim, verdict)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registrations: no thread to check the partials on",
+        )
+    })?;
+    let mut verified = Vec::new();
+    for (position, claim, verdict) in verdicts {
+        match verdict {
+            Ok(_) => verified.push(claim),
+            Err(e) => failures.push((position, e)),
+        }
+    }
+    mw.remember_registrations(verified.iter().map(|c| (c.validator, c.root, c.signature)));
+    ours.extend(verified.into_iter().map(|claim| claim.registration));
     if !outsiders.is_empty() {
         let response = mw
             .forward_json(uri.path(), &headers, Value::Array(outsiders))
@@ -97,9 +129,9 @@ enum Claim {
 }
 
 struct NewClaim {
+    validator: PublicKeyBytes,
     root: Root,
     signature: SignatureBytes,
-    partial: Partial,
     registration: SignedValidatorRegistration,
 }
 
@@ -131,11 +163,10 @@ fn check(mw: &Middleware, json: &Value) -> Result<Option<Claim>, String> {
     if mw.registration_seen(&validator, root, &signed.signature) {
         return Ok(Some(Claim::Seen(registration.clone())));
     }
-    let partial = mw.parse_partial(&validator, &signed.signature)?;
     Ok(Some(Claim::New(Box::new(NewClaim {
+        validator,
         root,
         signature: signed.signature,
-        partial,
         registration: registration.clone(),
     }))))
 }

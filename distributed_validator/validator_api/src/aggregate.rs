@@ -63,12 +63,7 @@ pub(super) async fn aggregate_attestation_v1(
     }
     // The data's committee index is in the root, not the query: the
     // committee is the one of this cluster's attesters whose data has it.
-    let decided = mw
-        .store
-        .workflow()
-        .decided(Duty::new(slot, DutyType::Attester))
-        .await
-        .and_then(|v| dv_types::ssz::Decode::from_ssz_bytes(&v).ok());
+    let decided = mw.store.decided_attestation_data(slot).await;
     let committee = decided
         .and_then(|d: AttestationData| {
             mw.scheduler

@@ -13,7 +13,7 @@ use dv_node::decided::{approve_attestations, ToSign};
 use dv_node::duty::{Duty, DutyType};
 use dv_node::parsig::Partial;
 use dv_node::scheduler::SlotClock;
-use dv_node::validator_store::{Attester, DutyTiming, SignError};
+use dv_node::validator_store::{Attester, DutyTiming, SignError, ValidatorStore};
 use dv_types::ssz::Decode;
 use dv_types::*;
 use serde_json::Value;
@@ -206,7 +206,14 @@ pub(super) async fn submit(
         claims.iter().map(|(_, _, c)| c.data.slot).collect();
     let mut decided: HashMap<Slot, Result<AttestationData, String>> = HashMap::new();
     for slot in slots {
-        decided.insert(slot, mw.decided_attestation(slot).await);
+        let data = mw
+            .store
+            .decided_attestation_data(slot)
+            .await
+            .ok_or_else(|| {
+                format!("the cluster has no decided attestation data for slot {slot} (yet)")
+            });
+        decided.insert(slot, data);
     }
     let accepted: Vec<Item> = dv_node::cpu::cpu_bound(|| {
         let mut accepted = Vec::with_capacity(claims.len());
@@ -368,21 +375,6 @@ fn resolve(
     }
     let partial = mw.parse_partial(&claim.attester.validator, &claim.signature)?;
     Ok((to_sign, partial))
-}
-
-impl Middleware {
-    /// The cluster's decided attestation data of `slot`, if consensus ended.
-    async fn decided_attestation(&self, slot: Slot) -> Result<AttestationData, String> {
-        let value = self
-            .store
-            .workflow()
-            .decided(Duty::new(slot, DutyType::Attester))
-            .await
-            .ok_or_else(|| {
-                format!("the cluster has no decided attestation data for slot {slot} (yet)")
-            })?;
-        AttestationData::from_ssz_bytes(&value).map_err(|e| format!("decided value: {e:?}"))
-    }
 }
 
 /// Exchanges the partials of one signing root, then submits the combined

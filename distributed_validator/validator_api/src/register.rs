@@ -68,9 +68,8 @@ async fn register(
         fresh
             .into_iter()
             .map(|(position, claim)| {
-                let verdict = checker
-                    .own
-                    .verify(&claim.validator, claim.root, &claim.signature);
+                let verdict =
+                    checker.verify_partial(&claim.validator, claim.root, &claim.signature);
                 (position, claim, verdict)
             })
             .collect::<Vec<_>>()

@@ -43,6 +43,24 @@ const SCHEMA: &str = "
     -- instead of scanning a long history. Invisible to Lighthouse's queries.
     CREATE INDEX IF NOT EXISTS dv_signed_attestations_source
         ON signed_attestations (validator_id, source_epoch);
+    -- Ours: the shared tables store a root imported without one as zero,
+    -- as Lighthouse does. A row listed here was signed with the all-zero
+    -- root itself, so signing it again is the same data (EIP-3076 suite,
+    -- complete mode); an unlisted zero stays unknown and matches nothing.
+    CREATE TABLE IF NOT EXISTS dv_zero_root_blocks (
+        validator_id INTEGER NOT NULL,
+        slot INTEGER NOT NULL,
+        PRIMARY KEY (validator_id, slot),
+        FOREIGN KEY (validator_id, slot) REFERENCES signed_blocks (validator_id, slot)
+            ON DELETE CASCADE
+    );
+    CREATE TABLE IF NOT EXISTS dv_zero_root_attestations (
+        validator_id INTEGER NOT NULL,
+        target_epoch INTEGER NOT NULL,
+        PRIMARY KEY (validator_id, target_epoch),
+        FOREIGN KEY (validator_id, target_epoch)
+            REFERENCES signed_attestations (validator_id, target_epoch) ON DELETE CASCADE
+    );
     CREATE TABLE IF NOT EXISTS dv_metadata (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
@@ -126,10 +144,28 @@ pub(crate) fn root_from_blob(blob: Vec<u8>) -> Root {
     Root::try_from(blob.as_slice()).unwrap_or(Root::ZERO)
 }
 
-/// A zero root means "unknown" (imported without one), never "same data".
-fn same_known_root(a: &Root, b: &Root) -> bool {
-    !a.is_zero() && a == b
+/// What a stored signing root is: a zero root is unknown (imported without
+/// one) unless its row is marked as signed with the zero root itself.
+fn same_recorded_root(
+    conn: &Connection,
+    stored: &Root,
+    new: &Root,
+    zero_marked: impl FnOnce(&Connection) -> rusqlite::Result<bool>,
+) -> Result<bool, NotSafe> {
+    if !stored.is_zero() {
+        return Ok(stored == new);
+    }
+    Ok(new.is_zero() && zero_marked(conn)?)
 }
+
+fn row_exists(conn: &Connection, sql: &str, vid: i64, key: i64) -> rusqlite::Result<bool> {
+    conn.query_row_cached(sql, params![vid, key], |_| Ok(()))
+        .optional()
+        .map(|row| row.is_some())
+}
+
+/// A signing root as it is recorded: `None` when the source did not know it.
+pub(crate) type RecordedRoot = Option<Root>;
 
 impl SlashingDatabase {
     /// Opens (creating if needed) the database at `path`, taking an exclusive
@@ -282,7 +318,7 @@ impl SlashingDatabase {
             let vid = validator_id(tx, pubkey)?;
             let safe = check_block(tx, vid, slot, signing_root)?;
             if safe == Safe::Valid {
-                insert_block(tx, vid, slot, signing_root)?;
+                insert_block(tx, vid, slot, Some(signing_root))?;
             }
             Ok(safe)
         })
@@ -337,7 +373,7 @@ impl SlashingDatabase {
                             vid,
                             r.source_epoch,
                             r.target_epoch,
-                            r.signing_root,
+                            Some(r.signing_root),
                         )?;
                     }
                     Ok(safe)
@@ -377,11 +413,18 @@ impl SlashingDatabase {
                         params![vid, max_target],
                     )?;
                     // The kept row carries the highest pruned source; its root becomes unknown if that changed it.
-                    tx.execute_cached(
+                    let changed = tx.execute_cached(
                         "UPDATE signed_attestations SET source_epoch = ?3, signing_root = ?4
                          WHERE validator_id = ?1 AND target_epoch = ?2 AND source_epoch < ?3",
                         params![vid, max_target, max_source, Root::ZERO.as_slice()],
                     )?;
+                    if changed > 0 {
+                        tx.execute_cached(
+                            "DELETE FROM dv_zero_root_attestations
+                             WHERE validator_id = ?1 AND target_epoch = ?2",
+                            params![vid, max_target],
+                        )?;
+                    }
                 }
                 let max_slot: Option<i64> = tx.query_row_cached(
                     "SELECT MAX(slot) FROM signed_blocks WHERE validator_id = ?1 AND slot < ?2",
@@ -487,7 +530,15 @@ pub(crate) fn check_block(
         )
         .optional()?;
     if let Some(existing) = existing.map(root_from_blob) {
-        return if same_known_root(&existing, &signing_root) {
+        let marked = |c: &Connection| {
+            row_exists(
+                c,
+                "SELECT 1 FROM dv_zero_root_blocks WHERE validator_id = ?1 AND slot = ?2",
+                vid,
+                slot_sql,
+            )
+        };
+        return if same_recorded_root(conn, &existing, &signing_root, marked)? {
             Ok(Safe::SameData)
         } else {
             Err(InvalidBlock::DoubleBlockProposal {
@@ -514,12 +565,19 @@ pub(crate) fn insert_block(
     conn: &Connection,
     vid: i64,
     slot: Slot,
-    signing_root: Root,
+    signing_root: RecordedRoot,
 ) -> Result<(), NotSafe> {
+    let slot = to_sql_int(slot)?;
     conn.execute_cached(
         "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?1, ?2, ?3)",
-        params![vid, to_sql_int(slot)?, signing_root.as_slice()],
+        params![vid, slot, signing_root.unwrap_or(Root::ZERO).as_slice()],
     )?;
+    if signing_root.is_some_and(|root| root.is_zero()) {
+        conn.execute_cached(
+            "INSERT OR IGNORE INTO dv_zero_root_blocks (validator_id, slot) VALUES (?1, ?2)",
+            params![vid, slot],
+        )?;
+    }
     Ok(())
 }
 
@@ -555,7 +613,15 @@ pub(crate) fn check_attestation(
         )
         .optional()?;
     if let Some(previous) = same_target {
-        return if same_known_root(&previous.signing_root, &signing_root) {
+        let marked = |c: &Connection| {
+            row_exists(
+                c,
+                "SELECT 1 FROM dv_zero_root_attestations WHERE validator_id = ?1 AND target_epoch = ?2",
+                vid,
+                target_sql,
+            )
+        };
+        return if same_recorded_root(conn, &previous.signing_root, &signing_root, marked)? {
             Ok(Safe::SameData)
         } else {
             Err(InvalidAttestation::DoubleVote { previous }.into())
@@ -614,17 +680,25 @@ pub(crate) fn insert_attestation(
     vid: i64,
     source: Epoch,
     target: Epoch,
-    signing_root: Root,
+    signing_root: RecordedRoot,
 ) -> Result<(), NotSafe> {
+    let target = to_sql_int(target)?;
     conn.execute_cached(
         "INSERT INTO signed_attestations (validator_id, source_epoch, target_epoch, signing_root)
          VALUES (?1, ?2, ?3, ?4)",
         params![
             vid,
             to_sql_int(source)?,
-            to_sql_int(target)?,
-            signing_root.as_slice()
+            target,
+            signing_root.unwrap_or(Root::ZERO).as_slice()
         ],
     )?;
+    if signing_root.is_some_and(|root| root.is_zero()) {
+        conn.execute_cached(
+            "INSERT OR IGNORE INTO dv_zero_root_attestations (validator_id, target_epoch)
+             VALUES (?1, ?2)",
+            params![vid, target],
+        )?;
+    }
     Ok(())
 }

@@ -104,6 +104,12 @@ impl Interchange {
     }
 }
 
+/// A root in a file or in the database's shared tables: zero says nothing
+/// (EIP-3076 makes the root optional, and Lighthouse stores "none" as zero).
+fn known_root(root: Option<Root>) -> RecordedRoot {
+    root.filter(|root| !root.is_zero())
+}
+
 enum Merge {
     Insert,
     Duplicate,
@@ -202,13 +208,8 @@ impl SlashingDatabase {
                     match merge_block(tx, vid, block).map_err(slashable)? {
                         Merge::Duplicate => summary.duplicates_skipped += 1,
                         Merge::Insert => {
-                            insert_block(
-                                tx,
-                                vid,
-                                block.slot,
-                                block.signing_root.unwrap_or(Root::ZERO),
-                            )
-                            .map_err(db_err)?;
+                            insert_block(tx, vid, block.slot, known_root(block.signing_root))
+                                .map_err(db_err)?;
                             summary.blocks_imported += 1;
                         }
                     }
@@ -217,7 +218,7 @@ impl SlashingDatabase {
                     match merge_attestation(tx, vid, att).map_err(slashable)? {
                         Merge::Duplicate => summary.duplicates_skipped += 1,
                         Merge::Insert => {
-                            let root = att.signing_root.unwrap_or(Root::ZERO);
+                            let root = known_root(att.signing_root);
                             insert_attestation(tx, vid, att.source_epoch, att.target_epoch, root)
                                 .map_err(db_err)?;
                             summary.attestations_imported += 1;
@@ -241,7 +242,6 @@ impl SlashingDatabase {
             .prepare("SELECT id, public_key FROM validators ORDER BY id")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        let known_root = |root: Root| (!root.is_zero()).then_some(root);
         let mut data = Vec::new();
         for (vid, key) in validators {
             let Ok(pubkey) = PublicKeyBytes::from_slice(&key) else {
@@ -259,7 +259,7 @@ impl SlashingDatabase {
                 .query_map([vid], |row| {
                     Ok(InterchangeBlock {
                         slot: from_sql_int(row.get(0)?),
-                        signing_root: known_root(root_from_blob(row.get(1)?)),
+                        signing_root: known_root(Some(root_from_blob(row.get(1)?))),
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -272,7 +272,7 @@ impl SlashingDatabase {
                     Ok(InterchangeAttestation {
                         source_epoch: from_sql_int(row.get(0)?),
                         target_epoch: from_sql_int(row.get(1)?),
-                        signing_root: known_root(root_from_blob(row.get(2)?)),
+                        signing_root: known_root(Some(root_from_blob(row.get(2)?))),
                     })
                 })?
                 .collect::<Result<_, _>>()?;

@@ -353,6 +353,8 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
     );
     let logged = std::fs::read_to_string(&log_path).unwrap();
     assert!(!logged.contains("panicked"), "{}", common::tail(&logged));
+    // (After the RSS check: bodies this large stay in the allocator's arenas.)
+    the_largest_legal_block_is_read_not_refused_for_size(&api).await;
 
     // Still serving.
     let (status, _) = api.get("/eth/v1/node/syncing").await;
@@ -361,6 +363,43 @@ async fn every_handled_endpoint_maps_keys_and_refuses_bad_input_clearly() {
 
 /// What a buggy or hostile client sends: every answer prompt, small, in the
 /// Beacon API's error shape, and the node keeps serving.
+/// A block at the largest legal size (a 10 MiB transaction, EIP-7934's
+/// block limit, and 48 blobs with proofs) reaches the block handler in JSON
+/// and in SSZ: it is refused for what it is (not a decided block), not for
+/// its size. One byte over the limit is a 413.
+async fn the_largest_legal_block_is_read_not_refused_for_size(api: &Api) {
+    const BLOB: usize = 128 << 10;
+    let hex = |n: usize| format!("\"0x{}\"", "ab".repeat(n));
+    let blobs = vec![hex(BLOB); 48].join(",");
+    let proofs = vec![hex(48); 48].join(",");
+    let json = format!(
+        r#"{{"signed_block":{{"message":{{"slot":"1","proposer_index":"0","body":{{"execution_payload":{{"transactions":[{}]}}}}}},"signature":{}}},"kzg_proofs":[{proofs}],"blobs":[{blobs}]}}"#,
+        hex(10 << 20),
+        hex(96)
+    );
+    assert!(json.len() > 30 << 20 && json.len() < dv_validator_api::MAX_BLOCK_BODY_BYTES);
+    let ssz_len = (10 << 20) + 48 * (BLOB + 48) + 4096;
+    for path in ["/eth/v2/beacon/blocks", "/eth/v2/beacon/blinded_blocks"] {
+        let (status, body) = api.post(path, &json, Some("fulu")).await;
+        assert_eq!(status, 400, "{path} JSON of {} bytes: {body}", json.len());
+        let r = api
+            .http
+            .post(format!("{}{path}", api.base))
+            .header("content-type", "application/octet-stream")
+            .header("Eth-Consensus-Version", "fulu")
+            .body(vec![0u8; ssz_len])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{path} SSZ of {ssz_len} bytes: {body}");
+    }
+    let over = "x".repeat(dv_validator_api::MAX_BLOCK_BODY_BYTES + 1);
+    let (status, body) = api.post("/eth/v2/beacon/blocks", &over, Some("fulu")).await;
+    assert_eq!(status, 413, "{body}");
+}
+
 async fn hostile_requests_get_prompt_beacon_api_errors(api: &Api) {
     let is_beacon_error = |status: u16, body: &Value| {
         body["code"] == json!(status) && body["message"].as_str().is_some_and(|m| !m.is_empty())

@@ -320,6 +320,7 @@ mod tests {
                 leader: Arc::new(default_leader),
                 is_valid: Box::new(|_| true),
                 timing: RoundTiming::default(),
+                max_round: DEFAULT_MAX_ROUND,
             };
             let auth = P2pAuthenticator::new(key.clone(), &peers, b"lock").unwrap();
             let (engine, actions) = Instance::new(

@@ -21,9 +21,21 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Partials for duties further ahead than this many slots are dropped (next
-/// epoch's selection proofs are the furthest a peer sends; mainnet epochs are 32 slots).
+/// Selection proofs (and exits) further ahead than this many slots are
+/// dropped: next epoch's selection proofs are the furthest a peer sends
+/// (mainnet epochs are 32 slots).
 const MAX_PARTIALS_AHEAD: u64 = 96;
+/// Every other duty's partials are signed in its own slot: a peer's clock
+/// may run this far ahead.
+const MAX_SAME_SLOT_AHEAD: u64 = 2;
+
+/// How many slots ahead a peer may send partials of `kind`.
+fn ahead_allowed(kind: DutyType) -> u64 {
+    match kind {
+        DutyType::Selection | DutyType::SyncSelection | DutyType::Exit => MAX_PARTIALS_AHEAD,
+        _ => MAX_SAME_SLOT_AHEAD,
+    }
+}
 /// Partials and combined signatures of voluntary exits are kept this many
 /// slots (an exit may combine well after its first partial).
 const KEEP_EXIT_SLOTS: u64 = 64;
@@ -205,7 +217,13 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                 ExchangeInput::Own(waiter) => self.start(waiter),
                 ExchangeInput::Peer(duty, from, payload) => {
                     // Decoding checks each signature's subgroup: CPU work.
-                    from_peers.extend(cpu_bound(|| self.parse_peer(duty, from, &payload)));
+                    if let Some(mut m) = cpu_bound(|| self.parse_peer(duty, from, &payload)) {
+                        // Bounds first, so that nothing over them costs a verification.
+                        let mut refused = Vec::new();
+                        m.partials = self.parsig.admit(duty, m.root, &m.partials, &mut refused);
+                        self.log_refused(duty, Some(from), refused);
+                        from_peers.push(m);
+                    }
                 }
                 ExchangeInput::Combined(duty, validator, root, reply) => {
                     let found = self
@@ -230,20 +248,43 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         let all_valid = cpu_bound(|| parsig.verify_all(&groups));
         for m in &from_peers {
             let refused = cpu_bound(|| self.parsig.add(m.duty, m.root, &m.partials, all_valid));
-            log_refused(m.duty, Some(m.from), refused);
+            self.log_refused(m.duty, Some(m.from), refused);
         }
         self.combine_ready();
+    }
+
+    /// Logs refused partials; a peer's count against it in the misbehaviour metric.
+    fn log_refused(
+        &self,
+        duty: Duty,
+        from: Option<usize>,
+        refused: Vec<crate::parsig::ParSigError>,
+    ) {
+        for e in refused {
+            match from {
+                Some(peer) => {
+                    self.metrics.peer_misbehaved(peer, e.label());
+                    tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}")
+                }
+                None => tracing::error!(%duty, "own partial signature dropped: {e}"),
+            }
+        }
     }
 
     /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
     fn parse_peer(&self, duty: Duty, from: usize, payload: &[u8]) -> Option<PeerPartials> {
         if let Err(why) = peer_slot_window(duty, self.clock.current_slot()) {
+            // Late messages from a slow peer are not a fault; early ones past the window are.
+            if duty.slot > self.clock.current_slot() {
+                self.metrics.peer_misbehaved(from, "duty_out_of_window");
+            }
             tracing::warn!(peer = from, %duty, "partial signatures dropped: {why}");
             return None;
         }
         let message = match PartialsMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => {
+                self.metrics.peer_misbehaved(from, "malformed");
                 tracing::warn!(peer = from, %duty, "malformed partial signatures message: {e}");
                 return None;
             }
@@ -254,6 +295,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             .into_iter()
             .filter_map(|(validator, index, sig)| {
                 if index != share {
+                    self.metrics.peer_misbehaved(from, "wrong_share");
                     tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {share}");
                     return None;
                 }
@@ -271,7 +313,10 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         for result in decoded {
             match result {
                 Ok(partial) => partials.push(partial),
-                Err(e) => tracing::warn!(peer = from, %duty, "bad partial signature: {e}"),
+                Err(e) => {
+                    self.metrics.peer_misbehaved(from, "malformed");
+                    tracing::warn!(peer = from, %duty, "bad partial signature: {e}")
+                }
             }
         }
         Some(PeerPartials {
@@ -286,7 +331,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
     fn store_own(&mut self, duty: Duty, root: Root, partials: &[Partial], verified: bool) {
         let parsig = &mut self.parsig;
         let refused = cpu_bound(|| parsig.add(duty, root, partials, verified));
-        log_refused(duty, None, refused);
+        self.log_refused(duty, None, refused);
         self.combine_ready();
     }
 
@@ -379,21 +424,12 @@ impl<C: CurrentSlot> ExchangeTask<C> {
     }
 }
 
-fn log_refused(duty: Duty, from: Option<usize>, refused: Vec<crate::parsig::ParSigError>) {
-    for e in refused {
-        match from {
-            Some(peer) => tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}"),
-            None => tracing::error!(%duty, "own partial signature dropped: {e}"),
-        }
-    }
-}
-
-/// Duties whose partials a peer may send: up to [`MAX_PARTIALS_AHEAD`]
-/// slots ahead, and no older than what is kept ([`kept_from`]): an older
+/// Duties whose partials a peer may send: up to [`ahead_allowed`] slots
+/// ahead, and no older than what is kept ([`kept_from`]): an older
 /// one would be verified and stored only to be pruned, so a peer could make
 /// this node do that work without end.
 fn peer_slot_window(duty: Duty, current: Slot) -> Result<(), &'static str> {
-    if duty.slot > current.saturating_add(MAX_PARTIALS_AHEAD) {
+    if duty.slot > current.saturating_add(ahead_allowed(duty.kind)) {
         return Err("a duty too far ahead");
     }
     if duty.slot < kept_from(duty.kind, current) {
@@ -435,16 +471,17 @@ mod tests {
     fn peers_partials_are_taken_only_for_the_slots_kept() {
         let current = 1000;
         let at = |slot, kind| peer_slot_window(Duty::new(slot, kind), current);
-        for (kind, kept) in [
-            (DutyType::Attester, KEEP_SLOTS),
-            (DutyType::SyncMessage, KEEP_SLOTS),
-            (DutyType::Exit, KEEP_EXIT_SLOTS),
+        for (kind, kept, ahead) in [
+            (DutyType::Attester, KEEP_SLOTS, MAX_SAME_SLOT_AHEAD),
+            (DutyType::SyncMessage, KEEP_SLOTS, MAX_SAME_SLOT_AHEAD),
+            (DutyType::Selection, KEEP_SLOTS, MAX_PARTIALS_AHEAD),
+            (DutyType::Exit, KEEP_EXIT_SLOTS, MAX_PARTIALS_AHEAD),
         ] {
             assert!(at(current, kind).is_ok());
             assert!(at(current - kept, kind).is_ok(), "{kind:?}");
             assert!(at(current - kept - 1, kind).is_err(), "{kind:?}");
-            assert!(at(current + MAX_PARTIALS_AHEAD, kind).is_ok());
-            assert!(at(current + MAX_PARTIALS_AHEAD + 1, kind).is_err());
+            assert!(at(current + ahead, kind).is_ok(), "{kind:?}");
+            assert!(at(current + ahead + 1, kind).is_err(), "{kind:?}");
         }
         let early = |slot| peer_slot_window(Duty::new(slot, DutyType::Attester), 3);
         assert!(early(0).is_ok(), "early in the chain");

@@ -25,6 +25,7 @@ pub struct Metrics {
     combined: Family<Labels, Counter>,
     p2p_sent_messages: Family<Labels, Counter>,
     p2p_sent_bytes: Family<Labels, Counter>,
+    peer_misbehaviour: Family<Labels, Counter>,
 }
 
 /// A pipeline stage whose duration is measured.
@@ -86,8 +87,15 @@ impl Metrics {
             "Encoded bytes of the messages handed to the cluster network, by topic",
             p2p_sent_bytes.clone(),
         );
+        let peer_misbehaviour = Family::<Labels, Counter>::default();
+        registry.register(
+            "peer_misbehaviour",
+            "Messages from a peer refused or dropped, by peer (its index in the cluster lock) and reason",
+            peer_misbehaviour.clone(),
+        );
         Arc::new(Self {
             registry,
+            peer_misbehaviour,
             outcomes,
             duty_latency,
             stage_latency,
@@ -135,6 +143,16 @@ impl Metrics {
         self.p2p_sent_bytes
             .get_or_create(&labels)
             .inc_by(bytes as u64);
+    }
+
+    /// Peer `peer` (its index in the lock) sent something refused for `reason`.
+    pub fn peer_misbehaved(&self, peer: usize, reason: &'static str) {
+        self.peer_misbehaviour
+            .get_or_create(&vec![
+                ("peer", peer.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
     }
 
     /// A duty ended well: its outcome line (latency from its slot's start,
@@ -228,5 +246,9 @@ mod tests {
         assert!(text.contains(r#"dv_combined_signatures_total{duty="attester"} 625"#));
         assert!(text.contains(r#"dv_p2p_sent_messages_total{topic="consensus"} 2"#));
         assert!(text.contains(r#"dv_p2p_sent_bytes_total{topic="consensus"} 500"#));
+        m.peer_misbehaved(2, "rate_limited");
+        assert!(m
+            .render()
+            .contains(r#"dv_peer_misbehaviour_total{peer="2",reason="rate_limited"} 1"#));
     }
 }

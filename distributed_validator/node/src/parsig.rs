@@ -35,6 +35,13 @@ pub enum ParSigError {
         validator: PublicKeyBytes,
         index: u64,
     },
+    #[error("share {index} already signed {MAX_ROOTS_PER_SHARE} other roots for validator {validator} in this duty")]
+    TooManyRoots {
+        validator: PublicKeyBytes,
+        index: u64,
+    },
+    #[error("share {index} has {limit} partials waiting here already")]
+    ShareOverLimit { index: u64, limit: usize },
     #[error("combining for validator {validator}: {reason}")]
     Combine {
         validator: PublicKeyBytes,
@@ -151,11 +158,38 @@ pub struct Combined {
     pub signature: Signature,
 }
 
+impl ParSigError {
+    /// A short name for the peer misbehaviour metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ParSigError::UnknownValidator(_) => "unknown_validator",
+            ParSigError::BadShareIndex { .. } => "wrong_share",
+            ParSigError::InvalidPartial { .. } => "invalid_partial",
+            ParSigError::TooManyRoots { .. } => "too_many_roots",
+            ParSigError::ShareOverLimit { .. } => "over_partials_limit",
+            ParSigError::Combine { .. } => "combine_failed",
+        }
+    }
+}
+
+/// Roots one share may sign for one validator in one duty. An honest share
+/// signs one, except sync selection proofs: one per subcommittee the
+/// validator is in (up to 4).
+pub const MAX_ROOTS_PER_SHARE: usize = 4;
+/// Partials kept per share (waiting for a threshold), per cluster validator,
+/// plus a margin: far more than an honest peer has waiting (a few duties'
+/// worth and next epoch's selection proofs), and what bounds a peer that
+/// signs whatever it likes with its share.
+const MAX_WAITING_PER_SHARE_AND_VALIDATOR: usize = 16;
+const WAITING_MARGIN: usize = 1024;
+
 #[derive(Default)]
 struct Entry {
     by_root: HashMap<Root, BTreeMap<u64, PartialSignature>>,
     /// Roots already combined (each at most once).
     combined: std::collections::HashSet<Root>,
+    /// The roots each share signed here (at most [`MAX_ROOTS_PER_SHARE`]).
+    roots_of_share: HashMap<u64, Vec<Root>>,
 }
 
 pub struct ParSigStore {
@@ -164,6 +198,8 @@ pub struct ParSigStore {
     entries: HashMap<(Duty, PublicKeyBytes), Entry>,
     /// Sets at the threshold, not combined yet.
     ready: std::collections::HashSet<(Duty, PublicKeyBytes, Root)>,
+    /// Partials kept per share index, not combined yet.
+    waiting: HashMap<u64, usize>,
 }
 
 impl ParSigStore {
@@ -176,7 +212,59 @@ impl ParSigStore {
             validators,
             entries: HashMap::new(),
             ready: Default::default(),
+            waiting: HashMap::new(),
         }
+    }
+
+    /// The most partials one share may have waiting here.
+    pub fn waiting_limit(&self) -> usize {
+        self.validators.len() * MAX_WAITING_PER_SHARE_AND_VALIDATOR + WAITING_MARGIN
+    }
+
+    /// Partials of share `index` waiting for a threshold.
+    pub fn waiting(&self, index: u64) -> usize {
+        self.waiting.get(&index).copied().unwrap_or(0)
+    }
+
+    /// Splits `partials` (over `root` for `duty`) into those worth checking
+    /// and storing, and errors for those over a bound. A partial this store
+    /// already has (same share, root and duty) is dropped silently: a
+    /// retransmission costs no second verification.
+    pub fn admit(
+        &self,
+        duty: Duty,
+        root: Root,
+        partials: &[Partial],
+        errors: &mut Vec<ParSigError>,
+    ) -> Vec<Partial> {
+        let limit = self.waiting_limit();
+        let mut added: HashMap<u64, usize> = HashMap::new();
+        let mut admitted = Vec::with_capacity(partials.len());
+        for p in partials {
+            let index = p.signature.index;
+            let roots = self
+                .entries
+                .get(&(duty, p.validator))
+                .and_then(|e| e.roots_of_share.get(&index));
+            if roots.is_some_and(|r| r.contains(&root)) {
+                continue;
+            }
+            if roots.is_some_and(|r| r.len() >= MAX_ROOTS_PER_SHARE) {
+                errors.push(ParSigError::TooManyRoots {
+                    validator: p.validator,
+                    index,
+                });
+                continue;
+            }
+            let more = added.entry(index).or_default();
+            if self.waiting(index) + *more >= limit {
+                errors.push(ParSigError::ShareOverLimit { index, limit });
+                continue;
+            }
+            *more += 1;
+            admitted.push(*p);
+        }
+        admitted
     }
 
     fn share_key(&self, validator: &PublicKeyBytes, index: u64) -> Result<PublicKey, ParSigError> {
@@ -221,7 +309,8 @@ impl ParSigStore {
         verified: bool,
     ) -> Vec<ParSigError> {
         let mut errors = Vec::new();
-        let checked = self.with_share_keys(partials, &mut errors);
+        let admitted = self.admit(duty, root, partials, &mut errors);
+        let checked = self.with_share_keys(&admitted, &mut errors);
         let bad: Vec<usize> = if verified {
             Vec::new()
         } else {
@@ -269,11 +358,18 @@ impl ParSigStore {
     /// Keeps `partial`; a set that reaches the threshold waits in `ready`.
     fn store(&mut self, duty: Duty, root: Root, partial: Partial) {
         let entry = self.entries.entry((duty, partial.validator)).or_default();
+        let index = partial.signature.index;
+        let roots = entry.roots_of_share.entry(index).or_default();
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
         if entry.combined.contains(&root) {
             return;
         }
         let set = entry.by_root.entry(root).or_default();
-        set.insert(partial.signature.index, partial.signature);
+        if set.insert(index, partial.signature).is_none() {
+            *self.waiting.entry(index).or_default() += 1;
+        }
         let key = (duty, partial.validator, root);
         if set.len() >= self.params.threshold() {
             self.ready.insert(key);
@@ -330,7 +426,16 @@ impl ParSigStore {
                     // this root are ignored): about 1 KB a signature, which
                     // at thousands of signatures a slot kept for 64 slots
                     // was most of a node's memory.
-                    entry.by_root.remove(&c.root);
+                    for index in entry
+                        .by_root
+                        .remove(&c.root)
+                        .into_iter()
+                        .flat_map(|set| set.into_keys())
+                    {
+                        if let Some(n) = self.waiting.get_mut(&index) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
                 }
                 completed.push(c);
             } else {
@@ -347,6 +452,12 @@ impl ParSigStore {
     pub fn retain(&mut self, keep: impl Fn(&Duty) -> bool) {
         self.entries.retain(|(duty, _), _| keep(duty));
         self.ready.retain(|(duty, _, _)| keep(duty));
+        self.waiting.clear();
+        for set in self.entries.values().flat_map(|e| e.by_root.values()) {
+            for index in set.keys() {
+                *self.waiting.entry(*index).or_default() += 1;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -428,6 +539,62 @@ mod tests {
                 signature: f.shares[v][node].sign(root.as_slice()),
             })
             .collect()
+    }
+
+    /// A share that signs whatever it likes gets a bounded footprint: at
+    /// most MAX_ROOTS_PER_SHARE roots per validator and duty, and at most
+    /// `waiting_limit` partials waiting over all duties; what it sent
+    /// before is not verified again.
+    #[test]
+    fn a_hostile_share_is_bounded() {
+        let mut f = fixture(1);
+        let hostile = |f: &Fixture, root: Root| partials(f, 1, root);
+        for i in 0..MAX_ROOTS_PER_SHARE as u8 {
+            let root = Root::repeat_byte(i);
+            assert!(f
+                .store
+                .add(DUTY, root, &hostile(&f, root), false)
+                .is_empty());
+        }
+        let extra = Root::repeat_byte(0xee);
+        assert!(matches!(
+            f.store
+                .add(DUTY, extra, &hostile(&f, extra), false)
+                .as_slice(),
+            [ParSigError::TooManyRoots { index: 2, .. }]
+        ));
+        assert_eq!(f.store.waiting(2), MAX_ROOTS_PER_SHARE);
+        // A retransmission is dropped before any check: even a forged copy of a stored one.
+        let root = Root::repeat_byte(0);
+        let mut forged = hostile(&f, root);
+        forged[0].signature = f.shares[0][1].sign(b"something else");
+        assert!(f
+            .store
+            .admit(DUTY, root, &forged, &mut Vec::new())
+            .is_empty());
+
+        // Over many duties the share hits its waiting limit, and only then.
+        let limit = f.store.waiting_limit();
+        let mut refused = 0;
+        for slot in 0..(limit as u64) {
+            let duty = Duty::new(slot + 100, DutyType::Attester);
+            let root = Root::repeat_byte(1);
+            let errors = f.store.add(duty, root, &hostile(&f, root), true);
+            refused += errors
+                .iter()
+                .filter(|e| matches!(e, ParSigError::ShareOverLimit { index: 2, .. }))
+                .count();
+        }
+        assert_eq!(f.store.waiting(2), limit);
+        assert_eq!(refused, MAX_ROOTS_PER_SHARE);
+        // Combining releases what the set held.
+        let root = Root::repeat_byte(1);
+        let last = Duty::new(100, DutyType::Attester);
+        for node in [0, 2] {
+            f.store.add(last, root, &partials(&f, node, root), false);
+        }
+        assert_eq!(f.store.combine_ready().0.len(), 1);
+        assert_eq!(f.store.waiting(2), limit - 1);
     }
 
     #[test]

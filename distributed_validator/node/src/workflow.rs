@@ -24,8 +24,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Peer messages kept per duty that has not started here yet.
-const MAX_EARLY_PER_DUTY: usize = 256;
+/// Messages kept per peer for one duty that has not started here yet: more
+/// than an honest peer sends before a slow node starts (a proposal, its
+/// votes, round changes of a few rounds, a relayed decision).
+const MAX_EARLY_PER_PEER_AND_DUTY: usize = 24;
+/// Bytes kept per peer over all duties not started here yet: room for a few
+/// proposals of the largest block.
+const MAX_EARLY_BYTES_PER_PEER: usize = 48 << 20;
 /// Duties further ahead than this many slots are not buffered.
 const EARLY_SLOTS: u64 = 2;
 
@@ -153,11 +158,68 @@ pub struct WorkflowTask<C: CurrentSlot> {
     commands: mpsc::UnboundedReceiver<Command>,
     clock: C,
     instances: HashMap<Duty, Running>,
-    early: HashMap<Duty, Vec<qbft::SignedMessage>>,
+    early: EarlyMessages,
     timers: BinaryHeap<Reverse<(Instant, Duty, u64)>>,
     /// The exchange stage, run beside this task; peers' partials go to it.
     exchange: Option<ExchangeTask<C>>,
     to_exchange: mpsc::UnboundedSender<ExchangeInput>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// Peers' consensus messages for duties not started here yet, bounded per
+/// peer (by count per duty and by bytes over all duties), so one peer
+/// cannot crowd out the others' messages or this node's memory.
+#[derive(Default)]
+struct EarlyMessages {
+    by_duty: HashMap<Duty, Vec<(usize, usize, qbft::SignedMessage)>>,
+    bytes_by_peer: HashMap<usize, usize>,
+}
+
+impl EarlyMessages {
+    /// Keeps `msg` (`bytes` long) from `peer`; false if over that peer's bounds.
+    fn keep(&mut self, duty: Duty, peer: usize, bytes: usize, msg: qbft::SignedMessage) -> bool {
+        let kept = self.by_duty.entry(duty).or_default();
+        let from_peer = kept.iter().filter(|(p, _, _)| *p == peer).count();
+        let peer_bytes = self.bytes_by_peer.entry(peer).or_default();
+        if from_peer >= MAX_EARLY_PER_PEER_AND_DUTY
+            || *peer_bytes + bytes > MAX_EARLY_BYTES_PER_PEER
+        {
+            return false;
+        }
+        *peer_bytes += bytes;
+        kept.push((peer, bytes, msg));
+        true
+    }
+
+    /// The messages kept for `duty`, with their senders, and forgets them.
+    fn take(&mut self, duty: &Duty) -> Vec<(usize, qbft::SignedMessage)> {
+        let kept = self.by_duty.remove(duty).unwrap_or_default();
+        kept.into_iter()
+            .map(|(peer, bytes, msg)| {
+                self.release(peer, bytes);
+                (peer, msg)
+            })
+            .collect()
+    }
+
+    fn release(&mut self, peer: usize, bytes: usize) {
+        if let Some(total) = self.bytes_by_peer.get_mut(&peer) {
+            *total = total.saturating_sub(bytes);
+        }
+    }
+
+    /// Forgets duties before `oldest`.
+    fn drop_before(&mut self, oldest: Slot) {
+        let old: Vec<Duty> = self
+            .by_duty
+            .keys()
+            .filter(|d| d.slot < oldest)
+            .copied()
+            .collect();
+        for duty in old {
+            self.take(&duty);
+        }
+    }
 }
 
 impl<C: CurrentSlot> WorkflowTask<C> {
@@ -172,7 +234,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
     ) -> (Self, Workflow) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (exchange, to_exchange) =
-            ExchangeTask::new(net.clone(), parsig, clock.clone(), metrics);
+            ExchangeTask::new(net.clone(), parsig, clock.clone(), metrics.clone());
         let task = Self {
             me: net.me(),
             members,
@@ -182,10 +244,11 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             commands: rx,
             clock,
             instances: HashMap::new(),
-            early: HashMap::new(),
+            early: EarlyMessages::default(),
             timers: BinaryHeap::new(),
             exchange: Some(exchange),
             to_exchange: to_exchange.clone(),
+            metrics,
         };
         let handle = Workflow {
             commands: tx,
@@ -245,6 +308,9 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             leader: Arc::new(qbft::default_leader),
             is_valid: request.is_valid,
             timing: request.timing,
+            max_round: request
+                .timing
+                .last_round_within(request.deadline.saturating_duration_since(request.start)),
         };
         let input = request.proposal.map(Arc::from);
         let (engine, actions) = Instance::new(cfg, self.auth.clone(), input);
@@ -259,8 +325,8 @@ impl<C: CurrentSlot> WorkflowTask<C> {
             },
         );
         self.apply(duty, actions);
-        for m in self.early.remove(&duty).unwrap_or_default() {
-            self.on_consensus(duty, m);
+        for (peer, m) in self.early.take(&duty) {
+            self.on_consensus(duty, peer, 0, m);
         }
     }
 
@@ -309,13 +375,19 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         }
     }
 
+    /// Logs and counts a peer's message refused for `reason`.
+    fn misbehaved(&self, peer: usize, duty: Option<Duty>, reason: &'static str, detail: &str) {
+        self.metrics.peer_misbehaved(peer, reason);
+        match duty {
+            Some(duty) => tracing::warn!(peer, %duty, reason, "message refused: {detail}"),
+            None => tracing::warn!(peer, reason, "message refused: {detail}"),
+        }
+    }
+
     fn on_peer_message(&mut self, msg: p2p::Incoming) {
         let Some(kind) = DutyType::from_code(msg.envelope.duty) else {
-            tracing::warn!(
-                peer = msg.from,
-                code = msg.envelope.duty,
-                "message for an unknown duty type"
-            );
+            let detail = format!("duty code {} names no duty", msg.envelope.duty);
+            self.misbehaved(msg.from, None, "unknown_duty", &detail);
             return;
         };
         let duty = Duty::new(msg.envelope.slot, kind);
@@ -328,10 +400,11 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     if m.message.instance.slot != duty.slot
                         || m.message.instance.duty != duty.kind.code() =>
                 {
-                    tracing::warn!(peer = msg.from, %duty, "consensus message inside an envelope of another duty")
+                    let detail = "consensus message inside an envelope of another duty";
+                    self.misbehaved(msg.from, Some(duty), "wrong_instance", detail)
                 }
-                Ok(m) => self.on_consensus(duty, m),
-                Err(e) => tracing::warn!(peer = msg.from, %duty, "{e}"),
+                Ok(m) => self.on_consensus(duty, msg.from, msg.envelope.payload.len(), m),
+                Err(e) => self.misbehaved(msg.from, Some(duty), "malformed", &e.to_string()),
             },
             Topic::PartialSignatures => {
                 let _ = self.to_exchange.send(ExchangeInput::Peer(
@@ -343,20 +416,42 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         }
     }
 
-    fn on_consensus(&mut self, duty: Duty, msg: qbft::SignedMessage) {
+    /// A consensus message relayed by `peer` (`bytes` on the wire).
+    fn on_consensus(&mut self, duty: Duty, peer: usize, bytes: usize, msg: qbft::SignedMessage) {
         let Some(running) = self.instances.get_mut(&duty) else {
             let current = self.clock.current_slot();
             let window = current.saturating_sub(EARLY_SLOTS)..=current + EARLY_SLOTS;
-            let kept = self.early.entry(duty).or_default();
-            if window.contains(&duty.slot) && kept.len() < MAX_EARLY_PER_DUTY {
-                kept.push(msg);
+            if !window.contains(&duty.slot) {
+                // Old duties' messages arrive from slow peers: not a fault.
+                if duty.slot > current + EARLY_SLOTS {
+                    self.misbehaved(
+                        peer,
+                        Some(duty),
+                        "duty_out_of_window",
+                        "a duty too far ahead",
+                    );
+                }
+            } else if !self.early.keep(duty, peer, bytes, msg) {
+                let detail = "over its bound of messages kept for duties not started here";
+                self.misbehaved(peer, Some(duty), "early_buffer_full", detail);
             }
             return;
         };
+        // The signer is to blame for what it signed; the relaying peer for anything else.
+        let signer = msg.message.sender;
         match running.engine.handle_message(msg) {
             Ok(actions) => self.apply(duty, actions),
-            Err(qbft::Reject::Duplicate) => {}
-            Err(e) => tracing::debug!(%duty, "consensus message refused: {e}"),
+            Err(e) => {
+                if let Some(reason) = e.label() {
+                    let blamed = match e {
+                        qbft::Reject::Equivocation { sender, .. } => sender,
+                        qbft::Reject::InvalidValue { sender, .. } => sender,
+                        _ if signer == peer => signer,
+                        _ => peer,
+                    };
+                    self.misbehaved(blamed, Some(duty), reason, &e.to_string());
+                }
+            }
         }
     }
 
@@ -376,8 +471,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
         self.timers
             .retain(|Reverse((_, duty, _))| instances.contains_key(duty));
         let current = self.clock.current_slot();
-        let oldest = current.saturating_sub(EARLY_SLOTS);
-        self.early.retain(|duty, _| duty.slot >= oldest);
+        self.early.drop_before(current.saturating_sub(EARLY_SLOTS));
     }
 }
 

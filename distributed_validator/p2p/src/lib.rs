@@ -59,6 +59,65 @@ impl Envelope {
     }
 }
 
+/// Told of every message from a member that is refused here (its index in
+/// the lock and a short reason), for misbehaviour metrics.
+pub type RefusedHook = std::sync::Arc<dyn Fn(usize, &'static str) + Send + Sync>;
+
+/// What each member may send this node: a token bucket of messages and one
+/// of bytes, each refilled continuously up to its burst. A message over
+/// either budget is refused (the sender is told) and never decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InboundBudget {
+    pub messages_per_second: f64,
+    pub message_burst: f64,
+    pub bytes_per_second: f64,
+    pub byte_burst: f64,
+}
+
+impl InboundBudget {
+    /// No limit (tests of other things).
+    pub const UNLIMITED: Self = Self {
+        messages_per_second: f64::INFINITY,
+        message_burst: f64::INFINITY,
+        bytes_per_second: f64::INFINITY,
+        byte_burst: f64::INFINITY,
+    };
+}
+
+/// One member's remaining allowance.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    messages: f64,
+    bytes: f64,
+    at: Instant,
+}
+
+impl Allowance {
+    fn full(budget: &InboundBudget, now: Instant) -> Self {
+        Self {
+            messages: budget.message_burst,
+            bytes: budget.byte_burst,
+            at: now,
+        }
+    }
+
+    /// Refills for the time since the last call, then spends one message of `bytes` if both buckets allow it.
+    fn spend(&mut self, budget: &InboundBudget, bytes: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.messages =
+            (self.messages + elapsed * budget.messages_per_second).min(budget.message_burst);
+        self.bytes = (self.bytes + elapsed * budget.bytes_per_second).min(budget.byte_burst);
+        let bytes = bytes as f64;
+        if self.messages < 1.0 || self.bytes < bytes {
+            return false;
+        }
+        self.messages -= 1.0;
+        self.bytes -= bytes;
+        true
+    }
+}
+
 /// Told of every message handed to the transport (each delivery attempt):
 /// its topic and its encoded size in bytes. For traffic metrics.
 pub type SentHook = std::sync::Arc<dyn Fn(Topic, usize) + Send + Sync>;
@@ -86,6 +145,10 @@ pub struct Config {
     pub max_message_bytes: u64,
     /// Called for every message sent (see [`SentHook`]).
     pub on_sent: Option<SentHook>,
+    /// What each member may send (see [`InboundBudget`]).
+    pub inbound_budget: InboundBudget,
+    /// Called for every member's message refused here (see [`RefusedHook`]).
+    pub on_refused: Option<RefusedHook>,
 }
 
 /// A message from a member, attributed by its authenticated connection.
@@ -209,7 +272,11 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<In
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let members = config.members.len();
+    let now = Instant::now();
     let task = Network {
+        allowances: vec![Allowance::full(&config.inbound_budget, now); members],
+        budget: config.inbound_budget,
+        on_refused: config.on_refused,
         swarm,
         me,
         members: config.members,
@@ -240,9 +307,18 @@ struct Network {
     /// Next redial time and current backoff per member index.
     redial: HashMap<usize, (Instant, Duration)>,
     on_sent: Option<SentHook>,
+    budget: InboundBudget,
+    allowances: Vec<Allowance>,
+    on_refused: Option<RefusedHook>,
 }
 
 impl Network {
+    fn refused(&self, from: usize, reason: &'static str) {
+        if let Some(hook) = &self.on_refused {
+            hook(from, reason);
+        }
+    }
+
     fn index_of(&self, peer: &PeerId) -> Option<usize> {
         self.members.iter().position(|m| m.peer_id == *peer)
     }
@@ -354,14 +430,37 @@ impl Network {
                                 accepted: false,
                                 reason: Some("not a cluster member".into()),
                             },
-                            Some(_) if request.version != PROTOCOL_VERSION => {
-                                tracing::warn!(%peer, version = request.version, "message with an unsupported version");
+                            Some(from) if request.version != PROTOCOL_VERSION => {
+                                tracing::warn!(
+                                    peer = from,
+                                    version = request.version,
+                                    "message with an unsupported version"
+                                );
+                                self.refused(from, "unsupported_version");
                                 Ack {
                                     accepted: false,
                                     reason: Some(format!(
                                         "unsupported version {}",
                                         request.version
                                     )),
+                                }
+                            }
+                            Some(from)
+                                if !self.allowances[from].spend(
+                                    &self.budget,
+                                    request.encoded_len(),
+                                    Instant::now(),
+                                ) =>
+                            {
+                                tracing::debug!(
+                                    peer = from,
+                                    slot = request.slot,
+                                    "message over the peer's budget dropped"
+                                );
+                                self.refused(from, "rate_limited");
+                                Ack {
+                                    accepted: false,
+                                    reason: Some("over this peer's message budget".into()),
                                 }
                             }
                             Some(from) => {
@@ -403,6 +502,12 @@ impl Network {
                 peer, error, ..
             }) => {
                 tracing::warn!(%peer, %error, "bad inbound message");
+                // Oversized or undecodable: the codec refused it before it became a request.
+                if let (Some(from), request_response::InboundFailure::Io(_)) =
+                    (self.index_of(&peer), &error)
+                {
+                    self.refused(from, "malformed");
+                }
             }
             _ => {}
         }

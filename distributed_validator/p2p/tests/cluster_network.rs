@@ -37,12 +37,23 @@ fn cluster(n: usize) -> Cluster {
 }
 
 async fn start_member(c: &Cluster, i: usize) -> (Handle, UnboundedReceiver<Incoming>) {
+    start_limited(c, i, InboundBudget::UNLIMITED, None).await
+}
+
+async fn start_limited(
+    c: &Cluster,
+    i: usize,
+    inbound_budget: InboundBudget,
+    on_refused: Option<RefusedHook>,
+) -> (Handle, UnboundedReceiver<Incoming>) {
     start(Config {
         keypair: c.keys[i].clone(),
         members: c.members.clone(),
         listen: c.members[i].address.clone(),
         max_message_bytes: MAX,
         on_sent: None,
+        inbound_budget,
+        on_refused,
     })
     .await
     .unwrap()
@@ -101,6 +112,8 @@ async fn members_exchange_messages_and_strangers_are_refused() {
         listen: with_stranger[3].address.clone(),
         max_message_bytes: MAX,
         on_sent: None,
+        inbound_budget: InboundBudget::UNLIMITED,
+        on_refused: None,
     })
     .await
     .unwrap();
@@ -163,5 +176,56 @@ async fn a_member_that_comes_up_late_still_gets_the_message() {
     assert!(
         timeout(Duration::from_secs(2), rx1.recv()).await.is_err(),
         "the expired message arrived"
+    );
+}
+
+/// A member flooding past its budget gets only the budget through; each
+/// message refused is reported with the sender's index, and the other
+/// member's messages still arrive.
+#[tokio::test]
+async fn a_flooding_member_is_held_to_its_budget_and_named() {
+    let c = cluster(3);
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook: RefusedHook = {
+        let refused = refused.clone();
+        std::sync::Arc::new(move |peer, reason| refused.lock().unwrap().push((peer, reason)))
+    };
+    let budget = InboundBudget {
+        messages_per_second: 0.01,
+        message_burst: 5.0,
+        bytes_per_second: 1.0,
+        byte_burst: 1e6,
+    };
+    let (_h0, mut rx0) = start_limited(&c, 0, budget, Some(hook)).await;
+    let (h1, _rx1) = start_member(&c, 1).await;
+    let (h2, _rx2) = start_member(&c, 2).await;
+    for slot in 0..20 {
+        h1.send(
+            0,
+            Envelope::new(slot, 0, Topic::Consensus, vec![1; 100]),
+            deadline(10),
+        )
+        .unwrap();
+    }
+    let mut from_1 = 0;
+    while let Ok(Some(m)) = timeout(Duration::from_secs(3), rx0.recv()).await {
+        assert_eq!(m.from, 1);
+        from_1 += 1;
+    }
+    assert_eq!(from_1, 5, "only the burst gets through");
+    assert_eq!(
+        refused.lock().unwrap().as_slice(),
+        &[(1, "rate_limited"); 15]
+    );
+    h2.send(
+        0,
+        Envelope::new(99, 0, Topic::Consensus, vec![2]),
+        deadline(10),
+    )
+    .unwrap();
+    assert_eq!(
+        next(&mut rx0).await.map(|m| m.from),
+        Some(2),
+        "another member is not held back"
     );
 }

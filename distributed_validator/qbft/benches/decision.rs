@@ -44,6 +44,7 @@ fn decide(n: usize) -> usize {
             leader: Arc::new(default_leader),
             is_valid: Box::new(|_| true),
             timing: RoundTiming::default(),
+            max_round: DEFAULT_MAX_ROUND,
         };
         let (node, actions) = Instance::new(cfg, HashAuth { me }, Some(value.clone()));
         nodes.push(node);

@@ -53,6 +53,19 @@ impl RoundTiming {
     }
 }
 
+impl RoundTiming {
+    /// The last round that starts within `span` of the duty's start (at
+    /// least 1, at most [`DEFAULT_MAX_ROUND`]): the cap for an instance
+    /// that gives up at `span`.
+    pub fn last_round_within(&self, span: Duration) -> u64 {
+        let mut round = 1;
+        while round < DEFAULT_MAX_ROUND && self.deadline(round) < span {
+            round += 1;
+        }
+        round
+    }
+}
+
 pub type LeaderFn = Arc<dyn Fn(&InstanceId, u64, usize) -> usize + Send + Sync>;
 pub type ValidityFn = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
@@ -74,7 +87,14 @@ pub struct Config {
     /// The validity predicate; a value it refuses is never prepared.
     pub is_valid: ValidityFn,
     pub timing: RoundTiming,
+    /// The highest round a message may name. Rounds past the duty's deadline
+    /// can never run; a cap keeps a peer from making this node keep votes
+    /// for endless future rounds.
+    pub max_round: u64,
 }
+
+/// A cap for instances without a deadline of their own (tests, simulations).
+pub const DEFAULT_MAX_ROUND: u64 = 1024;
 
 /// What the node must do after feeding an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +123,8 @@ pub enum Reject {
     BadSignature(usize),
     #[error("round 0 does not exist")]
     RoundZero,
+    #[error("round {round} is beyond the last round this instance can run, {max}")]
+    RoundTooHigh { round: u64, max: u64 },
     #[error("attached value does not match the hash {sender} signed")]
     ValueMismatch { sender: usize },
     #[error("{sender} sent two different {kind:?} messages in round {round}")]
@@ -128,6 +150,25 @@ pub enum Reject {
     },
 }
 
+impl Reject {
+    /// A short name for metrics and logs (`None` for a harmless duplicate).
+    pub fn label(&self) -> Option<&'static str> {
+        Some(match self {
+            Reject::Duplicate => return None,
+            Reject::NotMember(_) => "not_member",
+            Reject::WrongInstance(_) => "wrong_instance",
+            Reject::BadSignature(_) => "bad_signature",
+            Reject::RoundZero | Reject::RoundTooHigh { .. } => "round_out_of_range",
+            Reject::ValueMismatch { .. } => "value_mismatch",
+            Reject::Equivocation { .. } => "equivocation",
+            Reject::NotLeader { .. } => "not_leader",
+            Reject::MissingValue => "missing_value",
+            Reject::InvalidValue { .. } => "invalid_value",
+            Reject::InvalidJustification { .. } => "invalid_justification",
+        })
+    }
+}
+
 /// Messages of one kind, by round and sender.
 type Votes = BTreeMap<u64, HashMap<usize, SignedMessage>>;
 
@@ -150,7 +191,10 @@ pub struct Instance<A: Authenticator> {
     proposed: HashSet<u64>,
     commit_sent: HashSet<u64>,
     decided: Option<(Value, Vec<SignedMessage>)>,
-    answered: HashSet<(usize, u64)>,
+    /// The highest round each late peer was sent the decision for. A peer is
+    /// answered again only from a higher round (its earlier answer may have
+    /// been lost), so with rounds capped it gets at most `max_round` answers.
+    answered: HashMap<usize, u64>,
 }
 
 impl<A: Authenticator> Instance<A> {
@@ -177,7 +221,7 @@ impl<A: Authenticator> Instance<A> {
             proposed: HashSet::new(),
             commit_sent: HashSet::new(),
             decided: None,
-            answered: HashSet::new(),
+            answered: HashMap::new(),
         };
         let mut out = vec![instance.timer(1)];
         if let Some(value) = input {
@@ -249,6 +293,12 @@ impl<A: Authenticator> Instance<A> {
         if m.round == 0 {
             return Err(Reject::RoundZero);
         }
+        if m.round > self.cfg.max_round {
+            return Err(Reject::RoundTooHigh {
+                round: m.round,
+                max: self.cfg.max_round,
+            });
+        }
         if !self.auth.verify(m, &msg.signature) {
             return Err(Reject::BadSignature(m.sender));
         }
@@ -290,10 +340,12 @@ impl<A: Authenticator> Instance<A> {
             self.answer_late_peer(&m, out);
             return Ok(());
         }
-        // Learn the bytes first: even a duplicate may carry what a pending commit quorum waits for.
+        // Bytes a commit quorum waits for are taken from any signed message
+        // that carries them, even a duplicate; other bytes are kept only once
+        // their message is accepted, so a refused message leaves nothing behind.
         if let Some(value) = &msg.value {
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.values.entry(m.value) {
-                slot.insert(value.clone());
+            if !self.values.contains_key(&m.value) && self.commit_quorum_for(&m.value) {
+                self.values.insert(m.value, value.clone());
                 self.retry_decision(out);
                 if self.decided.is_some() {
                     return Ok(());
@@ -335,10 +387,10 @@ impl<A: Authenticator> Instance<A> {
                 reason: "not a quorum of COMMITs for one round and value",
             });
         }
-        let value = self
-            .values
-            .get(&m.value)
-            .cloned()
+        let value = msg
+            .value
+            .clone()
+            .or_else(|| self.values.get(&m.value).cloned())
             .ok_or(Reject::MissingValue)?;
         let certificate: Vec<SignedMessage> = msg
             .justification
@@ -348,6 +400,13 @@ impl<A: Authenticator> Instance<A> {
         self.decided = Some((value.clone(), certificate.clone()));
         out.push(Action::Decide { value, certificate });
         Ok(())
+    }
+
+    /// Whether some round has a quorum of COMMITs for `value`.
+    fn commit_quorum_for(&self, value: &ValueHash) -> bool {
+        self.commits
+            .keys()
+            .any(|round| Self::count(&self.commits, *round, value) >= self.quorum)
     }
 
     /// A commit quorum may have formed before the value's bytes arrived.
@@ -570,7 +629,12 @@ impl<A: Authenticator> Instance<A> {
                 reason: "a value without a prepared round",
             });
         }
+        let bytes = msg.value.clone();
         Self::store(&mut self.round_changes, msg)?;
+        if let Some(bytes) = bytes {
+            // A prepared value (its certificate checked above): a leader may need to re-propose it.
+            self.values.entry(m.value).or_insert(bytes);
+        }
         // Some honest node may have decided in an earlier round and stopped; its commits may reach us later.
         self.catch_up(out);
         self.try_lead(out);
@@ -682,14 +746,15 @@ impl<A: Authenticator> Instance<A> {
 
     /// After deciding, help a peer still running: send it the commit
     /// certificate (one COMMIT carrying the value and the quorum as its
-    /// justification) once per round it speaks from.
+    /// justification) once per round it moves to.
     fn answer_late_peer(&mut self, m: &Message, out: &mut Vec<Action>) {
         if m.sender == self.cfg.me
             || m.kind == MsgKind::Commit
-            || !self.answered.insert((m.sender, m.round))
+            || self.answered.get(&m.sender).is_some_and(|r| *r >= m.round)
         {
             return;
         }
+        self.answered.insert(m.sender, m.round);
         if let Some((value, certificate)) = &self.decided {
             if let Some(first) = certificate.first() {
                 let mut proof = first.clone();
@@ -755,6 +820,7 @@ mod tests {
             leader: Arc::new(default_leader),
             is_valid: Box::new(|v| !v.starts_with(b"bad")),
             timing: RoundTiming::default(),
+            max_round: DEFAULT_MAX_ROUND,
         }
     }
 
@@ -784,6 +850,77 @@ mod tests {
         };
         assert_eq!(constant.deadline(3), ms(3000));
         assert_eq!(timing.deadline(u64::MAX), Duration::MAX, "saturates");
+        assert_eq!(timing.last_round_within(ms(500)), 1);
+        assert_eq!(timing.last_round_within(ms(3000)), 2);
+        assert_eq!(timing.last_round_within(ms(3001)), 3);
+        let zero = RoundTiming {
+            first_round: Duration::ZERO,
+            round: Duration::ZERO,
+            growth: Duration::ZERO,
+        };
+        assert_eq!(zero.last_round_within(ms(1)), DEFAULT_MAX_ROUND);
+    }
+
+    /// What a Byzantine member can make an instance keep is bounded: no
+    /// round past the cap, no bytes from a refused message, and no second
+    /// answer to a late peer unless it moved to a higher round.
+    #[test]
+    fn a_hostile_member_cannot_grow_the_state() {
+        let mut cfg = config(0, 4);
+        cfg.max_round = 5;
+        let (mut node, _) = Instance::new(cfg, Plain, None);
+        let junk: Value = Arc::from(vec![0xee; 1 << 20]);
+        let rc = |sender, round, prepared_round| SignedMessage {
+            message: Message {
+                kind: MsgKind::RoundChange,
+                instance: InstanceId { slot: 0, duty: 0 },
+                round,
+                sender,
+                value: value_hash(&junk),
+                prepared_round,
+            },
+            signature: vec![sender as u8],
+            value: Some(junk.clone()),
+            justification: vec![],
+        };
+        assert_eq!(
+            node.handle_message(rc(2, 6, 0)),
+            Err(Reject::RoundTooHigh { round: 6, max: 5 })
+        );
+        // Claims a prepared value without its certificate: refused, bytes not kept.
+        assert!(matches!(
+            node.handle_message(rc(2, 3, 1)),
+            Err(Reject::InvalidJustification { .. })
+        ));
+        assert!(node.values.is_empty(), "a refused message left its bytes");
+        assert!(node.round_changes.is_empty());
+
+        // Decided: a late peer gets the certificate once, whatever round it is in.
+        let nodes: Vec<_> = (0..4)
+            .map(|me| Instance::new(config(me, 4), Plain, None).0)
+            .collect();
+        let mut nodes = nodes;
+        let value: Value = Arc::from(&b"v"[..]);
+        let mut queue: Vec<SignedMessage> = broadcasts(&nodes[1].propose(value.clone()));
+        while let Some(m) = queue.pop() {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                if i != m.message.sender {
+                    queue.extend(broadcasts(&n.handle_message(m.clone()).unwrap_or_default()));
+                }
+            }
+        }
+        assert!(nodes[0].decided().is_some());
+        let answers = [2, 2, 1, 2, 3]
+            .into_iter()
+            .map(|round| {
+                let mut late = rc(3, round, 0);
+                late.message.value = [0; 32];
+                late.value = None;
+                nodes[0].handle_message(late).unwrap()
+            })
+            .filter(|actions| actions.iter().any(|a| matches!(a, Action::SendTo(3, _))))
+            .count();
+        assert_eq!(answers, 2, "rounds 2 and 3 only");
     }
 
     #[test]

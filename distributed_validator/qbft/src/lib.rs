@@ -8,6 +8,7 @@ pub mod simulator;
 
 pub use engine::{
     default_leader, Action, Config, Instance, LeaderFn, Reject, RoundTiming, ValidityFn,
+    DEFAULT_MAX_ROUND,
 };
 pub use message::{
     value_hash, Authenticator, InstanceId, Message, MsgKind, SignedMessage, Value, ValueHash,

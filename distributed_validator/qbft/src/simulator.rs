@@ -553,6 +553,7 @@ pub fn run_with_roles(seed: u64, roles: Vec<Role>) -> RunReport {
             leader: Arc::new(default_leader),
             is_valid: Box::new(is_valid_value),
             timing,
+            max_round: crate::engine::DEFAULT_MAX_ROUND,
         };
         let (engine, actions) = Instance::new(cfg, auth.clone(), None);
         let input: Value = Arc::from(format!("value of node {me}, seed {seed}").into_bytes());

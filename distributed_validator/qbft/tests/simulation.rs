@@ -118,6 +118,7 @@ fn arbitrary_input_never_panics() {
         leader: Arc::new(default_leader),
         is_valid: Box::new(|v| v.len() % 2 == 0),
         timing: RoundTiming::default(),
+        max_round: DEFAULT_MAX_ROUND,
     };
     let (mut engine, _) = Instance::new(cfg, AcceptAll, None);
     let mut history: Vec<SignedMessage> = Vec::new();

@@ -723,7 +723,7 @@ const MAX_BATCH_ITEM_BYTES: usize = 2048;
 /// (hex doubles every byte): a 10 MiB execution payload (EIP-7934's block
 /// size limit) and 48 blobs of 128 KiB with their proofs, plus the rest of
 /// the block. SSZ bodies are half that.
-const MAX_BLOCK_BODY_BYTES: usize = 2 * (10 << 20) + 2 * 48 * (128 << 10) + (4 << 20);
+pub const MAX_BLOCK_BODY_BYTES: usize = 2 * (10 << 20) + 2 * 48 * (128 << 10) + (4 << 20);
 
 /// A route handled here for its method, with a body limit of `limit` bytes;
 /// any other method goes to the beacon node (`GET

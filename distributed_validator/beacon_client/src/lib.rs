@@ -277,6 +277,32 @@ impl BlobsBundle {
     }
 }
 
+/// A beacon node's answer to `GET /eth/v3/validator/blocks`: a blinded
+/// block, or from Deneb a full block's `BlockContents` whose blobs must fit
+/// its commitments.
+pub fn decode_produced_block<P: Preset>(mut body: Value) -> Result<ProducedBlock<P>, String> {
+    let fork: ForkName = body["version"]
+        .as_str()
+        .ok_or("no version in block response")?
+        .parse()?;
+    let blinded = body["execution_payload_blinded"].as_bool().unwrap_or(false);
+    let mut data = body["data"].take();
+    if blinded {
+        return VersionedBlindedBlock::from_json_value(fork, data)
+            .map(ProducedBlock::Blinded)
+            .map_err(|e| e.to_string());
+    }
+    let block =
+        VersionedBlock::from_json_value(fork, data["block"].take()).map_err(|e| e.to_string())?;
+    let blobs = BlobsBundle {
+        kzg_proofs: serde_json::from_value(data["kzg_proofs"].take())
+            .map_err(|e| format!("kzg_proofs: {e}"))?,
+        blobs: serde_json::from_value(data["blobs"].take()).map_err(|e| format!("blobs: {e}"))?,
+    };
+    blobs.check(fork, block.blob_commitment_count())?;
+    Ok(ProducedBlock::Full(block, blobs))
+}
+
 /// One beacon node.
 #[derive(Debug, Clone)]
 pub struct BeaconNode {
@@ -484,36 +510,10 @@ impl BeaconNode {
                 "/eth/v3/validator/blocks/{slot}?randao_reveal={randao_reveal}&graffiti={graffiti}"
             ))
             .await?;
-        let decode = |reason: String| Error::Decode {
+        decode_produced_block(body).map_err(|reason| Error::Decode {
             url: self.url.clone(),
             reason,
-        };
-        let fork: ForkName = body["version"]
-            .as_str()
-            .ok_or_else(|| decode("no version in block response".into()))?
-            .parse()
-            .map_err(decode)?;
-        let blinded = body["execution_payload_blinded"].as_bool().unwrap_or(false);
-        let mut data = body["data"].clone();
-        if blinded {
-            VersionedBlindedBlock::from_json_value(fork, data)
-                .map(ProducedBlock::Blinded)
-                .map_err(|e| decode(e.to_string()))
-        } else {
-            // From Deneb, full blocks come as BlockContents {block, kzg_proofs, blobs}.
-            let block = VersionedBlock::from_json_value(fork, data["block"].take())
-                .map_err(|e| decode(e.to_string()))?;
-            let blobs = BlobsBundle {
-                kzg_proofs: serde_json::from_value(data["kzg_proofs"].take())
-                    .map_err(|e| decode(format!("kzg_proofs: {e}")))?,
-                blobs: serde_json::from_value(data["blobs"].take())
-                    .map_err(|e| decode(format!("blobs: {e}")))?,
-            };
-            blobs
-                .check(fork, block.blob_commitment_count())
-                .map_err(decode)?;
-            Ok(ProducedBlock::Full(block, blobs))
-        }
+        })
     }
 
     /// Attestations to the pool: `SingleAttestation`s from Electra,

@@ -576,21 +576,23 @@ fn prune_slashing_history(db: &SlashingDatabase, epoch: Epoch, slots_per_epoch: 
     }
 }
 
-/// Largest message between cluster nodes (a consensus proposal carrying a block, or one duty's partials).
-const MAX_P2P_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest message between cluster nodes: a consensus proposal carrying the
+/// largest block with its blobs (or one duty's partials), and its envelope.
+const MAX_P2P_MESSAGE_BYTES: u64 = dv_node::consensus::MAX_VALUE_BYTES as u64 + (1 << 20);
 /// Messages each peer may send per slot. An honest peer sends about 110 a
 /// slot at 5,000 validators (the count is flat in validators) and about 230
 /// with a node down (round changes).
 const PEER_MESSAGES_PER_SLOT: f64 = 1500.0;
-/// Bytes each peer may send per slot, beyond room for a few largest
-/// messages. An honest peer sends about 1.6 MB a slot at 20,000 validators.
+/// Bytes each peer may send per slot, beyond room for two largest messages
+/// (a proposal and a round change carrying it). An honest peer sends about
+/// 1.6 MB a slot at 20,000 validators, plus its proposals.
 const PEER_BYTES_PER_SLOT: f64 = 16.0 * 1024.0 * 1024.0;
 
 /// Each peer's inbound allowance: a slot's worth of messages and bytes as
 /// the burst, refilled over a slot.
 fn inbound_budget(slot_ms: u64, max_message_bytes: u64) -> p2p::InboundBudget {
     let slot_secs = (slot_ms.max(1) as f64) / 1000.0;
-    let bytes = PEER_BYTES_PER_SLOT + 4.0 * max_message_bytes as f64;
+    let bytes = PEER_BYTES_PER_SLOT + 2.0 * max_message_bytes as f64;
     p2p::InboundBudget {
         messages_per_second: PEER_MESSAGES_PER_SLOT / slot_secs,
         message_burst: PEER_MESSAGES_PER_SLOT,

@@ -6,12 +6,13 @@
 //! else the key signs. The member list, and so every verifying key, comes from
 //! the cluster lock's peer ids.
 //!
-//! Decoding is strict and bounded: malformed or oversized input from a peer is
-//! an error naming what is wrong, never a panic.
+//! On the wire a message is binary (see [`encode`]), so a block value of the
+//! largest legal size travels as its own bytes. Decoding is strict and
+//! bounded: malformed or oversized input from a peer is an error naming what
+//! is wrong, never a panic.
 
 use libp2p_identity::{Keypair, PeerId, PublicKey};
 use qbft::{Authenticator, InstanceId, Message, MsgKind, SignedMessage, Value};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 const SIGNING_DOMAIN: &[u8] = b"dv-qbft/1";
@@ -32,20 +33,47 @@ pub enum WireError {
     OpaquePeerId(PeerId),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Wire {
-    kind: u8,
-    slot: u64,
-    duty: u32,
-    round: u64,
-    sender: u32,
-    value: String,
-    prepared_round: u64,
-    signature: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    value_bytes: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    justification: Vec<Wire>,
+/// The largest consensus value carried: a block of EIP-7934's 10 MiB limit
+/// with its blobs and their proofs (Fulu: a proof per cell), with room to spare.
+pub const MAX_VALUE_BYTES: usize = 24 << 20;
+/// Signatures are ed25519 (64 bytes); anything longer is not one.
+const MAX_SIGNATURE_BYTES: usize = 128;
+/// Version byte of the encoding below.
+const WIRE_VERSION: u8 = 1;
+
+/// A consensus message on the wire, in binary (big-endian integers):
+/// version (1), kind (1), slot (8), duty (4), round (8), sender (4), value
+/// hash (32), prepared round (8), signature (2-byte length, bytes), value
+/// (1-byte flag, then 4-byte length and bytes), justification (2-byte
+/// count, then each message as 4-byte length and its encoding, which
+/// carries no value and no justification of its own).
+fn write_message(m: &SignedMessage, out: &mut Vec<u8>) {
+    out.push(WIRE_VERSION);
+    out.push(kind_tag(m.message.kind));
+    out.extend_from_slice(&m.message.instance.slot.to_be_bytes());
+    out.extend_from_slice(&m.message.instance.duty.to_be_bytes());
+    out.extend_from_slice(&m.message.round.to_be_bytes());
+    out.extend_from_slice(&(m.message.sender as u32).to_be_bytes());
+    out.extend_from_slice(&m.message.value);
+    out.extend_from_slice(&m.message.prepared_round.to_be_bytes());
+    // Lengths are bounded by construction (own signatures, values and quorums).
+    out.extend_from_slice(&(m.signature.len() as u16).to_be_bytes());
+    out.extend_from_slice(&m.signature);
+    match &m.value {
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            out.extend_from_slice(value);
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(m.justification.len() as u16).to_be_bytes());
+    for j in &m.justification {
+        let mut inner = Vec::new();
+        write_message(j, &mut inner);
+        out.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        out.extend_from_slice(&inner);
+    }
 }
 
 fn kind_tag(kind: MsgKind) -> u8 {
@@ -57,76 +85,118 @@ fn kind_tag(kind: MsgKind) -> u8 {
     }
 }
 
-fn to_wire(m: &SignedMessage) -> Wire {
-    Wire {
-        kind: kind_tag(m.message.kind),
-        slot: m.message.instance.slot,
-        duty: m.message.instance.duty,
-        round: m.message.round,
-        sender: m.message.sender as u32,
-        value: hex::encode(m.message.value),
-        prepared_round: m.message.prepared_round,
-        signature: hex::encode(&m.signature),
-        value_bytes: m.value.as_ref().map(hex::encode),
-        justification: m.justification.iter().map(to_wire).collect(),
+pub fn encode(message: &SignedMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + message.value.as_ref().map_or(0, |v| v.len()));
+    write_message(message, &mut out);
+    out
+}
+
+/// Reads the encoding field by field, each read checked against what is left.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], WireError> {
+        let (head, rest) = self.bytes.split_at_checked(n).ok_or_else(|| {
+            WireError::Malformed(format!(
+                "truncated: {what} needs {n} bytes, {} left",
+                self.bytes.len()
+            ))
+        })?;
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, WireError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
     }
 }
 
-pub fn encode(message: &SignedMessage) -> Vec<u8> {
-    // Plain data (strings, integers, vectors): serialisation cannot fail.
-    serde_json::to_vec(&to_wire(message)).unwrap_or_default()
-}
-
-fn from_wire(w: Wire, members: usize, nested: bool) -> Result<SignedMessage, WireError> {
-    let malformed = |what: &str| WireError::Malformed(what.to_string());
-    let kind = match w.kind {
+fn read_message(bytes: &[u8], members: usize, nested: bool) -> Result<SignedMessage, WireError> {
+    let malformed = |what: String| WireError::Malformed(what);
+    let mut r = Reader { bytes };
+    let version = r.u8("version")?;
+    if version != WIRE_VERSION {
+        return Err(malformed(format!("unknown encoding version {version}")));
+    }
+    let kind = match r.u8("kind")? {
         1 => MsgKind::PrePrepare,
         2 => MsgKind::Prepare,
         3 => MsgKind::Commit,
         4 => MsgKind::RoundChange,
-        other => return Err(WireError::Malformed(format!("unknown kind {other}"))),
+        other => return Err(malformed(format!("unknown kind {other}"))),
     };
-    let sender = w.sender as usize;
+    let slot = r.u64("slot")?;
+    let duty = r.u32("duty")?;
+    let round = r.u64("round")?;
+    let sender = r.u32("sender")? as usize;
     if sender >= members {
         return Err(WireError::UnknownSender { sender, members });
     }
-    let value: [u8; 32] = hex::decode(&w.value)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| malformed("value hash is not 32 bytes of hex"))?;
-    let signature = hex::decode(&w.signature).map_err(|_| malformed("signature is not hex"))?;
-    let value_bytes: Option<Value> = match w.value_bytes {
-        Some(text) => Some(Arc::from(
-            hex::decode(text).map_err(|_| malformed("value is not hex"))?,
-        )),
-        None => None,
+    let value: [u8; 32] = r.array("value hash")?;
+    let prepared_round = r.u64("prepared round")?;
+    let signature_len = usize::from(r.u16("signature length")?);
+    if signature_len > MAX_SIGNATURE_BYTES {
+        return Err(malformed(format!("a {signature_len}-byte signature")));
+    }
+    let signature = r.take(signature_len, "signature")?.to_vec();
+    let value_bytes: Option<Value> = match r.u8("value flag")? {
+        0 => None,
+        1 => {
+            let len = r.u32("value length")? as usize;
+            if len > MAX_VALUE_BYTES {
+                return Err(malformed(format!(
+                    "a value of {len} bytes, over {MAX_VALUE_BYTES}"
+                )));
+            }
+            Some(Arc::from(r.take(len, "value")?))
+        }
+        other => return Err(malformed(format!("value flag {other}"))),
     };
-    if nested && !w.justification.is_empty() {
+    let count = usize::from(r.u16("justification count")?);
+    if nested && (count > 0 || value_bytes.is_some()) {
         return Err(WireError::NestedJustification);
     }
     let limit = MAX_JUSTIFICATION_FACTOR * members;
-    if w.justification.len() > limit {
-        return Err(WireError::JustificationTooLong {
-            got: w.justification.len(),
-            limit,
-        });
+    if count > limit {
+        return Err(WireError::JustificationTooLong { got: count, limit });
     }
-    let justification = w
-        .justification
-        .into_iter()
-        .map(|j| from_wire(j, members, true))
-        .collect::<Result<_, _>>()?;
+    let mut justification = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = r.u32("justification message length")? as usize;
+        let inner = r.take(len, "justification message")?;
+        justification.push(read_message(inner, members, true)?);
+    }
+    if !r.bytes.is_empty() {
+        return Err(malformed(format!(
+            "{} bytes after the message",
+            r.bytes.len()
+        )));
+    }
     Ok(SignedMessage {
         message: Message {
             kind,
-            instance: InstanceId {
-                slot: w.slot,
-                duty: w.duty,
-            },
-            round: w.round,
+            instance: InstanceId { slot, duty },
+            round,
             sender,
             value,
-            prepared_round: w.prepared_round,
+            prepared_round,
         },
         signature,
         value: value_bytes,
@@ -136,9 +206,7 @@ fn from_wire(w: Wire, members: usize, nested: bool) -> Result<SignedMessage, Wir
 
 /// Decodes a message from a peer of a cluster with `members` operators.
 pub fn decode(bytes: &[u8], members: usize) -> Result<SignedMessage, WireError> {
-    let wire: Wire =
-        serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-    from_wire(wire, members, false)
+    read_message(bytes, members, false)
 }
 
 /// The public key an ed25519 (or other inline-key) peer id embeds.
@@ -273,9 +341,16 @@ mod tests {
         assert!(auth.verify(&decoded.message, &decoded.signature));
 
         assert!(matches!(
-            decode(b"{not json", 4),
+            decode(b"{not binary", 4),
             Err(WireError::Malformed(_))
         ));
+        let bytes = encode(&signed);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 4).is_err(), "truncated at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(decode(&longer, 4), Err(WireError::Malformed(_))));
         assert_eq!(
             decode(&encode(&signed), 2).unwrap_err(),
             WireError::UnknownSender {
@@ -295,12 +370,16 @@ mod tests {
             decode(&encode(&long), 4),
             Err(WireError::JustificationTooLong { got: 9, limit: 8 })
         ));
-        let bad_kind =
-            String::from_utf8(encode(&signed))
-                .unwrap()
-                .replacen("\"kind\":1", "\"kind\":7", 1);
+        let mut bad_kind = encode(&signed);
+        bad_kind[1] = 7;
+        assert!(matches!(decode(&bad_kind, 4), Err(WireError::Malformed(_))));
+        // A value at the limit fits; one byte more is refused before it is read.
+        let mut big = signed.clone();
+        big.value = Some(Arc::from(vec![7u8; MAX_VALUE_BYTES]));
+        assert_eq!(decode(&encode(&big), 4).unwrap().value, big.value);
+        big.value = Some(Arc::from(vec![7u8; MAX_VALUE_BYTES + 1]));
         assert!(matches!(
-            decode(bad_kind.as_bytes(), 4),
+            decode(&encode(&big), 4),
             Err(WireError::Malformed(_))
         ));
     }

@@ -66,7 +66,7 @@ pub struct Exchanged {
 /// wire: the root (32 bytes), then per partial the validator key (48), the
 /// share index (u64, big-endian) and the signature (96).
 #[derive(Debug, PartialEq)]
-struct PartialsMessage {
+pub struct PartialsMessage {
     root: Root,
     partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
 }
@@ -74,7 +74,7 @@ struct PartialsMessage {
 const PARTIAL_RECORD_BYTES: usize = 48 + 8 + 96;
 
 impl PartialsMessage {
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.partials.len() * PARTIAL_RECORD_BYTES);
         out.extend_from_slice(self.root.as_slice());
         for (validator, index, signature) in &self.partials {
@@ -85,7 +85,7 @@ impl PartialsMessage {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let (root, records) = bytes
             .split_at_checked(32)
             .ok_or_else(|| format!("{} bytes, shorter than a root", bytes.len()))?;

@@ -27,7 +27,7 @@ pub mod consensus;
 pub mod cpu;
 pub mod decided;
 pub mod duty;
-mod exchange;
+pub mod exchange;
 pub mod exits;
 pub mod keys;
 pub mod metrics;

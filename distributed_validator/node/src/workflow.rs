@@ -28,9 +28,9 @@ use tokio::time::Instant;
 /// than an honest peer sends before a slow node starts (a proposal, its
 /// votes, round changes of a few rounds, a relayed decision).
 const MAX_EARLY_PER_PEER_AND_DUTY: usize = 24;
-/// Bytes kept per peer over all duties not started here yet: room for a few
+/// Bytes kept per peer over all duties not started here yet: room for two
 /// proposals of the largest block.
-const MAX_EARLY_BYTES_PER_PEER: usize = 48 << 20;
+const MAX_EARLY_BYTES_PER_PEER: usize = 2 * crate::consensus::MAX_VALUE_BYTES + (4 << 20);
 /// Duties further ahead than this many slots are not buffered.
 const EARLY_SLOTS: u64 = 2;
 

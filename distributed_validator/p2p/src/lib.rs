@@ -24,9 +24,10 @@ use tokio::time::Instant;
 pub use libp2p::identity::Keypair;
 
 /// The envelope format this build speaks; a peer sending another is refused.
-/// 2: envelopes and their payloads in binary (1 was JSON with hex payloads).
-pub const PROTOCOL_VERSION: u16 = 2;
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/2");
+/// 2: envelopes and their payloads in binary (1 was JSON with hex payloads);
+/// 3: consensus messages in binary too, values up to the largest block.
+pub const PROTOCOL_VERSION: u16 = 3;
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/3");
 const RETRY_BASE: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 const REDIAL_MAX: Duration = Duration::from_secs(30);

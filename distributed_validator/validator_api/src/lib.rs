@@ -16,6 +16,8 @@ mod encoding;
 pub mod identity;
 mod propose;
 mod proxy;
+#[doc(hidden)]
+pub use propose::parse_submitted_block;
 mod register;
 mod select;
 mod sync;

@@ -228,6 +228,28 @@ struct SignedBlockContentsJson {
     blobs: Vec<String>,
 }
 
+/// [`parse_signed`] of a body with the two headers it reads, for the fuzz
+/// targets (a fork a validator client names, SSZ or JSON).
+#[doc(hidden)]
+pub fn parse_submitted_block<P: Preset>(
+    ssz: bool,
+    fork: Option<&str>,
+    body: &[u8],
+    blinded: bool,
+) -> Result<(ProducedBlock<P>, SignatureBytes), String> {
+    let mut headers = HeaderMap::new();
+    if ssz {
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    if let Some(value) = fork.and_then(|f| HeaderValue::from_str(f).ok()) {
+        headers.insert("eth-consensus-version", value);
+    }
+    parse_signed(&headers, body, blinded, |_| ForkName::Fulu)
+}
+
 /// The submitted block (with the blobs the client sent along) and its
 /// (partial) signature. The fork comes from the
 /// `Eth-Consensus-Version` header, or else from the block's slot.
@@ -367,16 +389,16 @@ async fn publish_typed<P: Preset>(
         ));
     };
     let published = match &decided {
-        // The blobs came to the client from this node when its beacon node
-        // built the decided block; they go with it if they fit its commitments.
-        ProducedBlock::Full(b, _) => {
+        // The blobs the client sent along go with the block if they fit its
+        // commitments; otherwise those decided with it (every node has them).
+        ProducedBlock::Full(b, carried) => {
             let blobs = match &block {
                 ProducedBlock::Full(_, sent)
                     if sent.check(b.fork_name(), b.blob_commitment_count()).is_ok() =>
                 {
                     sent.clone()
                 }
-                _ => BlobsBundle::default(),
+                _ => carried.clone(),
             };
             mw.beacon
                 .first_success(|n| n.publish_block(b, &blobs, &signature))

@@ -14,6 +14,7 @@ use crate::parsig::Partial;
 use crate::scheduler::SlotClock;
 use crate::signer::Signer;
 use crate::workflow::{ConsensusRequest, Workflow};
+use beacon_client::block_contents::{contents_ssz, split_contents};
 use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_types::ssz::{Decode, Encode};
 use dv_types::*;
@@ -42,28 +43,40 @@ pub struct DvValidatorStore {
     inner: Arc<Inner>,
 }
 
-/// Block values in consensus: `[blinded][fork name length][fork name][SSZ]`.
-/// Blobs are not part of the value: the block's KZG commitments bind them,
-/// and carrying hundreds of kilobytes per consensus message would not fit a
-/// slot. A node attaches the blobs its own beacon node produced when the
-/// decided block is that block.
+/// Block values in consensus: `[kind][fork name length][fork name][SSZ]`.
+/// Kind 0: a full block without blobs (SSZ of the block); 1: a blinded
+/// block; 2: a full block with its blobs (SSZ of `BlockContents`). The
+/// blobs travel with the block so that every node can publish the decided
+/// block, whichever beacon node built it.
+const FULL_BLOCK: u8 = 0;
+const BLINDED_BLOCK: u8 = 1;
+const FULL_BLOCK_WITH_BLOBS: u8 = 2;
+
 fn encode_block<P: Preset>(block: &ProducedBlock<P>) -> Vec<u8> {
-    let (blinded, fork, ssz) = match block {
-        ProducedBlock::Full(b, _) => (0u8, b.fork_name(), b.as_ssz_bytes()),
-        ProducedBlock::Blinded(b) => (1u8, b.fork_name(), b.as_ssz_bytes()),
+    let (kind, fork, ssz) = match block {
+        ProducedBlock::Full(b, blobs) if !blobs.blobs.is_empty() => {
+            match contents_ssz(&b.as_ssz_bytes(), blobs) {
+                Ok(contents) => (FULL_BLOCK_WITH_BLOBS, b.fork_name(), contents),
+                // Blobs that are not blob-sized hex: the block alone (no beacon node would take them).
+                Err(_) => (FULL_BLOCK, b.fork_name(), b.as_ssz_bytes()),
+            }
+        }
+        ProducedBlock::Full(b, _) => (FULL_BLOCK, b.fork_name(), b.as_ssz_bytes()),
+        ProducedBlock::Blinded(b) => (BLINDED_BLOCK, b.fork_name(), b.as_ssz_bytes()),
     };
     let name = fork.as_str().as_bytes();
     let mut out = Vec::with_capacity(2 + name.len() + ssz.len());
-    out.push(blinded);
+    out.push(kind);
     out.push(name.len() as u8);
     out.extend_from_slice(name);
     out.extend_from_slice(&ssz);
     out
 }
 
-/// A decided block value (a full block comes without its blobs).
+/// A decided block value. Blobs that come with a full block must fit its
+/// commitments (count and sizes; their KZG proofs are the beacon node's to check).
 pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String> {
-    let [blinded, len, rest @ ..] = bytes else {
+    let [kind, len, rest @ ..] = bytes else {
         return Err("block value shorter than its header".into());
     };
     let len = *len as usize;
@@ -73,25 +86,34 @@ pub fn decode_block<P: Preset>(bytes: &[u8]) -> Result<ProducedBlock<P>, String>
     let name = std::str::from_utf8(&rest[..len]).map_err(|e| format!("fork name: {e}"))?;
     let fork: ForkName = name.parse()?;
     let ssz = &rest[len..];
-    match blinded {
-        0 => VersionedBlock::from_ssz_bytes(fork, ssz)
+    match *kind {
+        FULL_BLOCK => VersionedBlock::from_ssz_bytes(fork, ssz)
             .map(|b| ProducedBlock::Full(b, BlobsBundle::default()))
             .map_err(|e| e.to_string()),
-        1 => VersionedBlindedBlock::from_ssz_bytes(fork, ssz)
+        FULL_BLOCK_WITH_BLOBS => {
+            let (block, blobs) = split_contents(ssz)?;
+            let block = VersionedBlock::from_ssz_bytes(fork, block).map_err(|e| e.to_string())?;
+            blobs
+                .check(fork, block.blob_commitment_count())
+                .map_err(|e| format!("blobs of the block: {e}"))?;
+            Ok(ProducedBlock::Full(block, blobs))
+        }
+        BLINDED_BLOCK => VersionedBlindedBlock::from_ssz_bytes(fork, ssz)
             .map(ProducedBlock::Blinded)
             .map_err(|e| e.to_string()),
-        other => Err(format!("blinded flag {other}")),
+        other => Err(format!("block value kind {other}")),
     }
 }
 
-/// The decided block with the blobs of `own` attached if it is the same block.
+/// The decided block, with the blobs of `own` attached if it came without
+/// any and is the same block.
 fn with_own_blobs<P: Preset>(
     decided: ProducedBlock<P>,
     own: Option<&ProducedBlock<P>>,
 ) -> ProducedBlock<P> {
     match (decided, own) {
-        (ProducedBlock::Full(block, _), Some(ProducedBlock::Full(mine, blobs)))
-            if mine.root() == block.root() =>
+        (ProducedBlock::Full(block, carried), Some(ProducedBlock::Full(mine, blobs)))
+            if carried.blobs.is_empty() && mine.root() == block.root() =>
         {
             ProducedBlock::Full(block, blobs.clone())
         }
@@ -847,36 +869,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_values_round_trip_without_blobs_and_garbage_is_refused() {
-        // A real block: Lodestar's Deneb head block from the captured Beacon API traffic.
+    fn block_values_carry_their_blobs_and_garbage_is_refused() {
+        // A real block: Lodestar's Deneb head block from the captured Beacon
+        // API traffic, made to commit to two blobs.
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/beacon-api-samples/lodestar-deneb/block_head.json");
         let text = std::fs::read_to_string(&path).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let block = VersionedBlock::<Minimal>::from_json_value(
+        let mut block = VersionedBlock::<Minimal>::from_json_value(
             ForkName::Deneb,
             json["data"]["message"].clone(),
         )
         .unwrap();
-        let blobs = BlobsBundle {
-            kzg_proofs: vec![format!("0x{}", "00".repeat(48))],
-            blobs: vec![format!("0x{}", "00".repeat(131_072))],
+        if let VersionedBlock::Deneb(b) = &mut block {
+            b.body.blob_kzg_commitments =
+                dv_types::ssz_types::VariableList::new(vec![KzgCommitment([1; 48]); 2]).unwrap();
+        }
+        let bundle = |n: usize| BlobsBundle {
+            kzg_proofs: vec![format!("0x{}", "00".repeat(48)); n],
+            blobs: vec![format!("0x{}", "ab".repeat(131_072)); n],
         };
-        let produced = ProducedBlock::Full(block.clone(), blobs.clone());
+        let produced = ProducedBlock::Full(block.clone(), bundle(2));
         let bytes = encode_block(&produced);
-        let decided = decode_block::<Minimal>(&bytes).unwrap();
-        assert_eq!(
-            decided,
-            ProducedBlock::Full(block.clone(), BlobsBundle::default())
-        );
-        // This node's blobs go back on only if the decided block is its own.
-        assert_eq!(with_own_blobs(decided.clone(), Some(&produced)), produced);
+        // Another node decodes the block with its blobs: it can publish it.
+        assert_eq!(decode_block::<Minimal>(&bytes).unwrap(), produced);
+        // Blobs that do not fit the commitments make the value invalid.
+        let wrong = encode_block(&ProducedBlock::Full(block.clone(), bundle(3)));
+        assert!(decode_block::<Minimal>(&wrong)
+            .unwrap_err()
+            .contains("blobs of the block"));
+        // A block decided without blobs gets this node's own only if it is the same block.
+        let bare = ProducedBlock::Full(block.clone(), BlobsBundle::default());
+        let bare_bytes = encode_block(&bare);
+        assert_eq!(decode_block::<Minimal>(&bare_bytes).unwrap(), bare);
+        assert_eq!(with_own_blobs(bare.clone(), Some(&produced)), produced);
         let mut other = block.clone();
         if let VersionedBlock::Deneb(b) = &mut other {
             b.state_root = Root::repeat_byte(1);
         }
-        let others = ProducedBlock::Full(other, blobs);
-        assert_eq!(with_own_blobs(decided.clone(), Some(&others)), decided);
+        let others = ProducedBlock::Full(other, bundle(2));
+        assert_eq!(with_own_blobs(bare.clone(), Some(&others)), bare);
         let blinded = ProducedBlock::<Minimal>::Blinded(block.to_blinded());
         assert_eq!(
             decode_block::<Minimal>(&encode_block(&blinded)).unwrap(),
@@ -885,6 +917,8 @@ mod tests {
         assert!(decode_block::<Minimal>(&[]).is_err());
         assert!(decode_block::<Minimal>(&[0, 200, b'f']).is_err());
         assert!(decode_block::<Minimal>(&[7, 4, b'f', b'u', b'l', b'u']).is_err());
-        assert!(decode_block::<Minimal>(&bytes[..bytes.len() - 1]).is_err());
+        for cut in [1, 100, bytes.len() / 2] {
+            assert!(decode_block::<Minimal>(&bytes[..bytes.len() - cut]).is_err());
+        }
     }
 }

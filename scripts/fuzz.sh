@@ -30,6 +30,17 @@ fi
 # tree with AddressSanitizer would double CI's build time.
 flags=(--sanitizer none --debug-assertions)
 cargo +nightly fuzz build "${flags[@]}"
+# Extra, read-only seeds from ../shared (read there, never copied here).
+shared_seeds() {
+    local shared=../shared
+    case "$1" in
+        keystore) echo "$shared/test-vectors/eip2335" ;;
+        interchange) echo "$shared/test-vectors/slashing-interchange" ;;
+        beacon_block_response | middleware_block_body)
+            echo "$shared/beacon-api-samples/lodestar-deneb $shared/beacon-api-samples/lodestar-electra-prefinal" ;;
+    esac
+}
+
 failed=()
 for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target"
@@ -37,7 +48,11 @@ for target in "${targets[@]}"; do
     log="fuzz/target/$target.log"
     mkdir -p fuzz/target
     rc=0
-    cargo +nightly fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" -- \
+    seeds=()
+    for dir in $(shared_seeds "$target"); do
+        [ -d "$dir" ] && seeds+=("$dir")
+    done
+    cargo +nightly fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
         -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 >"$log" 2>&1 || rc=$?
     grep -E "stat::number_of_executed_units|stat::new_units_added|panicked|SUMMARY|ERROR" "$log" || true

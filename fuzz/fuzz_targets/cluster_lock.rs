@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(lock) = dv_cluster::lock::ClusterLock::from_json(text) {
-            let _ = lock.validate();
+            let _ = lock.body.validate();
         }
     }
 });

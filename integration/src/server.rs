@@ -740,8 +740,9 @@ async fn publish_blinded_block<P: Preset>(
     Json(mut body): Json<Value>,
 ) -> ApiResult {
     let fork = consensus_version(&headers)?;
-    let signature: SignatureBytes = from_json(body["signature"].take(), "block signature")?;
-    let block = VersionedBlindedBlock::<P>::from_json_value(fork, body["message"].take())
+    let signature: SignatureBytes =
+        from_json(take_field(&mut body, "signature"), "block signature")?;
+    let block = VersionedBlindedBlock::<P>::from_json_value(fork, take_field(&mut body, "message"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let head = s
         .chain()
@@ -759,13 +760,14 @@ async fn publish_block<P: Preset>(
 ) -> ApiResult {
     let fork = consensus_version(&headers)?;
     // Deneb on: SignedBlockContents {signed_block, kzg_proofs, blobs}.
-    let mut signed = body["signed_block"].take();
-    let signature: SignatureBytes = from_json(signed["signature"].take(), "block signature")?;
-    let block = VersionedBlock::<P>::from_json_value(fork, signed["message"].take())
+    let mut signed = take_field(&mut body, "signed_block");
+    let signature: SignatureBytes =
+        from_json(take_field(&mut signed, "signature"), "block signature")?;
+    let block = VersionedBlock::<P>::from_json_value(fork, take_field(&mut signed, "message"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let blobs = BlockBlobs {
-        kzg_proofs: from_json(body["kzg_proofs"].take(), "kzg_proofs")?,
-        blobs: from_json(body["blobs"].take(), "blobs")?,
+        kzg_proofs: from_json(take_field(&mut body, "kzg_proofs"), "kzg_proofs")?,
+        blobs: from_json(take_field(&mut body, "blobs"), "blobs")?,
     };
     let head = s
         .chain()

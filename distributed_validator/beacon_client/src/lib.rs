@@ -286,18 +286,19 @@ pub fn decode_produced_block<P: Preset>(mut body: Value) -> Result<ProducedBlock
         .ok_or("no version in block response")?
         .parse()?;
     let blinded = body["execution_payload_blinded"].as_bool().unwrap_or(false);
-    let mut data = body["data"].take();
+    let mut data = take_field(&mut body, "data");
     if blinded {
         return VersionedBlindedBlock::from_json_value(fork, data)
             .map(ProducedBlock::Blinded)
             .map_err(|e| e.to_string());
     }
-    let block =
-        VersionedBlock::from_json_value(fork, data["block"].take()).map_err(|e| e.to_string())?;
+    let block = VersionedBlock::from_json_value(fork, take_field(&mut data, "block"))
+        .map_err(|e| e.to_string())?;
     let blobs = BlobsBundle {
-        kzg_proofs: serde_json::from_value(data["kzg_proofs"].take())
+        kzg_proofs: serde_json::from_value(take_field(&mut data, "kzg_proofs"))
             .map_err(|e| format!("kzg_proofs: {e}"))?,
-        blobs: serde_json::from_value(data["blobs"].take()).map_err(|e| format!("blobs: {e}"))?,
+        blobs: serde_json::from_value(take_field(&mut data, "blobs"))
+            .map_err(|e| format!("blobs: {e}"))?,
     };
     blobs.check(fork, block.blob_commitment_count())?;
     Ok(ProducedBlock::Full(block, blobs))
@@ -751,5 +752,26 @@ impl BeaconNodes {
             }
         }
         Err(Error::AllFailed(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `beacon_block_response` fuzz target: a block answer whose
+    /// `data` is not an object panicked (indexing a JSON array by key).
+    #[test]
+    fn a_block_answer_of_the_wrong_shape_is_an_error_not_a_panic() {
+        for body in [
+            r#"{"data":[],"execution_optimistic":false,"finalized":false,"version":"deneb"}"#,
+            r#"{"data":{"block":{}, "blobs": 7},"version":"fulu"}"#,
+            r#"{"data":"x","version":"electra","execution_payload_blinded":true}"#,
+            r#"[]"#,
+            r#"{"version":"nonsense"}"#,
+        ] {
+            let value: Value = serde_json::from_str(body).unwrap();
+            assert!(decode_produced_block::<Mainnet>(value).is_err(), "{body}");
+        }
     }
 }

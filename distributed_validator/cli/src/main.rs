@@ -385,7 +385,13 @@ fn run(args: RunArgs) -> Result<(), String> {
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // libp2p's request-response handler warns once per stream it
+                // drops over its concurrency cap: a flooding peer would fill
+                // the log. What a peer does wrong is logged (rate-limited) and
+                // counted by the node itself.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,libp2p_request_response=error")
+                }),
         )
         .init();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;

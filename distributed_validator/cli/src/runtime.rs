@@ -285,7 +285,9 @@ impl Node {
             inbound_budget: inbound_budget(clock.slot_ms, MAX_P2P_MESSAGE_BYTES),
             on_refused: Some({
                 let metrics = metrics.clone();
-                Arc::new(move |peer, reason| metrics.peer_misbehaved(peer, reason))
+                Arc::new(move |peer, reason| {
+                    metrics.peer_misbehaved(peer, reason, &"message refused by the network layer")
+                })
             }),
         })
         .await

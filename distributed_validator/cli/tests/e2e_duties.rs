@@ -38,6 +38,10 @@ enum Scenario {
     /// The nodes run as normal validators (`--plain`: whole keys of a
     /// 1-node cluster, no consensus, no peers).
     Plain,
+    /// The operators of the nodes not running are Byzantine: an
+    /// adversary with each one's keys attacks the others every slot
+    /// (`common::byzantine`).
+    Byzantine,
 }
 
 /// The validators of [`Scenario::Exits`]: signed by three operators, by two.
@@ -66,6 +70,10 @@ struct Outcome {
     exit_files: (Vec<String>, Vec<String>),
     /// The latest attestation arrival of each slot, ms after the slot started.
     latest_attestation_ms: std::collections::BTreeMap<u64, u64>,
+    /// Each running node's resident memory at the end, in kB.
+    rss_kb: Vec<u64>,
+    /// What the adversaries sent, by attack ([`Scenario::Byzantine`]).
+    attacks: std::collections::BTreeMap<&'static str, usize>,
 }
 
 /// The exit files of every node directory in `cluster`: pending, submitted.
@@ -202,8 +210,23 @@ async fn run_on_chain(
     }
     // Through the end of epoch 1 (slots 8..15) and one more slot.
     let until = (genesis * 1000) + 17 * slot_ms;
+    let mut attacks = std::collections::BTreeMap::new();
+    if let Scenario::Byzantine = scenario {
+        let mut adversaries = Vec::new();
+        for i in (0..n).filter(|i| !running.contains(i)) {
+            let adversary =
+                common::byzantine::Adversary::start(&cluster.join(format!("node{i}"))).await;
+            adversaries.push(tokio::spawn(adversary.run(genesis * 1000, slot_ms, until)));
+        }
+        for adversary in adversaries {
+            for (attack, count) in adversary.await.unwrap() {
+                *attacks.entry(attack).or_default() += count;
+            }
+        }
+    }
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
     let metrics = http_get(&metrics_addr, "/metrics");
+    let rss_kb = nodes.0.iter().map(|c| common::rss_kb(c.id())).collect();
     drop(nodes);
 
     let logs = node_logs(tmp.path(), running);
@@ -222,6 +245,8 @@ async fn run_on_chain(
         exits_included: chain.report.exits_included.clone(),
         exit_files: exit_files(&cluster, n),
         latest_attestation_ms: chain.report.latest_attestation_by_slot.clone(),
+        rss_kb,
+        attacks,
     }
 }
 
@@ -615,4 +640,154 @@ async fn on_the_mainnet_preset_every_duty_lands_on_time() {
         "contributions landed, missed: {contributions}, {contributions_missed}\n{}",
         tail(&logs)
     );
+}
+
+/// Prints one line of the fault suite (`scripts/fault-suite.sh` collects
+/// them), and keeps the nodes' logs in `$DV_FAULT_LOGS/<scenario>.log` when
+/// set. Missed counts every duty family of epoch 1.
+fn fault_line(scenario: &str, o: &Outcome) {
+    if let Some(dir) = std::env::var_os("DV_FAULT_LOGS") {
+        let _ = std::fs::write(
+            std::path::Path::new(&dir).join(format!("{scenario}.log")),
+            &o.logs,
+        );
+    }
+    let missed = o.summary.attestations_missed
+        + o.summary.proposals_missed
+        + o.aggregates.1
+        + o.sync.0 .1
+        + o.sync.1 .1;
+    let max_rss_mb = o.rss_kb.iter().max().copied().unwrap_or(0) / 1024;
+    println!(
+        "FAULT scenario={scenario} slashable={} invalid={} panics={} missed_honest={missed} \
+         sync_messages_missed={} max_rss_mb={max_rss_mb} log_kb={} attacks={:?}",
+        o.slashable.len(),
+        o.invalid_signatures,
+        o.logs.matches("panicked").count(),
+        o.sync.0 .1,
+        o.logs.len() / 1024,
+        o.attacks
+    );
+}
+
+/// What an honest node may log over a fault run: a flood of refused
+/// messages must not become a flood of log lines.
+const HONEST_LOG_BOUND_BYTES: usize = 256 << 10;
+
+/// The checks every Byzantine scenario makes of the honest nodes.
+fn assert_honest_nodes_bounded(o: &Outcome, running: usize) {
+    let max_rss_mb = o.rss_kb.iter().max().copied().unwrap_or(0) / 1024;
+    assert!(
+        max_rss_mb > 0 && max_rss_mb < HONEST_RSS_BOUND_MB,
+        "honest RSS {:?} kB",
+        o.rss_kb
+    );
+    assert!(
+        o.logs.len() < HONEST_LOG_BOUND_BYTES * running,
+        "{} bytes of logs from {running} nodes",
+        o.logs.len()
+    );
+    assert!(!o.logs.contains("panicked"), "{}", tail(&o.logs));
+}
+
+/// The misbehaviour counts `metrics` hold for `peer`, by reason.
+fn misbehaviour_of(metrics: &str, peer: usize) -> std::collections::BTreeMap<String, u64> {
+    let prefix = format!("dv_peer_misbehaviour_total{{peer=\"{peer}\",reason=\"");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (reason, count) = rest.split_once("\"} ")?;
+            Some((reason.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// One operator of four is Byzantine: every slot it equivocates, proposes
+/// what no predicate takes, names rounds far ahead and duties that cannot
+/// exist, sends bad partials and replays its valid ones under other duties
+/// and slots, sends truncated, malformed and (once) oversized messages, and
+/// floods at about 18 times an honest peer's rate. The three honest nodes
+/// perform every duty as with that node simply down, nothing invalid or
+/// slashable reaches the chain, their memory stays bounded, and their
+/// metrics name the bad peer for each kind of attack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_one_byzantine_operator_of_four() {
+    let o = run_on_chain(
+        4,
+        &[0, 1, 2],
+        Scenario::Byzantine,
+        ForkName::Fulu,
+        false,
+        ALL_DUTIES_SLOT_MS,
+    )
+    .await;
+    fault_line("byzantine_1_of_4", &o);
+    // As with the node down (`one_node_down_changes_nothing`): when it leads
+    // a block's consensus the block comes a round late, and at most two
+    // slots' sync messages miss the next block.
+    assert_duty_families_landed(&o, 16);
+    assert_honest_nodes_bounded(&o, 3);
+    let named = misbehaviour_of(&o.metrics, 3);
+    for reason in [
+        "equivocation",
+        "round_out_of_range",
+        "unknown_duty",
+        "duty_out_of_window",
+        "malformed",
+        "invalid_partial",
+        "wrong_share",
+        "too_many_roots",
+        "rate_limited",
+    ] {
+        assert!(
+            named.get(reason).is_some_and(|n| *n > 0),
+            "peer 3 not named for {reason}: {named:?}"
+        );
+    }
+    for honest in 1..3 {
+        assert!(
+            misbehaviour_of(&o.metrics, honest).is_empty(),
+            "honest peer {honest} named: {:?}",
+            misbehaviour_of(&o.metrics, honest)
+        );
+    }
+}
+
+/// Each honest node's resident memory under attack, at most.
+const HONEST_RSS_BOUND_MB: u64 = 200;
+
+/// Two operators of seven are Byzantine (the most a 7-node cluster
+/// tolerates), both attacking as in [`fault_one_byzantine_operator_of_four`].
+///
+/// The slots are 6 s here. Leaders rotate by slot, duty and round, so both
+/// Byzantine operators lead two rounds in a row of some duties; the third
+/// round then starts 1.5 s after the attestations are due (rounds grow by
+/// 500 ms at least). With 3 s slots that is past the point where
+/// aggregators gather the attestations (2/3 of the slot, retried to 5/6),
+/// and an aggregation misses; with 6 s slots the round step is a twelfth of
+/// the slot, as on mainnet (1 s of 12), and it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_two_byzantine_operators_of_seven() {
+    let o = run_on_chain(
+        7,
+        &[0, 1, 2, 3, 4],
+        Scenario::Byzantine,
+        ForkName::Fulu,
+        false,
+        2 * ALL_DUTIES_SLOT_MS,
+    )
+    .await;
+    fault_line("byzantine_2_of_7", &o);
+    assert_duty_families_landed(&o, 16);
+    assert_honest_nodes_bounded(&o, 5);
+    for bad in [5, 6] {
+        let named = misbehaviour_of(&o.metrics, bad);
+        for reason in ["equivocation", "invalid_partial", "rate_limited"] {
+            assert!(
+                named.get(reason).is_some_and(|n| *n > 0),
+                "peer {bad} not named for {reason}: {named:?}"
+            );
+        }
+    }
 }

@@ -67,8 +67,9 @@ pub struct Exchanged {
 /// share index (u64, big-endian) and the signature (96).
 #[derive(Debug, PartialEq)]
 pub struct PartialsMessage {
-    root: Root,
-    partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
+    pub root: Root,
+    /// (validator, share index, partial signature)
+    pub partials: Vec<(PublicKeyBytes, u64, SignatureBytes)>,
 }
 
 const PARTIAL_RECORD_BYTES: usize = 48 + 8 + 96;
@@ -253,6 +254,18 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         self.combine_ready();
     }
 
+    /// Counts and (rate-limited) logs what `peer` sent for `duty` that was refused.
+    fn misbehaved(
+        &self,
+        peer: usize,
+        duty: Duty,
+        reason: &'static str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        self.metrics
+            .peer_misbehaved(peer, reason, &format_args!("{duty}: {detail}"));
+    }
+
     /// Logs refused partials; a peer's count against it in the misbehaviour metric.
     fn log_refused(
         &self,
@@ -262,10 +275,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
     ) {
         for e in refused {
             match from {
-                Some(peer) => {
-                    self.metrics.peer_misbehaved(peer, e.label());
-                    tracing::warn!(peer, %duty, "partial signature from a peer dropped: {e}")
-                }
+                Some(peer) => self.misbehaved(peer, duty, e.label(), &e),
                 None => tracing::error!(%duty, "own partial signature dropped: {e}"),
             }
         }
@@ -276,16 +286,17 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         if let Err(why) = peer_slot_window(duty, self.clock.current_slot()) {
             // Late messages from a slow peer are not a fault; early ones past the window are.
             if duty.slot > self.clock.current_slot() {
-                self.metrics.peer_misbehaved(from, "duty_out_of_window");
+                self.misbehaved(from, duty, "duty_out_of_window", &why);
+            } else {
+                tracing::debug!(peer = from, %duty, "partial signatures dropped: {why}");
             }
-            tracing::warn!(peer = from, %duty, "partial signatures dropped: {why}");
             return None;
         }
         let message = match PartialsMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => {
-                self.metrics.peer_misbehaved(from, "malformed");
-                tracing::warn!(peer = from, %duty, "malformed partial signatures message: {e}");
+                let detail = format!("malformed partial signatures message: {e}");
+                self.misbehaved(from, duty, "malformed", &detail);
                 return None;
             }
         };
@@ -295,8 +306,9 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             .into_iter()
             .filter_map(|(validator, index, sig)| {
                 if index != share {
-                    self.metrics.peer_misbehaved(from, "wrong_share");
-                    tracing::warn!(peer = from, %duty, "partial for share {index} from the holder of share {share}");
+                    let detail =
+                        format!("partial for share {index} from the holder of share {share}");
+                    self.misbehaved(from, duty, "wrong_share", &detail);
                     return None;
                 }
                 Some((validator, sig))
@@ -314,8 +326,8 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             match result {
                 Ok(partial) => partials.push(partial),
                 Err(e) => {
-                    self.metrics.peer_misbehaved(from, "malformed");
-                    tracing::warn!(peer = from, %duty, "bad partial signature: {e}")
+                    let detail = format!("bad partial signature: {e}");
+                    self.misbehaved(from, duty, "malformed", &detail)
                 }
             }
         }

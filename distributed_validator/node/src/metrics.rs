@@ -6,10 +6,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Labels = Vec<(&'static str, String)>;
+/// A peer (its index in the lock) and a misbehaviour reason.
+type PeerReason = (usize, &'static str);
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -26,7 +29,14 @@ pub struct Metrics {
     p2p_sent_messages: Family<Labels, Counter>,
     p2p_sent_bytes: Family<Labels, Counter>,
     peer_misbehaviour: Family<Labels, Counter>,
+    /// When each (peer, reason) was last logged, and how many since were not.
+    misbehaviour_logged: std::sync::Mutex<HashMap<PeerReason, (Instant, u64)>>,
 }
+
+/// A misbehaving peer gets one log line per reason this often (every
+/// refusal is counted in `dv_peer_misbehaviour_total`): a flood must not
+/// turn into a flood of log lines.
+const MISBEHAVIOUR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A pipeline stage whose duration is measured.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +106,7 @@ impl Metrics {
         Arc::new(Self {
             registry,
             peer_misbehaviour,
+            misbehaviour_logged: Default::default(),
             outcomes,
             duty_latency,
             stage_latency,
@@ -145,14 +156,41 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
-    /// Peer `peer` (its index in the lock) sent something refused for `reason`.
-    pub fn peer_misbehaved(&self, peer: usize, reason: &'static str) {
+    /// Peer `peer` (its index in the lock) sent something refused for
+    /// `reason`: counted, and logged with `detail` unless that peer's
+    /// `reason` was logged in the last [`MISBEHAVIOUR_LOG_EVERY`].
+    pub fn peer_misbehaved(
+        &self,
+        peer: usize,
+        reason: &'static str,
+        detail: &dyn std::fmt::Display,
+    ) {
         self.peer_misbehaviour
             .get_or_create(&vec![
                 ("peer", peer.to_string()),
                 ("reason", reason.to_string()),
             ])
             .inc();
+        let now = Instant::now();
+        let mut logged = self
+            .misbehaviour_logged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match logged.get_mut(&(peer, reason)) {
+            Some((at, unlogged)) if now.duration_since(*at) < MISBEHAVIOUR_LOG_EVERY => {
+                *unlogged += 1
+            }
+            previous => {
+                let unlogged = previous.map_or(0, |(_, n)| *n);
+                tracing::warn!(
+                    peer,
+                    reason,
+                    not_logged_since_last = unlogged,
+                    "peer misbehaved: {detail}"
+                );
+                logged.insert((peer, reason), (now, 0));
+            }
+        }
     }
 
     /// A duty ended well: its outcome line (latency from its slot's start,
@@ -246,9 +284,16 @@ mod tests {
         assert!(text.contains(r#"dv_combined_signatures_total{duty="attester"} 625"#));
         assert!(text.contains(r#"dv_p2p_sent_messages_total{topic="consensus"} 2"#));
         assert!(text.contains(r#"dv_p2p_sent_bytes_total{topic="consensus"} 500"#));
-        m.peer_misbehaved(2, "rate_limited");
+        for _ in 0..3 {
+            m.peer_misbehaved(2, "rate_limited", &"over budget");
+        }
         assert!(m
             .render()
-            .contains(r#"dv_peer_misbehaviour_total{peer="2",reason="rate_limited"} 1"#));
+            .contains(r#"dv_peer_misbehaviour_total{peer="2",reason="rate_limited"} 3"#));
+        // Logged once; the other two are counted as not logged.
+        assert_eq!(
+            m.misbehaviour_logged.lock().unwrap()[&(2, "rate_limited")].1,
+            2
+        );
     }
 }

@@ -377,10 +377,12 @@ impl<C: CurrentSlot> WorkflowTask<C> {
 
     /// Logs and counts a peer's message refused for `reason`.
     fn misbehaved(&self, peer: usize, duty: Option<Duty>, reason: &'static str, detail: &str) {
-        self.metrics.peer_misbehaved(peer, reason);
         match duty {
-            Some(duty) => tracing::warn!(peer, %duty, reason, "message refused: {detail}"),
-            None => tracing::warn!(peer, reason, "message refused: {detail}"),
+            Some(duty) => {
+                let detail = format!("{duty}: {detail}");
+                self.metrics.peer_misbehaved(peer, reason, &detail)
+            }
+            None => self.metrics.peer_misbehaved(peer, reason, &detail),
         }
     }
 

@@ -27,3 +27,13 @@ pub use sync_committee::*;
 pub use ssz;
 pub use ssz_types;
 pub use tree_hash;
+
+/// Takes `key` out of a JSON value from outside if it is an object that has
+/// it, else null. (`value["key"]` on a mutable value panics when the value
+/// is not an object: a peer could crash the node with `[]`.)
+pub fn take_field(value: &mut serde_json::Value, key: &str) -> serde_json::Value {
+    value
+        .get_mut(key)
+        .map(serde_json::Value::take)
+        .unwrap_or(serde_json::Value::Null)
+}

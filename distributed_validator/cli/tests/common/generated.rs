@@ -18,12 +18,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn of(pid: u32, log: &std::path::Path) -> Self {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let rss_kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
+        let rss_kb = super::rss_kb(pid);
+        assert!(rss_kb > 0, "no VmRSS for process {pid}");
         Self {
             rss_kb,
             log_bytes: std::fs::metadata(log).unwrap().len(),
@@ -36,7 +32,7 @@ impl Usage {
 pub struct Gen(pub u64);
 
 impl Gen {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

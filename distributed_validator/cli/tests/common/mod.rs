@@ -2,6 +2,7 @@
 //! fixtures the end-to-end tests share (each test binary uses a part).
 #![allow(dead_code)]
 
+pub mod byzantine;
 pub mod generated;
 
 use dv_integration::server::now_ms;
@@ -72,6 +73,19 @@ pub fn start_dvnode(data_dir: &Path, beacon_node: &str, extra: &[&str], log: &Pa
 
 /// Child processes, killed and reaped when the test ends (pass or panic).
 pub struct Processes(pub Vec<Child>);
+
+/// A process's resident memory (VmRSS), in kB; 0 if it is gone.
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
 
 impl Drop for Processes {
     fn drop(&mut self) {

@@ -458,6 +458,10 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    if let Err(e) = dv_fault::check_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Create(CreateCommand::Cluster(args)) => create(args),

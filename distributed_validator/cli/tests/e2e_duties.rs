@@ -38,6 +38,10 @@ enum Scenario {
     /// The nodes run as normal validators (`--plain`: whole keys of a
     /// 1-node cluster, no consensus, no peers).
     Plain,
+    /// Node `0` of `running` crashes (SIGKILL, by itself) at every crash
+    /// point of `dv_fault` in turn, each time started again from its data
+    /// directory as soon as it is gone; then it runs to the end.
+    Crashes,
     /// The operators of the nodes not running are Byzantine: an
     /// adversary with each one's keys attacks the others every slot
     /// (`common::byzantine`).
@@ -74,6 +78,8 @@ struct Outcome {
     rss_kb: Vec<u64>,
     /// What the adversaries sent, by attack ([`Scenario::Byzantine`]).
     attacks: std::collections::BTreeMap<&'static str, usize>,
+    /// Each crash point, the signal the node died of there, and the slot ([`Scenario::Crashes`]).
+    crashes: Vec<(&'static str, Option<i32>, u64)>,
 }
 
 /// The exit files of every node directory in `cluster`: pending, submitted.
@@ -165,6 +171,33 @@ async fn run_on_chain(
         )
     };
     let mut nodes = Processes(running.iter().map(|i| start(*i)).collect());
+    let mut crashes = Vec::new();
+    if let Scenario::Crashes = scenario {
+        let log = tmp.path().join(format!("node{}.log", running[0]));
+        let dir = cluster.join(format!("node{}", running[0]));
+        let restart = |crash_at: Option<&str>| {
+            let metrics = ["--metrics", metrics_addr.as_str()];
+            common::start_dvnode_crashing_at(&dir, &url, &metrics, &log, crash_at)
+        };
+        nodes.0[0].kill().unwrap();
+        nodes.0[0].wait().unwrap();
+        for point in dv_fault::POINTS {
+            nodes.0[0] = restart(Some(point));
+            let status = loop {
+                if let Some(status) = nodes.0[0].try_wait().unwrap() {
+                    break Some(status);
+                }
+                if now_ms() > genesis * 1000 + 14 * slot_ms {
+                    break None; // never reached: reported below
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            use std::os::unix::process::ExitStatusExt;
+            let slot = (now_ms().saturating_sub(genesis * 1000)) / slot_ms;
+            crashes.push((point, status.and_then(|s| s.signal()), slot));
+        }
+        nodes.0[0] = restart(None);
+    }
     if let Scenario::Restart {
         at_slot,
         down_slots,
@@ -247,6 +280,7 @@ async fn run_on_chain(
         latest_attestation_ms: chain.report.latest_attestation_by_slot.clone(),
         rss_kb,
         attacks,
+        crashes,
     }
 }
 
@@ -660,13 +694,14 @@ fn fault_line(scenario: &str, o: &Outcome) {
     let max_rss_mb = o.rss_kb.iter().max().copied().unwrap_or(0) / 1024;
     println!(
         "FAULT scenario={scenario} slashable={} invalid={} panics={} missed_honest={missed} \
-         sync_messages_missed={} max_rss_mb={max_rss_mb} log_kb={} attacks={:?}",
+         sync_messages_missed={} max_rss_mb={max_rss_mb} log_kb={} attacks={:?} crashes={:?}",
         o.slashable.len(),
         o.invalid_signatures,
         o.logs.matches("panicked").count(),
         o.sync.0 .1,
         o.logs.len() / 1024,
-        o.attacks
+        o.attacks,
+        o.crashes
     );
 }
 
@@ -790,4 +825,46 @@ async fn fault_two_byzantine_operators_of_seven() {
             );
         }
     }
+}
+
+/// One node of four crashes at every point of the pipeline in turn (after a
+/// decision, inside a slashing-database transaction, after the commit and
+/// before its partial leaves, after its partials went out, while combining,
+/// while submitting), killed with SIGKILL by itself each time and started
+/// again from its data directory at once. Nothing slashable or invalid
+/// reaches the chain, every duty lands (the other three are a threshold),
+/// and the node works again after its last restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_crash_at_every_pipeline_point() {
+    let o = run_on_chain(
+        4,
+        &[0, 1, 2, 3],
+        Scenario::Crashes,
+        ForkName::Fulu,
+        false,
+        ALL_DUTIES_SLOT_MS,
+    )
+    .await;
+    fault_line("crash_at_every_point", &o);
+    assert_eq!(o.crashes.len(), dv_fault::POINTS.len());
+    for (point, signal, slot) in &o.crashes {
+        assert_eq!(
+            *signal,
+            Some(9),
+            "no SIGKILL at {point} (slot {slot})\n{}",
+            tail(&o.logs)
+        );
+    }
+    assert_every_duty_landed(&o);
+    assert_honest_nodes_bounded(&o, 4);
+    // It resumed: duties done after its last start, with its database intact.
+    let crashed_node = o.logs.split("\n---\n").next().unwrap_or_default();
+    let last_start = crashed_node
+        .rfind("crashing at ")
+        .expect("crash lines in its log");
+    assert!(
+        crashed_node[last_start..].contains("duty ok: attestations"),
+        "{}",
+        tail(crashed_node)
+    );
 }

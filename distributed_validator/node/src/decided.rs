@@ -38,6 +38,7 @@ pub fn approve_attestations(db: &SlashingDatabase, items: &[ToSign]) -> Result<A
         })
         .collect();
     let outcomes = db.check_and_insert_attestations(&requests)?;
+    dv_fault::reached(dv_fault::AFTER_SLASHING_COMMIT);
     let mut approval = Approval {
         approved: Vec::new(),
         refused: Vec::new(),

@@ -384,6 +384,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             payload,
         );
         let _ = self.net.broadcast(envelope, waiter.deadline);
+        dv_fault::reached(dv_fault::AFTER_PARTIALS_SENT);
         let (duty, root, own) = (waiter.duty, waiter.root, waiter.own.clone());
         let verified = waiter.own_verified;
         self.waiters.push(waiter);

@@ -391,6 +391,9 @@ impl ParSigStore {
                     Some((duty, validator, root, set.values().copied().collect()))
                 })
                 .collect();
+        if !sets.is_empty() {
+            dv_fault::reached(dv_fault::DURING_COMBINE);
+        }
         // The combinations (a few G2 multiplications each) on all cores.
         let params = self.params;
         let results = par_map(&sets, |(_, _, _, chosen)| combine(chosen, params));

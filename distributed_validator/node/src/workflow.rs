@@ -350,6 +350,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     self.timers.push(Reverse((start + deadline, duty, round)))
                 }
                 Action::Decide { value, .. } => {
+                    dv_fault::reached(dv_fault::AFTER_DECISION);
                     if let Some(running) = self.instances.get_mut(&duty) {
                         for reply in running.waiting.drain(..) {
                             let _ = reply.send(Ok(value.clone()));

@@ -263,6 +263,7 @@ impl SlashingDatabase {
         let mut conn = self.connection();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
+        dv_fault::reached(dv_fault::MID_SLASHING_TRANSACTION);
         tx.commit()?;
         Ok(value)
     }

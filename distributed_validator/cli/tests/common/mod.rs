@@ -55,20 +55,35 @@ pub fn free_port() -> u16 {
 /// Starts `dvnode run --data-dir DIR --beacon-node URL` with `extra`
 /// arguments, its stdout dropped and its stderr appended to `log`.
 pub fn start_dvnode(data_dir: &Path, beacon_node: &str, extra: &[&str], log: &Path) -> Child {
+    start_dvnode_crashing_at(data_dir, beacon_node, extra, log, None)
+}
+
+/// [`start_dvnode`], with `DV_CRASH_AT` set to `crash_at` if given (see `dv_fault`).
+pub fn start_dvnode_crashing_at(
+    data_dir: &Path,
+    beacon_node: &str,
+    extra: &[&str],
+    log: &Path,
+    crash_at: Option<&str>,
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_dvnode"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dvnode"));
+    command
         .args(["run", "--data-dir"])
         .arg(data_dir)
         .args(["--beacon-node", beacon_node])
         .args(extra)
+        .env_remove(dv_fault::ENV)
         .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        .stderr(log);
+    if let Some(point) = crash_at {
+        command.env(dv_fault::ENV, point);
+    }
+    command.spawn().unwrap()
 }
 
 /// Child processes, killed and reaped when the test ends (pass or panic).

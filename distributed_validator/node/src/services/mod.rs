@@ -109,6 +109,9 @@ impl<S: ValidatorStore> DutyContext<S> {
     /// A stage timed into the stage metric.
     async fn timed<T>(&self, duty: &'static str, stage: Stage, f: impl Future<Output = T>) -> T {
         let t0 = Instant::now();
+        if let Stage::Submit = stage {
+            dv_fault::reached(dv_fault::DURING_SUBMIT);
+        }
         let out = f.await;
         self.metrics.stage(duty, stage, t0.elapsed());
         out

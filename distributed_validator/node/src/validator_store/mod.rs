@@ -339,6 +339,7 @@ pub fn record_block<P: Preset>(
             NotSafe::Database(_) | NotSafe::ValueTooLarge(_) => SignError::Database(e),
             refusal => SignError::SlashingRefused(refusal),
         })?;
+    dv_fault::reached(dv_fault::AFTER_SLASHING_COMMIT);
     Ok(root)
 }
 

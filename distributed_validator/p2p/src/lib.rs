@@ -66,7 +66,10 @@ pub type RefusedHook = std::sync::Arc<dyn Fn(usize, &'static str) + Send + Sync>
 
 /// What each member may send this node: a token bucket of messages and one
 /// of bytes, each refilled continuously up to its burst. A message over
-/// either budget is refused (the sender is told) and never decoded.
+/// either budget is refused (the sender is told) and never decoded. A
+/// member that goes on sending after a burst's worth of refusals is
+/// disconnected, and neither accepted nor dialled until a burst's worth of
+/// messages would have refilled (a slot, as the node sizes it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InboundBudget {
     pub messages_per_second: f64,
@@ -90,7 +93,20 @@ impl InboundBudget {
 struct Allowance {
     messages: f64,
     bytes: f64,
+    /// Refusals still tolerated (refilled as messages are).
+    refusals: f64,
     at: Instant,
+    /// Disconnected for going over its budget, until then.
+    banned_until: Option<Instant>,
+}
+
+/// What a member's message cost it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spent {
+    Accepted,
+    Refused,
+    /// Refused, and the member is now cut off.
+    CutOff,
 }
 
 impl Allowance {
@@ -98,8 +114,31 @@ impl Allowance {
         Self {
             messages: budget.message_burst,
             bytes: budget.byte_burst,
+            refusals: budget.message_burst,
             at: now,
+            banned_until: None,
         }
+    }
+
+    fn banned(&self, now: Instant) -> bool {
+        self.banned_until.is_some_and(|until| now < until)
+    }
+
+    /// [`Self::spend`], and past a burst's worth of refusals the member is
+    /// cut off for the time a burst takes to refill.
+    fn charge(&mut self, budget: &InboundBudget, bytes: usize, now: Instant) -> Spent {
+        if self.spend(budget, bytes, now) {
+            return Spent::Accepted;
+        }
+        self.refusals -= 1.0;
+        if self.refusals >= 0.0 {
+            return Spent::Refused;
+        }
+        let ban = Duration::try_from_secs_f64(budget.message_burst / budget.messages_per_second)
+            .unwrap_or(Duration::from_secs(60));
+        *self = Self::full(budget, now);
+        self.banned_until = Some(now + ban);
+        Spent::CutOff
     }
 
     /// Refills for the time since the last call, then spends one message of `bytes` if both buckets allow it.
@@ -108,6 +147,8 @@ impl Allowance {
         self.at = now;
         self.messages =
             (self.messages + elapsed * budget.messages_per_second).min(budget.message_burst);
+        self.refusals =
+            (self.refusals + elapsed * budget.messages_per_second).min(budget.message_burst);
         self.bytes = (self.bytes + elapsed * budget.bytes_per_second).min(budget.byte_burst);
         let bytes = bytes as f64;
         if self.messages < 1.0 || self.bytes < bytes {
@@ -333,6 +374,9 @@ impl Network {
             );
             return;
         }
+        if self.allowances[pending.to].banned(Instant::now()) {
+            return self.retry_later(pending); // not dialled while cut off
+        }
         if let Some(hook) = &self.on_sent {
             hook(pending.envelope.topic, pending.envelope.encoded_len());
         }
@@ -400,6 +444,9 @@ impl Network {
                 self.redial.remove(&index);
                 continue;
             }
+            if self.allowances[index].banned(now) {
+                continue;
+            }
             let (next, backoff) = *self.redial.entry(index).or_insert((now, RETRY_BASE));
             if now >= next {
                 let _ = self.swarm.dial(self.members[index].address.clone());
@@ -412,6 +459,13 @@ impl Network {
     fn on_event(&mut self, event: SwarmEvent<request_response::Event<Envelope, Ack>>) {
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => match self.index_of(&peer_id) {
+                Some(index) if self.allowances[index].banned(Instant::now()) => {
+                    tracing::debug!(
+                        peer = index,
+                        "closing a connection from a peer cut off for going over its budget"
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
                 Some(index) => {
                     tracing::debug!(peer = index, "connected");
                     self.redial.remove(&index);
@@ -446,12 +500,21 @@ impl Network {
                                     )),
                                 }
                             }
+                            Some(from) if self.allowances[from].banned(Instant::now()) => {
+                                let _ = self.swarm.disconnect_peer_id(peer);
+                                Ack {
+                                    accepted: false,
+                                    reason: Some(
+                                        "cut off for going over this peer's message budget".into(),
+                                    ),
+                                }
+                            }
                             Some(from)
-                                if !self.allowances[from].spend(
+                                if self.allowances[from].charge(
                                     &self.budget,
                                     request.encoded_len(),
                                     Instant::now(),
-                                ) =>
+                                ) != Spent::Accepted =>
                             {
                                 tracing::debug!(
                                     peer = from,
@@ -459,6 +522,10 @@ impl Network {
                                     "message over the peer's budget dropped"
                                 );
                                 self.refused(from, "rate_limited");
+                                if self.allowances[from].banned(Instant::now()) {
+                                    self.refused(from, "disconnected_over_budget");
+                                    let _ = self.swarm.disconnect_peer_id(peer);
+                                }
                                 Ack {
                                     accepted: false,
                                     reason: Some("over this peer's message budget".into()),

@@ -180,8 +180,9 @@ async fn a_member_that_comes_up_late_still_gets_the_message() {
 }
 
 /// A member flooding past its budget gets only the budget through; each
-/// message refused is reported with the sender's index, and the other
-/// member's messages still arrive.
+/// message refused is reported with the sender's index; past a burst's worth
+/// of refusals it is cut off (and not redialled); the other member's
+/// messages still arrive.
 #[tokio::test]
 async fn a_flooding_member_is_held_to_its_budget_and_named() {
     let c = cluster(3);
@@ -196,7 +197,7 @@ async fn a_flooding_member_is_held_to_its_budget_and_named() {
         bytes_per_second: 1.0,
         byte_burst: 1e6,
     };
-    let (_h0, mut rx0) = start_limited(&c, 0, budget, Some(hook)).await;
+    let (h0, mut rx0) = start_limited(&c, 0, budget, Some(hook)).await;
     let (h1, _rx1) = start_member(&c, 1).await;
     let (h2, _rx2) = start_member(&c, 2).await;
     for slot in 0..20 {
@@ -213,9 +214,19 @@ async fn a_flooding_member_is_held_to_its_budget_and_named() {
         from_1 += 1;
     }
     assert_eq!(from_1, 5, "only the burst gets through");
+    // Five refusals are tolerated (a burst's worth); the sixth cuts it off.
+    let refused = refused.lock().unwrap().clone();
     assert_eq!(
-        refused.lock().unwrap().as_slice(),
-        &[(1, "rate_limited"); 15]
+        refused,
+        [
+            vec![(1, "rate_limited"); 6],
+            vec![(1, "disconnected_over_budget")]
+        ]
+        .concat(),
+    );
+    assert!(
+        !h0.connected().await.unwrap().contains(&1),
+        "still connected"
     );
     h2.send(
         0,

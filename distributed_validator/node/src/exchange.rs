@@ -52,6 +52,13 @@ fn kept_from(kind: DutyType, current: Slot) -> Slot {
     };
     current.saturating_sub(kept)
 }
+/// Peers' partial-signature messages held, unread, for duties this node has
+/// not signed yet: per peer, at most this many, and this many bytes. (One
+/// message per duty and peer is honest; next epoch's selection proofs are
+/// the most held at once, 32 messages.)
+const MAX_HELD_MESSAGES_PER_PEER: usize = 1024;
+const MAX_HELD_BYTES_PER_PEER: usize = 32 << 20;
+
 /// Inputs taken off the queue at once (bounds one batch verification).
 const MAX_INPUTS_AT_ONCE: usize = 512;
 
@@ -135,6 +142,68 @@ pub(crate) enum ExchangeInput {
     ),
 }
 
+/// Peers' partials for duties this node has not signed yet, kept unread:
+/// a partial binds only a signing root, so a duty's partials are taken only
+/// over the roots this node itself signs for that duty, and until it signs
+/// they wait here (bounded per peer).
+#[derive(Default)]
+struct Held {
+    by_duty: HashMap<Duty, Vec<(usize, Vec<u8>)>>,
+    /// Messages and bytes held, per peer.
+    by_peer: HashMap<usize, (usize, usize)>,
+}
+
+impl Held {
+    /// Keeps `payload` from `from` for `duty`; false when over that peer's bounds.
+    fn hold(&mut self, duty: Duty, from: usize, payload: Vec<u8>) -> bool {
+        let (messages, bytes) = self.by_peer.entry(from).or_default();
+        if *messages >= MAX_HELD_MESSAGES_PER_PEER
+            || *bytes + payload.len() > MAX_HELD_BYTES_PER_PEER
+        {
+            return false;
+        }
+        *messages += 1;
+        *bytes += payload.len();
+        self.by_duty.entry(duty).or_default().push((from, payload));
+        true
+    }
+
+    /// The messages held for `duty` over `root`, taken out.
+    fn take(&mut self, duty: Duty, root: &Root) -> Vec<(usize, Vec<u8>)> {
+        let Some(held) = self.by_duty.get_mut(&duty) else {
+            return Vec::new();
+        };
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(held)
+            .into_iter()
+            .partition(|(_, payload)| payload.get(..32) == Some(root.as_slice()));
+        *held = kept;
+        for (from, payload) in &taken {
+            self.release(*from, payload.len());
+        }
+        taken
+    }
+
+    fn release(&mut self, from: usize, len: usize) {
+        if let Some((messages, bytes)) = self.by_peer.get_mut(&from) {
+            *messages = messages.saturating_sub(1);
+            *bytes = bytes.saturating_sub(len);
+        }
+    }
+
+    /// Forgets the duties `keep` says not to keep; the (duty, sender) of every message dropped.
+    fn retain(&mut self, keep: impl Fn(&Duty) -> bool) -> Vec<(Duty, usize)> {
+        let dropped: Vec<Duty> = self.by_duty.keys().filter(|d| !keep(d)).copied().collect();
+        let mut unread = Vec::new();
+        for duty in dropped {
+            for (from, payload) in self.by_duty.remove(&duty).unwrap_or_default() {
+                self.release(from, payload.len());
+                unread.push((duty, from));
+            }
+        }
+        unread
+    }
+}
+
 /// One peer message's partials, parsed.
 struct PeerPartials {
     duty: Duty,
@@ -163,6 +232,9 @@ pub(crate) struct ExchangeTask<C: CurrentSlot> {
     /// Signatures combined from peers' partials before (or after) this node asked.
     combined: HashMap<(Duty, PublicKeyBytes, Root), Combined>,
     waiters: Vec<ExchangeWaiter>,
+    /// The roots this node signs, per duty (from its own partials).
+    signing: HashMap<Duty, HashSet<Root>>,
+    held: Held,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -181,6 +253,8 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             parsig,
             combined: HashMap::new(),
             waiters: Vec::new(),
+            signing: HashMap::new(),
+            held: Held::default(),
             metrics,
         };
         (task, tx)
@@ -213,17 +287,20 @@ impl<C: CurrentSlot> ExchangeTask<C> {
 
     fn handle(&mut self, inputs: Vec<ExchangeInput>) {
         let mut from_peers = Vec::new();
+        let mut to_read: Vec<(Duty, usize, Vec<u8>)> = Vec::new();
         for input in inputs {
             match input {
-                ExchangeInput::Own(waiter) => self.start(waiter),
+                ExchangeInput::Own(waiter) => {
+                    let (duty, root) = (waiter.duty, waiter.root);
+                    self.signing.entry(duty).or_default().insert(root);
+                    self.start(waiter);
+                    for (from, payload) in self.held.take(duty, &root) {
+                        to_read.push((duty, from, payload));
+                    }
+                }
                 ExchangeInput::Peer(duty, from, payload) => {
-                    // Decoding checks each signature's subgroup: CPU work.
-                    if let Some(mut m) = cpu_bound(|| self.parse_peer(duty, from, &payload)) {
-                        // Bounds first, so that nothing over them costs a verification.
-                        let mut refused = Vec::new();
-                        m.partials = self.parsig.admit(duty, m.root, &m.partials, &mut refused);
-                        self.log_refused(duty, Some(from), refused);
-                        from_peers.push(m);
+                    if let Some(payload) = self.bind_to_own_root(duty, from, payload) {
+                        to_read.push((duty, from, payload));
                     }
                 }
                 ExchangeInput::Combined(duty, validator, root, reply) => {
@@ -233,6 +310,16 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                         .map(|c| c.signature);
                     let _ = reply.send(found);
                 }
+            }
+        }
+        for (duty, from, payload) in to_read {
+            // Decoding checks each signature's subgroup: CPU work.
+            if let Some(mut m) = cpu_bound(|| self.parse_peer(duty, from, &payload)) {
+                // Bounds first, so that nothing over them costs a verification.
+                let mut refused = Vec::new();
+                m.partials = self.parsig.admit(duty, m.root, &m.partials, &mut refused);
+                self.log_refused(duty, Some(from), refused);
+                from_peers.push(m);
             }
         }
         if from_peers.is_empty() {
@@ -279,6 +366,25 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                 None => tracing::error!(%duty, "own partial signature dropped: {e}"),
             }
         }
+    }
+
+    /// A peer's message, to read now if it signs a root this node signs for
+    /// `duty`, else held unread until this node signs that root (dropped
+    /// when the duty is forgotten: see [`Self::expire`]).
+    fn bind_to_own_root(&mut self, duty: Duty, from: usize, payload: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(root) = payload.get(..32).map(Root::from_slice) else {
+            return Some(payload); // too short for a root: read, and refused as malformed
+        };
+        let signed_here = self.signing.get(&duty).is_some_and(|r| r.contains(&root));
+        // Outside the window: read at once, to be refused (and counted if ahead) there.
+        if signed_here || peer_slot_window(duty, self.clock.current_slot()).is_err() {
+            return Some(payload);
+        }
+        if !self.held.hold(duty, from, payload) {
+            let detail = "over its bound of partials held for roots not signed here (yet)";
+            self.misbehaved(from, duty, "over_held_limit", &detail);
+        }
+        None
     }
 
     /// A peer's partial-signatures message, parsed; `None` (logged) if unusable.
@@ -433,6 +539,16 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         let current = self.clock.current_slot();
         let kept = |duty: &Duty| duty.slot >= kept_from(duty.kind, current);
         self.combined.retain(|(duty, _, _), _| kept(duty));
+        // Held partials over a root this node never signed for their duty
+        // (it signed others) were never read: a peer's, not a late node's.
+        // Sync messages excepted: each node signs its own beacon node's head.
+        for (duty, from) in self.held.retain(kept) {
+            if duty.kind != DutyType::SyncMessage && self.signing.contains_key(&duty) {
+                let detail = "partials over a root this node did not sign for the duty";
+                self.misbehaved(from, duty, "root_mismatch", &detail);
+            }
+        }
+        self.signing.retain(|duty, _| kept(duty));
         self.parsig.retain(kept);
     }
 }
@@ -478,6 +594,41 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn held_partials_are_bounded_per_peer_and_released_by_root() {
+        let duty = Duty::new(7, DutyType::Attester);
+        let (mine, theirs) = (Root::repeat_byte(1), Root::repeat_byte(2));
+        let message = |root: Root| {
+            let mut m = root.as_slice().to_vec();
+            m.extend([0u8; 152]);
+            m
+        };
+        let mut held = Held::default();
+        for _ in 0..MAX_HELD_MESSAGES_PER_PEER / 2 {
+            assert!(held.hold(duty, 1, message(mine)));
+            assert!(held.hold(duty, 1, message(theirs)));
+        }
+        assert!(!held.hold(duty, 1, message(mine)), "over the peer's count");
+        assert!(
+            held.hold(duty, 2, message(mine)),
+            "another peer has its own bound"
+        );
+        assert!(
+            !held.hold(duty, 3, vec![0; MAX_HELD_BYTES_PER_PEER + 1]),
+            "over the bytes"
+        );
+        let taken = held.take(duty, &mine);
+        assert_eq!(taken.len(), MAX_HELD_MESSAGES_PER_PEER / 2 + 1);
+        assert!(taken.iter().all(|(_, m)| m[..32] == *mine.as_slice()));
+        assert!(
+            held.hold(duty, 1, message(mine)),
+            "taking released the bound"
+        );
+        let unread = held.retain(|_| false);
+        assert_eq!(unread.len(), MAX_HELD_MESSAGES_PER_PEER / 2 + 1);
+        assert_eq!(held.by_peer.get(&1), Some(&(0, 0)));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! nodes everything a malicious operator could, over the real libp2p
 //! connection: equivocating votes and proposals, proposals the validity
 //! predicate refuses, rounds far ahead, messages for duties that cannot
-//! exist, bad partial signatures, its valid partials replayed under other
-//! duties and slots, truncated, malformed and oversized messages, and a
+//! exist, bad partial signatures (over the roots it sees the honest nodes
+//! sign), its valid partials replayed under other duties and slots, truncated, malformed and oversized messages, and a
 //! flood well above an honest peer's rate.
 
 use dv_cluster::{ClusterLock, NodeDir};
@@ -43,6 +43,10 @@ pub struct Adversary {
     /// What it sent, by attack.
     pub sent: BTreeMap<&'static str, usize>,
     noise: super::generated::Gen,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<p2p::Incoming>,
+    /// The last (slot, duty code, root) an honest peer's partials signed:
+    /// what the honest nodes read partials over.
+    observed: Option<(u64, u32, Root)>,
 }
 
 impl Adversary {
@@ -71,7 +75,7 @@ impl Adversary {
                 address: o.address.parse().expect("address"),
             })
             .collect();
-        let (net, _incoming) = p2p::start(p2p::Config {
+        let (net, incoming) = p2p::start(p2p::Config {
             keypair: keypair.clone(),
             listen: members[me].address.clone(),
             members,
@@ -95,6 +99,8 @@ impl Adversary {
             shares,
             sent: BTreeMap::new(),
             noise: super::generated::Gen(0x5eed ^ me as u64),
+            incoming,
+            observed: None,
         }
     }
 
@@ -227,34 +233,30 @@ impl Adversary {
         }
     }
 
+    /// Notes what the honest peers' partials sign.
+    fn observe(&mut self) {
+        while let Ok(m) = self.incoming.try_recv() {
+            if m.envelope.topic != Topic::PartialSignatures || m.envelope.duty == SYNC_MESSAGE {
+                continue;
+            }
+            if let Ok(partials) = PartialsMessage::decode(&m.envelope.payload) {
+                self.observed = Some((m.envelope.slot, m.envelope.duty, partials.root));
+            }
+        }
+    }
+
     fn partials_attacks(&mut self, slot: u64) {
         let share_index = self.me as u64 + 1;
         let validators: Vec<PublicKeyBytes> = self.shares.keys().copied().collect();
-        // Not a point at all, and a point signed by some other key.
-        let stranger = SecretKey::random();
-        let root = Root::from_slice(&self.random_bytes(32));
-        let bad = PartialsMessage {
-            root,
-            partials: validators
-                .iter()
-                .flat_map(|v| {
-                    [
-                        (*v, share_index, SignatureBytes([0x17; 96])),
-                        (
-                            *v,
-                            share_index,
-                            SignatureBytes(stranger.sign(root.as_slice()).to_bytes()),
-                        ),
-                    ]
-                })
-                .collect(),
-        };
-        self.send_all(
-            "bad_partials",
-            Envelope::new(slot, ATTESTER, Topic::PartialSignatures, bad.encode()),
-        );
+        // Over a root the honest nodes sign (they read partials over no other):
+        // not a point at all, a point signed by some other key, another's share.
+        self.observe();
+        if let Some((seen_slot, duty, root)) = self.observed {
+            self.bad_partials(seen_slot, duty, root, &validators, share_index);
+        }
         // Valid partials (its real shares) over a root nobody else signs,
-        // replayed under other duties and slots, and a share index not its own.
+        // replayed under other duties and slots: held unread, then counted.
+        let root = Root::from_slice(&self.random_bytes(32));
         let replayed = PartialsMessage {
             root,
             partials: self
@@ -281,6 +283,37 @@ impl Adversary {
                 );
             }
         }
+    }
+
+    fn bad_partials(
+        &mut self,
+        slot: u64,
+        duty: u32,
+        root: Root,
+        validators: &[PublicKeyBytes],
+        share_index: u64,
+    ) {
+        let stranger = SecretKey::random();
+        let bad = PartialsMessage {
+            root,
+            partials: validators
+                .iter()
+                .flat_map(|v| {
+                    [
+                        (*v, share_index, SignatureBytes([0x17; 96])),
+                        (
+                            *v,
+                            share_index,
+                            SignatureBytes(stranger.sign(root.as_slice()).to_bytes()),
+                        ),
+                    ]
+                })
+                .collect(),
+        };
+        self.send_all(
+            "bad_partials",
+            Envelope::new(slot, duty, Topic::PartialSignatures, bad.encode()),
+        );
         let other_share = PartialsMessage {
             root,
             partials: validators
@@ -296,39 +329,8 @@ impl Adversary {
         };
         self.send_all(
             "wrong_share",
-            Envelope::new(
-                slot,
-                ATTESTER,
-                Topic::PartialSignatures,
-                other_share.encode(),
-            ),
+            Envelope::new(slot, duty, Topic::PartialSignatures, other_share.encode()),
         );
-        // Many roots for one validator and duty, each a valid partial.
-        let roots: Vec<Root> = (0..8)
-            .map(|_| Root::from_slice(&self.random_bytes(32)))
-            .collect();
-        let signed: Vec<PartialsMessage> = match self.shares.iter().next() {
-            Some((v, share)) => roots
-                .into_iter()
-                .map(|root| PartialsMessage {
-                    root,
-                    partials: vec![(
-                        *v,
-                        share_index,
-                        SignatureBytes(share.sign(root.as_slice()).signature.to_bytes()),
-                    )],
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        {
-            for m in signed {
-                self.send_all(
-                    "many_roots",
-                    Envelope::new(slot, SYNC_MESSAGE, Topic::PartialSignatures, m.encode()),
-                );
-            }
-        }
     }
 
     /// One message over every node's size limit.

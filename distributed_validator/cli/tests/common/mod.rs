@@ -4,6 +4,7 @@
 
 pub mod byzantine;
 pub mod generated;
+pub mod netns;
 
 use dv_integration::server::now_ms;
 use dv_integration::{router, AppState, Chain};
@@ -55,23 +56,34 @@ pub fn free_port() -> u16 {
 /// Starts `dvnode run --data-dir DIR --beacon-node URL` with `extra`
 /// arguments, its stdout dropped and its stderr appended to `log`.
 pub fn start_dvnode(data_dir: &Path, beacon_node: &str, extra: &[&str], log: &Path) -> Child {
-    start_dvnode_crashing_at(data_dir, beacon_node, extra, log, None)
+    start_dvnode_as(data_dir, beacon_node, extra, log, None, None)
 }
 
-/// [`start_dvnode`], with `DV_CRASH_AT` set to `crash_at` if given (see `dv_fault`).
-pub fn start_dvnode_crashing_at(
+/// [`start_dvnode`], with `DV_CRASH_AT` set to `crash_at` if given (see
+/// `dv_fault`), inside network namespace `namespace` if given
+/// (`ip netns exec` replaces itself with the node: the child is the node).
+pub fn start_dvnode_as(
     data_dir: &Path,
     beacon_node: &str,
     extra: &[&str],
     log: &Path,
     crash_at: Option<&str>,
+    namespace: Option<&str>,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dvnode"));
+    let dvnode = env!("CARGO_BIN_EXE_dvnode");
+    let mut command = match namespace {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, dvnode]);
+            c
+        }
+        None => Command::new(dvnode),
+    };
     command
         .args(["run", "--data-dir"])
         .arg(data_dir)
@@ -122,10 +134,16 @@ pub fn create_cluster(dir: &Path, nodes: usize) -> PathBuf {
 
 /// As [`create_cluster`], for `network`'s preset and fork version.
 pub fn create_cluster_on(dir: &Path, nodes: usize, network: &str) -> PathBuf {
-    let cluster = dir.join("cluster");
     let addresses: Vec<String> = (0..nodes)
         .map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port()))
         .collect();
+    create_cluster_at(dir, network, &addresses)
+}
+
+/// As [`create_cluster_on`], the nodes at these p2p multiaddresses.
+pub fn create_cluster_at(dir: &Path, network: &str, addresses: &[String]) -> PathBuf {
+    let cluster = dir.join("cluster");
+    let nodes = addresses.len();
     let created = dvnode(&[
         "create",
         "cluster",
@@ -163,11 +181,21 @@ pub async fn start_chain_on<P: Preset>(
     slot_ms: u64,
     builder: bool,
 ) -> (std::sync::Arc<AppState<P>>, String, u64) {
+    start_chain_at::<P>(fork, slot_ms, builder, "127.0.0.1").await
+}
+
+/// As [`start_chain_on`], listening on `host` (an address of this machine).
+pub async fn start_chain_at<P: Preset>(
+    fork: ForkName,
+    slot_ms: u64,
+    builder: bool,
+    host: &str,
+) -> (std::sync::Arc<AppState<P>>, String, u64) {
     let genesis = now_ms() / 1000 + 3;
     let mut chain = Chain::<P>::new(8, fork, slot_ms, genesis);
     chain.builder = builder;
     let state = AppState::new(chain);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });

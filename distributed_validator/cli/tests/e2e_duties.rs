@@ -784,7 +784,8 @@ fn misbehaviour_of(metrics: &str, peer: usize) -> std::collections::BTreeMap<Str
 /// One operator of four is Byzantine: every slot it equivocates, proposes
 /// what no predicate takes, names rounds far ahead and duties that cannot
 /// exist, sends bad partials over the roots the honest nodes sign and
-/// replays its valid ones (over a root of its own) under other duties and slots, sends truncated, malformed and (once) oversized messages, and
+/// replays its valid ones (over a root of its own) under other duties and
+/// slots, sends truncated, malformed and (once) oversized messages, and
 /// floods at about 18 times an honest peer's rate. The three honest nodes
 /// perform every duty as with that node simply down, nothing invalid or
 /// slashable reaches the chain, their memory stays bounded, and their

@@ -27,7 +27,6 @@ use dv_node::validator_store::{
 use dv_node::workflow::{Workflow, WorkflowTask};
 use dv_types::*;
 use dv_validator_api::{Middleware, MiddlewareConfig};
-use p2p::Member;
 use slashing_protection::SlashingDatabase;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -145,16 +144,7 @@ impl Node {
         let dir = NodeDir::new(&cfg.data_dir);
         let lock = ClusterLock::load(&dir.lock_path()).map_err(|e| e.to_string())?;
         let keypair = p2p::load_keypair(&dir.p2p_key_path())?;
-        let peers = lock
-            .body
-            .operators
-            .iter()
-            .map(|o| {
-                o.peer_id
-                    .parse::<libp2p_identity::PeerId>()
-                    .map_err(|e| format!("cluster lock: peer id {}: {e}", o.peer_id))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let peers = dv_node::keys::operator_peer_ids(&lock)?;
         let me = peers
             .iter()
             .position(|p| *p == keypair.public().to_peer_id())
@@ -248,21 +238,7 @@ impl Node {
                 metrics_listener,
             });
         }
-        let members = lock
-            .body
-            .operators
-            .iter()
-            .zip(&peers)
-            .map(|(o, p)| {
-                o.address
-                    .parse()
-                    .map(|address| Member {
-                        peer_id: *p,
-                        address,
-                    })
-                    .map_err(|e| format!("cluster lock: address {}: {e}", o.address))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let members = dv_node::keys::cluster_members(&lock, &peers)?;
         let listen = match &cfg.p2p_listen {
             Some(a) => a.parse().map_err(|e| format!("--p2p-listen {a}: {e}"))?,
             None => members[me].address.clone(),

@@ -1,7 +1,7 @@
 //! The node's keys on disk: the cluster lock's validator keys and public
 //! shares, this node's key shares from its keystores (each checked against
 //! the lock), and the chain the lock belongs to. Used at start-up and by
-//! `dvnode exit sign`.
+//! `dvnode exit sign`; the operators' peer ids and addresses.
 
 use crate::parsig::ValidatorKeys;
 use dv_cluster::{ClusterLock, NodeDir};
@@ -27,6 +27,41 @@ pub fn load_public_keys(
             let key = PublicKey::from_bytes(&v.public_key.0)
                 .map_err(|e| format!("cluster lock: validator {}: {e}", v.public_key))?;
             Ok((v.public_key, ValidatorKeys { key, shares }))
+        })
+        .collect()
+}
+
+/// The operators' libp2p peer ids, in lock order.
+pub fn operator_peer_ids(lock: &ClusterLock) -> Result<Vec<libp2p_identity::PeerId>, String> {
+    lock.body
+        .operators
+        .iter()
+        .map(|o| {
+            o.peer_id
+                .parse::<libp2p_identity::PeerId>()
+                .map_err(|e| format!("cluster lock: peer id {}: {e}", o.peer_id))
+        })
+        .collect()
+}
+
+/// The operators as cluster network members (`peers` from
+/// [`operator_peer_ids`], with the lock's addresses), in lock order.
+pub fn cluster_members(
+    lock: &ClusterLock,
+    peers: &[libp2p_identity::PeerId],
+) -> Result<Vec<p2p::Member>, String> {
+    lock.body
+        .operators
+        .iter()
+        .zip(peers)
+        .map(|(o, p)| {
+            o.address
+                .parse()
+                .map(|address| p2p::Member {
+                    peer_id: *p,
+                    address,
+                })
+                .map_err(|e| format!("cluster lock: address {}: {e}", o.address))
         })
         .collect()
 }

@@ -13,7 +13,7 @@ use dv_crypto::{SecretKey, SecretShare};
 use dv_node::consensus::{encode, P2pAuthenticator};
 use dv_node::exchange::PartialsMessage;
 use dv_types::{PublicKeyBytes, Root, SignatureBytes};
-use p2p::{Envelope, Member, Topic};
+use p2p::{Envelope, Topic};
 use qbft::{Authenticator, InstanceId, Message, MsgKind, SignedMessage};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,26 +55,12 @@ impl Adversary {
         let node = NodeDir::new(dir);
         let lock = ClusterLock::load(&node.lock_path()).expect("the operator's lock");
         let keypair = p2p::load_keypair(&node.p2p_key_path()).expect("the operator's p2p key");
-        let peers: Vec<libp2p_identity::PeerId> = lock
-            .body
-            .operators
-            .iter()
-            .map(|o| o.peer_id.parse().expect("peer id"))
-            .collect();
+        let peers = dv_node::keys::operator_peer_ids(&lock).expect("peer ids");
         let me = peers
             .iter()
             .position(|p| *p == keypair.public().to_peer_id())
             .expect("a member");
-        let members: Vec<Member> = lock
-            .body
-            .operators
-            .iter()
-            .zip(&peers)
-            .map(|(o, p)| Member {
-                peer_id: *p,
-                address: o.address.parse().expect("address"),
-            })
-            .collect();
+        let members = dv_node::keys::cluster_members(&lock, &peers).expect("addresses");
         let (net, incoming) = p2p::start(p2p::Config {
             keypair: keypair.clone(),
             listen: members[me].address.clone(),

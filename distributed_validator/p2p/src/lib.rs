@@ -509,36 +509,36 @@ impl Network {
                                     ),
                                 }
                             }
-                            Some(from)
-                                if self.allowances[from].charge(
-                                    &self.budget,
-                                    request.encoded_len(),
-                                    Instant::now(),
-                                ) != Spent::Accepted =>
-                            {
-                                tracing::debug!(
-                                    peer = from,
-                                    slot = request.slot,
-                                    "message over the peer's budget dropped"
-                                );
-                                self.refused(from, "rate_limited");
-                                if self.allowances[from].banned(Instant::now()) {
-                                    self.refused(from, "disconnected_over_budget");
-                                    let _ = self.swarm.disconnect_peer_id(peer);
-                                }
-                                Ack {
-                                    accepted: false,
-                                    reason: Some("over this peer's message budget".into()),
-                                }
-                            }
                             Some(from) => {
-                                let _ = self.incoming.send(Incoming {
-                                    from,
-                                    envelope: request,
-                                });
-                                Ack {
-                                    accepted: true,
-                                    reason: None,
+                                let now = Instant::now();
+                                let bytes = request.encoded_len();
+                                match self.allowances[from].charge(&self.budget, bytes, now) {
+                                    Spent::Accepted => {
+                                        let _ = self.incoming.send(Incoming {
+                                            from,
+                                            envelope: request,
+                                        });
+                                        Ack {
+                                            accepted: true,
+                                            reason: None,
+                                        }
+                                    }
+                                    spent => {
+                                        tracing::debug!(
+                                            peer = from,
+                                            slot = request.slot,
+                                            "message over the peer's budget dropped"
+                                        );
+                                        self.refused(from, "rate_limited");
+                                        if spent == Spent::CutOff {
+                                            self.refused(from, "disconnected_over_budget");
+                                            let _ = self.swarm.disconnect_peer_id(peer);
+                                        }
+                                        Ack {
+                                            accepted: false,
+                                            reason: Some("over this peer's message budget".into()),
+                                        }
+                                    }
                                 }
                             }
                         };

@@ -9,6 +9,7 @@
 #                                 [--beacon-node URL] [--mode builtin|middleware|plain]
 #                                 [--fork deneb|electra|fulu] [--preset minimal|mainnet]
 #                                 [--client-json] [--client-skip-aggregation]
+#                                 [--interop-validators A..B]
 # The nodes perform every duty: attestations, proposals, aggregation, sync
 # committee messages and contributions, builder registrations (the
 # simulated chain runs --fork, default fulu, from genesis). With --beacon-node the nodes use that beacon
@@ -25,6 +26,12 @@
 # an epoch, mainnet committees and sync committee). --mode plain runs one normal validator
 # (`dvnode run --plain` over a 1-node cluster's whole keys: no consensus,
 # no peers): the baseline the distributed runs compare against.
+# --interop-validators A..B builds the cluster over interop validators A to
+# B-1 (the end is exclusive) instead of 0..V: beside an external beacon node
+# whose own validator client runs validators 0..A. The release binaries are
+# built only when a source is newer than them. At the end a per-slot plot
+# (attestation latency, attestations included and failed) is written to
+# OUT/slots.svg from the nodes' logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +46,7 @@ MODE=builtin
 FORK=fulu
 CLIENT_ARGS=()
 PRESET=minimal
+RANGE=
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -53,6 +61,7 @@ while [ $# -gt 0 ]; do
         --client-json) CLIENT_ARGS+=(--json); shift ;;
         --client-skip-aggregation) CLIENT_ARGS+=(--skip-aggregation); shift ;;
         --preset) PRESET=$2; shift 2 ;;
+        --interop-validators) RANGE=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -71,8 +80,35 @@ case "$FORK" in
     *) echo "--fork must be deneb, electra or fulu" >&2; exit 2 ;;
 esac
 
-echo "building (release)..."
-cargo build --release -q -p dvnode -p dv_integration --bins
+if [ -n "$RANGE" ]; then
+    if ! [[ "$RANGE" =~ ^([0-9]+)\.\.([0-9]+)$ ]] || [ "${BASH_REMATCH[2]}" -le "${BASH_REMATCH[1]}" ]; then
+        echo "--interop-validators must be a range A..B with A < B (B exclusive), not $RANGE" >&2
+        exit 2
+    fi
+    FIRST_VALIDATOR=${BASH_REMATCH[1]}
+    VALIDATORS=$((BASH_REMATCH[2] - BASH_REMATCH[1]))
+    if [ -z "$EXTERNAL_URL" ] && [ "$FIRST_VALIDATOR" -ne 0 ]; then
+        echo "--interop-validators $RANGE: the simulated chain judges every validator it has, so with it the cluster runs all of them (0..B); give --beacon-node for a cluster beside other validators" >&2
+        exit 2
+    fi
+else
+    FIRST_VALIDATOR=0
+fi
+
+BINARIES=(target/release/dvnode target/release/simulated-beacon-chain target/release/validator-client-simulator)
+stale=0
+for b in "${BINARIES[@]}"; do
+    [ -x "$b" ] || stale=1
+done
+if [ "$stale" = 0 ] && [ -n "$(find distributed_validator integration Cargo.toml Cargo.lock -newer target/release/dvnode \( -name '*.rs' -o -name 'Cargo.*' \) -print -quit)" ]; then
+    stale=1
+fi
+if [ "$stale" = 1 ]; then
+    echo "building (release)..."
+    cargo build --release -q -p dvnode -p dv_integration --bins
+else
+    echo "release binaries are newer than the sources: not rebuilding"
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -132,7 +168,7 @@ EOF
 )
 ADDRESSES=$(for i in $(seq 0 $((NODES - 1))); do printf '/ip4/127.0.0.1/tcp/%s,' "${PORTS[$i]}"; done)
 ADDRESSES=${ADDRESSES%,}
-./target/release/dvnode create cluster --interop-validators "0..$VALIDATORS" --nodes "$NODES" \
+./target/release/dvnode create cluster --interop-validators "$FIRST_VALIDATOR..$((FIRST_VALIDATOR + VALIDATORS))" --nodes "$NODES" \
     "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" \
     --fee-recipient 0x0000000000000000000000000000000000000000 > "$OUT/create.out"
 echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create.out" | head -1 | cut -d' ' -f2)"
@@ -215,6 +251,7 @@ if [ -z "$EXTERNAL_URL" ]; then
     wait "$CHAIN_PID" 2>/dev/null || true
 fi
 PIDS=()
+python3 scripts/plot-testnet.py "$OUT" "$SLOT_MS"
 
 if [ -n "$EXTERNAL_URL" ]; then
     sleep 1

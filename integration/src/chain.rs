@@ -239,6 +239,8 @@ pub struct Chain<P: Preset = Minimal> {
     sync_committees: RefCell<BTreeMap<u64, Arc<Vec<u64>>>>,
     /// Canonical blocks by slot (at most one per slot).
     blocks: BTreeMap<Slot, (Root, BeaconBlockHeader)>,
+    /// The same blocks in full, with their signatures (served on `GET /eth/v2/beacon/blocks/{id}`).
+    signed_blocks: BTreeMap<Slot, (VersionedBlock<P>, SignatureBytes)>,
     known_roots: HashSet<Root>,
     attestations: HashMap<u64, Vec<AttestationData>>,
     /// First accepted unaggregated attestation per (validator, epoch).
@@ -389,6 +391,7 @@ impl<P: Preset> Chain<P> {
             proposers: RefCell::new(HashMap::new()),
             sync_committees: RefCell::new(BTreeMap::new()),
             blocks: BTreeMap::new(),
+            signed_blocks: BTreeMap::new(),
             known_roots: HashSet::new(),
             attestations: HashMap::new(),
             received_attestations: HashSet::new(),
@@ -483,6 +486,31 @@ impl<P: Preset> Chain<P> {
             }
             root = header.parent_root;
         }
+    }
+
+    /// The block `id` names (`head`, a slot, or a 0x root), as the Beacon
+    /// API's block ids read: 404 when there is none (the genesis block, which
+    /// this chain does not hold in full, included), 400 for a malformed id.
+    pub fn signed_block(&self, id: &str) -> Result<&(VersionedBlock<P>, SignatureBytes), ApiError> {
+        let not_found = || ApiError::new(404, format!("NOT_FOUND: beacon block {id}"));
+        let slot = match id {
+            "head" => self.head().0,
+            "genesis" => return Err(not_found()),
+            _ if id.starts_with("0x") => {
+                let root: Root = id
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid block id: {id}")))?;
+                self.blocks
+                    .iter()
+                    .find(|(_, (r, _))| *r == root)
+                    .map(|(s, _)| *s)
+                    .ok_or_else(not_found)?
+            }
+            _ => id
+                .parse::<Slot>()
+                .map_err(|_| ApiError::bad_request(format!("invalid block id: {id}")))?,
+        };
+        self.signed_blocks.get(&slot).ok_or_else(not_found)
     }
 
     pub fn genesis_block_root(&self) -> Root {
@@ -1658,6 +1686,7 @@ impl<P: Preset> Chain<P> {
             .map_err(|e| ApiError::bad_request(format!("invalid block aggregates: {e}")))?;
         let previous_head = self.head();
         self.blocks.insert(slot, (root, header));
+        self.signed_blocks.insert(slot, (block.clone(), *signature));
         self.known_roots.insert(root);
         self.landed_proposals.insert(slot);
         self.apply_inclusions(block, attestations);

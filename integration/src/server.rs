@@ -182,6 +182,11 @@ pub fn router<P: Preset>(state: Shared<P>) -> Router {
             post(submit_attestations::<P>),
         )
         .route("/eth/v2/beacon/blocks", post(publish_block::<P>))
+        .route("/eth/v2/beacon/blocks/{block_id}", get(get_block::<P>))
+        .route(
+            "/eth/v1/beacon/states/{state_id}/committees",
+            get(committees::<P>),
+        )
         .route(
             "/eth/v2/validator/aggregate_attestation",
             get(aggregate_attestation::<P>),
@@ -631,6 +636,94 @@ async fn produce_block<P: Preset>(
         }
     }
     Ok(response)
+}
+
+/// `GET /eth/v2/beacon/blocks/{block_id}`: JSON, or SSZ at the edge.
+async fn get_block<P: Preset>(
+    State(s): State<Shared<P>>,
+    Path(block_id): Path<String>,
+) -> ApiResult {
+    let chain = s.chain();
+    let (block, signature) = chain.signed_block(&block_id)?;
+    let fork = block.fork_name();
+    let body = json!({
+        "version": fork,
+        "execution_optimistic": false,
+        "finalized": false,
+        "data": {"message": block.to_json_value(), "signature": signature},
+    });
+    drop(chain);
+    let mut response = Json(body).into_response();
+    if let Ok(v) = fork.as_str().parse() {
+        response.headers_mut().insert("Eth-Consensus-Version", v);
+    }
+    Ok(response)
+}
+
+/// `GET /eth/v1/beacon/states/{state_id}/committees?epoch=&index=&slot=`
+/// over the head state (`head` or the head's slot); as Lighthouse, an epoch
+/// more than one past the state's is refused.
+async fn committees<P: Preset>(
+    State(s): State<Shared<P>>,
+    Path(state_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let chain = s.chain();
+    let head = chain.head().0;
+    match state_id.as_str() {
+        "head" => {}
+        id if id.parse::<Slot>().ok() == Some(head) => {}
+        id if id.parse::<Slot>().is_ok() || id.starts_with("0x") => {
+            return Err(ApiError::new(
+                404,
+                format!("NOT_FOUND: state {id} (only the head state is held)"),
+            ))
+        }
+        id => return Err(ApiError::bad_request(format!("invalid state id: {id}"))),
+    }
+    let state_epoch = chain.spec.epoch_of_slot(head);
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query.get(name).map(|v| parse::<u64>(v, name)).transpose()
+    };
+    let slot = number("slot")?;
+    let epoch = match (number("epoch")?, slot) {
+        (Some(e), _) => e,
+        (None, Some(slot)) => chain.spec.epoch_of_slot(slot),
+        (None, None) => state_epoch,
+    };
+    if epoch > state_epoch + 1 {
+        return Err(ApiError::bad_request(format!(
+            "epoch {epoch} is more than one past the state's epoch {state_epoch}"
+        )));
+    }
+    if slot.is_some_and(|slot| chain.spec.epoch_of_slot(slot) != epoch) {
+        return Err(ApiError::bad_request(
+            "slot is not in the epoch".to_string(),
+        ));
+    }
+    let index = number("index")?;
+    let first = chain.spec.start_slot_of_epoch(epoch);
+    let slots: Vec<Slot> = match slot {
+        Some(slot) => vec![slot],
+        None => (first..first + chain.spec.slots_per_epoch).collect(),
+    };
+    let mut out = Vec::new();
+    for slot in slots {
+        for (i, members) in chain.committees_at(slot).into_iter().enumerate() {
+            if index.is_some_and(|index| index != i as u64) {
+                continue;
+            }
+            out.push(json!({
+                "index": i.to_string(),
+                "slot": slot.to_string(),
+                "validators": members.iter().map(u64::to_string).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    Ok(
+        Json(json!({"execution_optimistic": false, "finalized": false, "data": out}))
+            .into_response(),
+    )
 }
 
 async fn submit_attestations<P: Preset>(

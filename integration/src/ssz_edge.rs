@@ -11,7 +11,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use beacon_client::block_contents::{contents_ssz, split_contents, split_signed_block};
+use beacon_client::block_contents::{
+    contents_ssz, signed_block_ssz, split_contents, split_signed_block,
+};
 use beacon_client::encoding::{is_ssz, ssz_list_len, wants_ssz, JSON, SSZ};
 use beacon_client::BlobsBundle;
 use dv_types::ssz::{Decode, Encode};
@@ -131,6 +133,15 @@ fn answer_ssz<P: Preset>(
             }))
             .map_err(|e| e.to_string())?;
             contents_ssz(&block.as_ssz_bytes(), &blobs)
+        })
+    } else if path.starts_with("/eth/v2/beacon/blocks/") {
+        fork().and_then(|fork| {
+            let data = typed("block")?;
+            let block = VersionedBlock::<P>::from_json_value(fork, data["message"].clone())
+                .map_err(|e| e.to_string())?;
+            let signature: SignatureBytes =
+                serde_json::from_value(data["signature"].clone()).map_err(|e| e.to_string())?;
+            Ok(signed_block_ssz(&block.as_ssz_bytes(), &signature))
         })
     } else {
         return None;

@@ -108,13 +108,56 @@ async fn performs_a_proposal_and_an_attestation() {
     };
     assert_eq!(block.fork_name(), ForkName::Electra);
     let domain = spec.domain(DomainKind::BeaconProposer, epoch, gvr);
-    node.publish_block(
-        &block,
-        &blobs,
-        &sign(proposer, compute_signing_root(&block.root(), domain)),
-    )
-    .await
-    .unwrap();
+    let signature = sign(proposer, compute_signing_root(&block.root(), domain));
+    node.publish_block(&block, &blobs, &signature)
+        .await
+        .unwrap();
+
+    // The block is served back (JSON through the client, SSZ on request),
+    // by slot, root and head; a slot without one is a 404, read as none.
+    assert_eq!(
+        node.block::<Minimal>(slot).await.unwrap(),
+        Some(block.clone())
+    );
+    assert_eq!(node.block::<Minimal>(slot + 3).await.unwrap(), None);
+    let http = reqwest::Client::new();
+    for id in [slot.to_string(), block.root().to_string(), "head".into()] {
+        let answer = http
+            .get(format!("{url}/eth/v2/beacon/blocks/{id}"))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{id}");
+        assert_eq!(answer.headers()["eth-consensus-version"], "electra");
+        let bytes = answer.bytes().await.unwrap();
+        let (message, served) = beacon_client::block_contents::split_signed_block(&bytes).unwrap();
+        assert_eq!(served, signature);
+        assert_eq!(
+            VersionedBlock::<Minimal>::from_ssz_bytes(ForkName::Electra, message).unwrap(),
+            block
+        );
+    }
+    let missing = http
+        .get(format!("{url}/eth/v2/beacon/blocks/genesis"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // The committees of the slot: the attester sits at its position in its committee.
+    let sizes = node.committee_sizes(slot).await.unwrap();
+    assert_eq!(sizes.len() as u64, duty.committees_at_slot);
+    assert_eq!(sizes[duty.committee_index as usize], duty.committee_length);
+    assert_eq!(sizes.iter().sum::<u64>(), 16 / spec.slots_per_epoch);
+    let far = http
+        .get(format!(
+            "{url}/eth/v1/beacon/states/head/committees?epoch={}",
+            epoch + 2
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(far.status(), 400);
 }
 
 #[tokio::test]

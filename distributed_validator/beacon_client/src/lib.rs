@@ -12,6 +12,7 @@ use dv_types::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Builder registrations per `register_validator` request, as Lighthouse's
@@ -132,6 +133,20 @@ pub struct Genesis {
     pub genesis_time: u64,
     pub genesis_validators_root: Root,
     pub genesis_fork_version: Version,
+}
+
+/// `GET /eth/v1/node/syncing`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyncStatus {
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub head_slot: Slot,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub sync_distance: u64,
+    pub is_syncing: bool,
+    #[serde(default)]
+    pub is_optimistic: bool,
+    #[serde(default)]
+    pub el_offline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -304,11 +319,45 @@ pub fn decode_produced_block<P: Preset>(mut body: Value) -> Result<ProducedBlock
     Ok(ProducedBlock::Full(block, blobs))
 }
 
+/// Told of every request a beacon node answered or failed: its endpoint
+/// (the path with ids as `{id}`), the node's position in the list, how long
+/// it took, and whether it failed.
+pub type RequestObserver = Arc<dyn Fn(&str, usize, Duration, bool) + Send + Sync>;
+
 /// One beacon node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BeaconNode {
     url: String,
     http: reqwest::Client,
+    /// Its position in the node list (the `node` of its metrics).
+    position: usize,
+    observer: Option<RequestObserver>,
+}
+
+impl std::fmt::Debug for BeaconNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeaconNode")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// A request path as a metric label: the query dropped, numbers and hex ids
+/// replaced by `{id}` (bounded label values whatever the requests).
+pub fn endpoint_template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    path.split('/')
+        .map(|segment| {
+            let is_id = !segment.is_empty()
+                && (segment.bytes().all(|b| b.is_ascii_digit()) || segment.starts_with("0x"));
+            if is_id {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[derive(Deserialize)]
@@ -334,6 +383,8 @@ impl BeaconNode {
         Ok(Self {
             url: url.trim_end_matches('/').to_string(),
             http,
+            position: 0,
+            observer: None,
         })
     }
 
@@ -342,6 +393,29 @@ impl BeaconNode {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+        let Some(observer) = &self.observer else {
+            return self.send_unobserved(request).await;
+        };
+        let request = request.build().map_err(|e| Error::Transport {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let endpoint = endpoint_template(request.url().path());
+        let started = std::time::Instant::now();
+        let result = self
+            .send_unobserved(reqwest::RequestBuilder::from_parts(
+                self.http.clone(),
+                request,
+            ))
+            .await;
+        observer(&endpoint, self.position, started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn send_unobserved(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
         let response = request.send().await.map_err(|e| Error::Transport {
             url: self.url.clone(),
             reason: e.to_string(),
@@ -389,6 +463,10 @@ impl BeaconNode {
 
     async fn get_data<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.get::<DataEnvelope<T>>(path).await.map(|e| e.data)
+    }
+
+    pub async fn syncing(&self) -> Result<SyncStatus, Error> {
+        self.get_data("/eth/v1/node/syncing").await
     }
 
     pub async fn genesis(&self) -> Result<Genesis, Error> {
@@ -515,6 +593,60 @@ impl BeaconNode {
             url: self.url.clone(),
             reason,
         })
+    }
+
+    /// The canonical block of `slot` (`GET /eth/v2/beacon/blocks/{slot}`,
+    /// JSON); `None` when the slot has none (404).
+    pub async fn block<P: Preset>(&self, slot: Slot) -> Result<Option<VersionedBlock<P>>, Error> {
+        let mut body: Value = match self.get(&format!("/eth/v2/beacon/blocks/{slot}")).await {
+            Ok(body) => body,
+            Err(Error::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let decode = |reason: String| Error::Decode {
+            url: self.url.clone(),
+            reason,
+        };
+        let fork: ForkName = body["version"]
+            .as_str()
+            .ok_or_else(|| decode("no version in the block answer".into()))?
+            .parse()
+            .map_err(|e| decode(format!("version: {e}")))?;
+        let mut data = take_field(&mut body, "data");
+        VersionedBlock::from_json_value(fork, take_field(&mut data, "message"))
+            .map(Some)
+            .map_err(|e| decode(e.to_string()))
+    }
+
+    /// The sizes of the beacon committees of `slot`, by committee index
+    /// (`GET /eth/v1/beacon/states/head/committees?slot=`).
+    pub async fn committee_sizes(&self, slot: Slot) -> Result<Vec<u64>, Error> {
+        #[derive(Deserialize)]
+        struct Committee {
+            #[serde(with = "serde_utils::quoted_u64")]
+            index: u64,
+            validators: Vec<Value>,
+        }
+        let committees: Vec<Committee> = self
+            .get_data(&format!(
+                "/eth/v1/beacon/states/head/committees?slot={slot}"
+            ))
+            .await?;
+        let count = committees.len();
+        let mut sizes = vec![0; count];
+        for c in committees {
+            let size = sizes
+                .get_mut(c.index as usize)
+                .ok_or_else(|| Error::Decode {
+                    url: self.url.clone(),
+                    reason: format!(
+                        "committee index {} in an answer of {count} committees",
+                        c.index
+                    ),
+                })?;
+            *size = c.validators.len() as u64;
+        }
+        Ok(sizes)
     }
 
     /// Attestations to the pool: `SingleAttestation`s from Electra,
@@ -722,6 +854,15 @@ impl BeaconNodes {
             .map(|u| BeaconNode::new(u, timeout))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { nodes })
+    }
+
+    /// The same nodes, each telling `observer` of its requests.
+    pub fn observed(mut self, observer: RequestObserver) -> Self {
+        for (position, node) in self.nodes.iter_mut().enumerate() {
+            node.position = position;
+            node.observer = Some(observer.clone());
+        }
+        self
     }
 
     pub fn nodes(&self) -> &[BeaconNode] {

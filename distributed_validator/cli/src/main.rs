@@ -1,5 +1,6 @@
 //! `dvnode`: the distributed validator node.
 
+mod config_file;
 mod runtime;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +37,16 @@ enum Command {
     /// Voluntary exits of the cluster's validators.
     #[command(subcommand)]
     Exit(ExitCommand),
+    /// Print a running node's health (its /readyz and /livez): exits 0 when
+    /// the node is ready, 1 when it is not or cannot be reached.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The node's --metrics address (host:port or a URL).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5064")]
+    metrics_address: String,
 }
 
 #[derive(Subcommand)]
@@ -64,31 +75,118 @@ struct ExitSignArgs {
     beacon_nodes: Vec<String>,
 }
 
+/// `dvnode run`'s flags. Lighthouse's names where the meaning matches
+/// (`--datadir`, `--beacon-nodes`, `--metrics`, `--metrics-address`,
+/// `--metrics-port`, `--http`, `--http-address`, `--http-port`,
+/// `--debug-level`, `--logfile`, `--network`); the earlier names stay as
+/// aliases. Each flag can also come from an environment variable
+/// (`DVNODE_` and its name) or from `--config-file` (TOML); the command
+/// line wins over the environment, which wins over the file.
 #[derive(Args)]
 struct RunArgs {
     /// The node's directory as `dvnode create cluster` wrote it.
-    #[arg(long)]
+    #[arg(long = "datadir", visible_alias = "data-dir", env = "DVNODE_DATADIR")]
     data_dir: PathBuf,
-    /// Beacon node URL; repeat for fallbacks, tried in order.
-    #[arg(long = "beacon-node", required = true)]
+    /// Beacon node URLs, comma separated (or the flag repeated), tried in order.
+    #[arg(
+        long = "beacon-nodes",
+        visible_alias = "beacon-node",
+        env = "DVNODE_BEACON_NODES",
+        value_delimiter = ',',
+        required = true
+    )]
     beacon_nodes: Vec<String>,
     /// libp2p listen address (default: this node's address in the cluster lock).
-    #[arg(long)]
+    #[arg(long, env = "DVNODE_P2P_LISTEN")]
     p2p_listen: Option<String>,
-    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics on /metrics and the health checks on
+    /// /readyz and /livez, at --metrics-address:--metrics-port (or at the
+    /// address given here: `--metrics 127.0.0.1:9464`).
+    #[arg(long, env = "DVNODE_METRICS", value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    metrics: Option<String>,
+    /// Address of the metrics server.
+    #[arg(
+        long,
+        env = "DVNODE_METRICS_ADDRESS",
+        default_value = "127.0.0.1",
+        requires = "metrics"
+    )]
+    metrics_address: std::net::IpAddr,
+    /// Port of the metrics server.
+    #[arg(
+        long,
+        env = "DVNODE_METRICS_PORT",
+        default_value_t = 5064,
+        requires = "metrics"
+    )]
+    metrics_port: u16,
+    /// Metrics per validator too (one series per validator and duty: for
+    /// small clusters only).
+    #[arg(long, env = "DVNODE_METRICS_PER_VALIDATOR", requires = "metrics")]
+    metrics_per_validator: bool,
+    /// Serve the status page (the cluster, its peers and the last epochs'
+    /// duties with their failure reasons) at --http-address:--http-port.
+    #[arg(long, env = "DVNODE_HTTP")]
+    http: bool,
+    /// Address of the status page.
+    #[arg(
+        long,
+        env = "DVNODE_HTTP_ADDRESS",
+        default_value = "127.0.0.1",
+        requires = "http"
+    )]
+    http_address: std::net::IpAddr,
+    /// Port of the status page.
+    #[arg(
+        long,
+        env = "DVNODE_HTTP_PORT",
+        default_value_t = 5062,
+        requires = "http"
+    )]
+    http_port: u16,
+    /// Log level: trace, debug, info, warn, error or crit (RUST_LOG, when
+    /// set, decides instead).
+    #[arg(long, env = "DVNODE_DEBUG_LEVEL", default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error", "crit"])]
+    debug_level: String,
+    /// Also write the log to this file (appended).
+    #[arg(long, env = "DVNODE_LOGFILE")]
+    logfile: Option<PathBuf>,
+    /// The network the cluster must be on (refused if its lock names another).
+    #[arg(long, env = "DVNODE_NETWORK")]
+    network: Option<String>,
     /// Middleware mode: serve the Beacon API on ADDR to a validator client
     /// run with --distributed that holds this node's key shares (the node
     /// then loads no keystores).
-    #[arg(long, value_name = "ADDR", conflicts_with = "plain")]
+    #[arg(
+        long,
+        env = "DVNODE_VALIDATOR_API",
+        value_name = "ADDR",
+        conflicts_with = "plain"
+    )]
     validator_api: Option<std::net::SocketAddr>,
     /// Run a normal validator from a 1-node cluster's directory (its shares
     /// are the whole keys): no consensus, no peers, the same duty services
     /// and slashing protection. The baseline a distributed validator is
     /// measured against.
-    #[arg(long)]
+    #[arg(long, env = "DVNODE_PLAIN")]
     plain: bool,
+    /// Read flags from this TOML file: `flag-name = value` (a list for
+    /// repeated flags, true for switches).
+    #[arg(long, env = "DVNODE_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Where to serve metrics, if anywhere.
+    fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        match self.metrics.as_deref() {
+            None => Ok(None),
+            Some("") | Some("true") => Ok(Some((self.metrics_address, self.metrics_port).into())),
+            Some(addr) => addr.parse().map(Some).map_err(|e| {
+                format!("--metrics {addr:?}: {e} (give host:port, or --metrics alone with --metrics-address and --metrics-port)")
+            }),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -380,27 +478,21 @@ fn slashing_protection(command: SlashingCommand) -> Result<(), String> {
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // libp2p's request-response handler warns once per stream it
-                // drops over its concurrency cap: a flooding peer would fill
-                // the log. What a peer does wrong is logged (rate-limited) and
-                // counted by the node itself.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,libp2p_request_response=error")
-                }),
-        )
-        .init();
+    let metrics = args.metrics_addr()?;
+    let http = args
+        .http
+        .then(|| std::net::SocketAddr::from((args.http_address, args.http_port)));
+    init_logging(&args.debug_level, args.logfile.as_deref())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
     runtime.block_on(async {
         let node = runtime::Node::start(runtime::RunConfig {
             data_dir: args.data_dir,
             beacon_nodes: args.beacon_nodes,
             p2p_listen: args.p2p_listen,
-            metrics: args.metrics,
+            metrics,
+            metrics_per_validator: args.metrics_per_validator,
+            http,
+            network: args.network,
             validator_api: args.validator_api,
             plain: args.plain,
         })
@@ -416,6 +508,36 @@ fn run(args: RunArgs) -> Result<(), String> {
         node.run(shutdown).await;
         Ok(())
     })
+}
+
+/// The log: stderr, and `logfile` too if given; at `level` unless RUST_LOG says otherwise.
+fn init_logging(level: &str, logfile: Option<&std::path::Path>) -> Result<(), String> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    // Lighthouse's "crit" is the most severe level tracing has.
+    let level = if level == "crit" { "error" } else { level };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // libp2p's request-response handler warns once per stream it drops
+        // over its concurrency cap: a flooding peer would fill the log. What
+        // a peer does wrong is logged (rate-limited) and counted by the node.
+        tracing_subscriber::EnvFilter::new(format!("{level},libp2p_request_response=error"))
+    });
+    let writer = match logfile {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("--logfile {}: {e}", path.display()))?;
+            BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(file)))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+    Ok(())
 }
 
 fn exit(command: ExitCommand) -> Result<(), String> {
@@ -438,6 +560,52 @@ fn exit(command: ExitCommand) -> Result<(), String> {
     Ok(())
 }
 
+fn status(args: StatusArgs) -> Result<(), String> {
+    let base = match args.metrics_address.contains("://") {
+        true => args.metrics_address.trim_end_matches('/').to_string(),
+        false => format!("http://{}", args.metrics_address),
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    let (report, alive) = runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let get = |path: &'static str| {
+            let url = format!("{base}{path}");
+            let http = http.clone();
+            async move {
+                let response = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let status = response.status();
+                let body = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+                Ok::<_, String>((status, body, url))
+            }
+        };
+        let (_, body, url) = get("/readyz").await?;
+        let report: dv_node::health::Report = serde_json::from_str(&body)
+            .map_err(|e| format!("{url}: not a readiness report ({e}): {body}"))?;
+        let alive = get("/livez").await.map(|(s, _, _)| s.is_success());
+        Ok::<_, String>((report, alive))
+    })?;
+    println!(
+        "node at {base}: {}",
+        if report.ready { "ready" } else { "NOT READY" }
+    );
+    for check in &report.checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        println!("  {mark} {:<12} {}", check.name, check.message);
+    }
+    println!("  alive: {}", matches!(alive, Ok(true)));
+    match report.ready {
+        true => Ok(()),
+        false => Err(format!("not ready: {}", report.reasons.join("; "))),
+    }
+}
+
 /// glibc's malloc gives threads that allocate at once arenas of their own,
 /// up to eight per core, and keeps what is freed in each: a node's bursts of
 /// signing and verification on every core left its resident memory growing
@@ -457,7 +625,14 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = Cli::parse();
+    let cli = match config_file::parse_args::<Cli>(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(config_file::ParseError::Clap(e)) => e.exit(),
+        Err(config_file::ParseError::Config(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = dv_fault::check_env() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -468,6 +643,7 @@ fn main() -> ExitCode {
         Command::Combine(args) => combine(args),
         Command::SlashingProtection(command) => slashing_protection(command),
         Command::Exit(command) => exit(command),
+        Command::Status(args) => status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

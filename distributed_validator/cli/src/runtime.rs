@@ -15,12 +15,15 @@ use beacon_client::BeaconNodes;
 use dv_cluster::{ClusterLock, NodeDir};
 use dv_node::consensus::P2pAuthenticator;
 use dv_node::exits::{ExitService, PendingExits};
+use dv_node::health::Health;
 use dv_node::keys::{check_same_chain, load_public_keys, load_shares, whole_keys};
 use dv_node::metrics::Metrics;
 use dv_node::parsig::{OwnShares, ParSigStore};
 use dv_node::scheduler::{Scheduler, SlotClock};
 use dv_node::services::DutyContext;
 use dv_node::signer::Signer;
+use dv_node::status_page::ClusterInfo;
+use dv_node::tracker::{InclusionChecker, Reason};
 use dv_node::validator_store::{
     ChainContext, DvValidatorStore, PlainValidatorStore, ValidatorStore,
 };
@@ -39,8 +42,14 @@ pub struct RunConfig {
     pub beacon_nodes: Vec<String>,
     /// Overrides the listen address the lock gives this node.
     pub p2p_listen: Option<String>,
-    /// Where to serve Prometheus metrics, if anywhere.
+    /// Where to serve Prometheus metrics and the health checks, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Metrics per validator too (small clusters only).
+    pub metrics_per_validator: bool,
+    /// Where to serve the status page, if anywhere.
+    pub http: Option<SocketAddr>,
+    /// The network the lock must name, if given.
+    pub network: Option<String>,
     /// Middleware mode: serve the Beacon API to a validator client (which
     /// holds this node's key shares) here.
     pub validator_api: Option<SocketAddr>,
@@ -65,9 +74,15 @@ pub struct Node {
     scheduler: Scheduler,
     attachment: Attachment,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    inclusion: Arc<InclusionChecker>,
+    /// The cluster network, watched by the health checks (none for a plain validator).
+    net: Option<p2p::Handle>,
     /// The cluster's tasks (none for a plain validator).
     cluster: Option<ClusterTasks>,
     metrics_listener: Option<tokio::net::TcpListener>,
+    /// The status page's listener and what it shows.
+    status_page: Option<(tokio::net::TcpListener, ClusterInfo)>,
 }
 
 /// What runs beside the duties in a cluster: consensus and the exchange, exits.
@@ -120,6 +135,7 @@ struct DutyParts {
     metrics: Arc<Metrics>,
     scheduler: Scheduler,
     registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration>,
+    inclusion: Arc<InclusionChecker>,
 }
 
 impl DutyParts {
@@ -133,6 +149,7 @@ impl DutyParts {
             graffiti: Graffiti::ZERO,
             scheduler: self.scheduler,
             registrations: self.registrations,
+            inclusion: self.inclusion,
             attested: tokio::sync::watch::Sender::new(None),
         }
     }
@@ -143,6 +160,15 @@ impl Node {
     pub async fn start(cfg: RunConfig) -> Result<Node, String> {
         let dir = NodeDir::new(&cfg.data_dir);
         let lock = ClusterLock::load(&dir.lock_path()).map_err(|e| e.to_string())?;
+        if let Some(network) = &cfg.network {
+            if *network != lock.body.network {
+                return Err(format!(
+                    "--network {network}: the cluster lock in {} is for network {}",
+                    cfg.data_dir.display(),
+                    lock.body.network
+                ));
+            }
+        }
         let keypair = p2p::load_keypair(&dir.p2p_key_path())?;
         let peers = dv_node::keys::operator_peer_ids(&lock)?;
         let me = peers
@@ -162,8 +188,15 @@ impl Node {
         db.register_validators(&pubkeys)
             .map_err(|e| e.to_string())?;
 
+        let metrics = Metrics::new(cfg.metrics_per_validator);
         let beacon = BeaconNodes::new(&cfg.beacon_nodes, Duration::from_secs(4))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .observed({
+                let metrics = metrics.clone();
+                Arc::new(move |endpoint, node, took, failed| {
+                    metrics.beacon_request(endpoint, node, took, failed)
+                })
+            });
         let genesis = loop {
             match beacon.first_success(|n| n.genesis()).await {
                 Ok(g) => break g,
@@ -182,7 +215,39 @@ impl Node {
             .map_err(|e| e.to_string())?;
 
         let clock = SlotClock::new(genesis.genesis_time, &spec);
-        let metrics = Metrics::new();
+        let slot_duration = Duration::from_millis(clock.slot_ms);
+        let status_page = match cfg.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("--http-address/--http-port {addr}: {e}"))?;
+                let info = ClusterInfo {
+                    name: lock.body.name.clone(),
+                    lock_hash: lock.lock_hash.to_string(),
+                    network: lock.body.network.clone(),
+                    threshold: params.threshold(),
+                    validators: pubkeys.len(),
+                    me: (!cfg.plain).then_some(me),
+                    operators: lock
+                        .body
+                        .operators
+                        .iter()
+                        .map(|o| (o.index, o.peer_id.to_string(), o.address.to_string()))
+                        .collect(),
+                };
+                Some((listener, info))
+            }
+            None => None,
+        };
+        let health = |cluster| {
+            Health::new(
+                metrics.clone(),
+                slot_duration,
+                spec.slots_per_epoch,
+                pubkeys.len(),
+                cluster,
+            )
+        };
         let metrics_listener = match cfg.metrics {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -207,7 +272,14 @@ impl Node {
             })
             .collect();
         let scheduler = Scheduler::new(spec.clone(), pubkeys.clone());
+        let inclusion = InclusionChecker::new(
+            beacon.clone(),
+            metrics.clone(),
+            scheduler.clone(),
+            spec.clone(),
+        );
         let parts = DutyParts {
+            inclusion: inclusion.clone(),
             beacon: beacon.clone(),
             spec: spec.clone(),
             clock,
@@ -234,8 +306,12 @@ impl Node {
                 beacon: beacon.clone(),
                 attachment: Attachment::BuiltIn(BuiltIn::Plain(Arc::new(parts.with(store)))),
                 metrics: metrics.clone(),
+                health: health(None),
+                inclusion,
+                net: None,
                 cluster: None,
                 metrics_listener,
+                status_page,
             });
         }
         let members = dv_node::keys::cluster_members(&lock, &peers)?;
@@ -270,6 +346,8 @@ impl Node {
         .map_err(|e| e.to_string())?;
         let auth = P2pAuthenticator::new(keypair.clone(), &peers, lock.lock_hash.as_bytes())
             .map_err(|e| format!("consensus keys: {e}"))?;
+        let health = health(Some((me, peers.len(), params.threshold())));
+        let watched_net = net.clone();
         let (workflow_task, workflow): (WorkflowTask<SlotClock>, Workflow) = WorkflowTask::new(
             auth,
             net,
@@ -316,6 +394,7 @@ impl Node {
                     own,
                     exits: pending_exits,
                     registrations,
+                    inclusion: inclusion.clone(),
                 })?;
                 tracing::info!(%addr, "validator API for a validator client run with --distributed");
                 Attachment::Middleware(Arc::new(middleware), listener)
@@ -330,11 +409,15 @@ impl Node {
             beacon,
             attachment,
             metrics,
+            health,
+            inclusion,
+            net: Some(watched_net),
             cluster: Some(ClusterTasks {
                 workflow: workflow_task,
                 exits,
             }),
             metrics_listener,
+            status_page,
         })
     }
 
@@ -348,12 +431,35 @@ impl Node {
             scheduler,
             attachment,
             metrics,
+            health,
+            inclusion,
+            net,
             cluster,
             metrics_listener,
+            status_page,
         } = self;
-        if let Some(listener) = metrics_listener {
-            tokio::spawn(dv_node::metrics::serve(listener, metrics));
+        if let Some((listener, cluster)) = status_page {
+            let sources = dv_node::status_page::Sources {
+                cluster,
+                metrics: metrics.clone(),
+                health: health.clone(),
+                clock,
+                slots_per_epoch: spec.slots_per_epoch,
+            };
+            tokio::spawn(dv_node::status_page::serve(listener, Arc::new(sources)));
         }
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(dv_node::health::serve(
+                listener,
+                metrics.clone(),
+                health.clone(),
+            ));
+        }
+        let monitor = tokio::spawn(
+            health
+                .clone()
+                .monitor(beacon.clone(), net, scheduler.clone()),
+        );
         // Know the validators' indices and duties before the first request.
         let first_epoch = spec.epoch_of_slot(clock.current_slot());
         if tokio::time::timeout(
@@ -395,6 +501,7 @@ impl Node {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(clock.slot_start(slot)) => {}
             }
+            health.beat();
             let epoch = spec.epoch_of_slot(slot);
             let polled = tokio::time::timeout(
                 Duration::from_millis(clock.slot_ms / 3),
@@ -418,16 +525,27 @@ impl Node {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(SlotClock::instant_at(clock.attestation_due_ms(slot))) => {}
             }
+            // The previous slot's block: what it carries of the cluster's duties.
+            if let Some(previous) = slot.checked_sub(1) {
+                let inclusion = inclusion.clone();
+                tokio::spawn(async move {
+                    if preset_is_minimal {
+                        inclusion.check_slot::<Minimal>(previous).await
+                    } else {
+                        inclusion.check_slot::<Mainnet>(previous).await
+                    }
+                });
+            }
             let attesters = scheduler.attesters_at(slot);
             match (&duties, &middleware) {
                 _ if attesters.is_empty() => {}
                 (Some(duties), _) => duties.at_attestation_due(slot, attesters, preset_is_minimal),
                 // Middleware: take part in the slot's consensus even if the client is late or down.
                 (None, Some(mw)) => {
-                    let mw = mw.clone();
+                    let (mw, metrics, count) = (mw.clone(), metrics.clone(), attesters.len());
                     tokio::spawn(async move {
                         if let Err(e) = mw.decide_attestation(slot).await {
-                            tracing::error!(slot, duty = "attester", "duty failed: {e}");
+                            metrics.duty_failed(slot, "attester", Reason::of(&e), count, e);
                         }
                     });
                 }
@@ -440,6 +558,7 @@ impl Node {
             }
             slot = (slot + 1).max(clock.current_slot() + 1);
         }
+        monitor.abort();
         if let Some(exits) = exit_service {
             exits.abort();
         }

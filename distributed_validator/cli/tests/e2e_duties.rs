@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{create_cluster, free_port, node_logs, tail, Processes, EPOCH_1_ALL_LANDED};
+use common::{create_cluster, free_port, http_get, node_logs, tail, Processes, EPOCH_1_ALL_LANDED};
 use dv_integration::chain::DutySummary;
 use dv_integration::server::now_ms;
 use dv_types::ForkName;
@@ -72,6 +72,8 @@ struct Outcome {
     logs: String,
     /// What the first running node served on `--metrics` at the end.
     metrics: String,
+    /// Its `/readyz` answer (status line and body) at the end.
+    readyz: String,
     /// Validators whose exit a block included, with the exit epoch set.
     exits_included: std::collections::BTreeMap<u64, u64>,
     /// The exit files left pending and those moved to `submitted/`, as `node/name`.
@@ -109,18 +111,6 @@ fn exit_files(cluster: &std::path::Path, n: usize) -> (Vec<String>, Vec<String>)
     }
     out.0.sort();
     out.1.sort();
-    out
-}
-
-/// A plain HTTP/1.0 GET (the test has no HTTP client dependency).
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
     out
 }
 
@@ -301,6 +291,7 @@ async fn run_on_chain(
     }
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
     let metrics = http_get(&metrics_addr, "/metrics");
+    let readyz = http_get(&metrics_addr, "/readyz");
     let rss_kb = nodes.0.iter().map(|c| common::rss_kb(c.id())).collect();
     drop(nodes);
 
@@ -318,6 +309,7 @@ async fn run_on_chain(
         slashable: chain.report.slashable.clone(),
         logs,
         metrics,
+        readyz,
         exits_included: chain.report.exits_included.clone(),
         exit_files: exit_files(&cluster, n),
         latest_attestation_ms: chain.report.latest_attestation_by_slot.clone(),
@@ -413,10 +405,27 @@ async fn four_nodes_perform_every_duty_for_every_validator_with_nothing_invalid_
         assert!(o.logs.contains(line), "{line}\n{}", tail(&o.logs));
     }
     for series in [
-        r#"dv_duty_outcomes_total{duty="attester",outcome="ok"}"#,
-        r#"dv_duty_outcomes_total{duty="proposer",outcome="ok"}"#,
+        r#"dv_duty_submitted_total{duty="attester"}"#,
+        r#"dv_duty_submitted_total{duty="proposer"}"#,
         r#"dv_stage_latency_seconds_count{duty="attester",stage="consensus"}"#,
         r#"dv_duty_latency_seconds_count{duty="proposer"}"#,
+        r#"dv_consensus_decided_round_count{duty="attester"}"#,
+        r#"dv_consensus_decision_seconds_count{duty="proposer"}"#,
+        r#"dv_peer_consensus_participation_total{duty="attester",peer="3"}"#,
+        r#"dv_peer_connected{peer="3"} 1"#,
+        "dv_peers_connected 3",
+        r#"dv_peer_partials_total{duty="attester",peer="3",reason="on_time"}"#,
+        // Found in the chain's blocks (one block read a slot).
+        r#"dv_duty_included_total{duty="attester"}"#,
+        r#"dv_duty_included_total{duty="proposer"}"#,
+        r#"dv_duty_included_total{duty="sync_message"}"#,
+        r#"dv_duty_inclusion_delay_slots_bucket{le="1.0",duty="attester"}"#,
+        r#"dv_beacon_node_request_seconds_count{endpoint="/eth/v2/beacon/blocks/{id}",node="0"}"#,
+        r#"dv_beacon_node_request_seconds_count{endpoint="/eth/v1/validator/attestation_data",node="0"}"#,
+        r#"dv_slashing_db_transaction_seconds_count{duty="attester"}"#,
+        r#"dv_exchange_queue_depth{queue="held"}"#,
+        "dv_process_resident_memory_bytes",
+        "dv_build_info{version=",
     ] {
         assert!(
             o.metrics.contains(series),
@@ -424,6 +433,14 @@ async fn four_nodes_perform_every_duty_for_every_validator_with_nothing_invalid_
             o.metrics
         );
     }
+    assert!(
+        o.readyz.starts_with("HTTP/1.1 200") || o.readyz.starts_with("HTTP/1.0 200"),
+        "{}",
+        o.readyz
+    );
+    assert!(o.readyz.contains(r#""ready":true"#), "{}", o.readyz);
+    let queried = common::assert_dashboard_metrics_exist(&o.metrics);
+    eprintln!("dashboard: {} metrics queried, all served", queried.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,10 +510,45 @@ async fn two_nodes_down_sign_nothing() {
         assert!(!o.logs.contains(signed), "{signed}\n{}", tail(&o.logs));
     }
     assert!(
-        o.logs.contains("duty failed: no consensus"),
+        o.logs.contains("reason=no_consensus") && o.logs.contains("duty failed: no consensus"),
         "{}",
         tail(&o.logs)
     );
+    // Node 1 sees peers 0 and 2 down: not ready, and says why.
+    assert!(
+        o.readyz.starts_with("HTTP/1.0 503") || o.readyz.starts_with("HTTP/1.1 503"),
+        "{}",
+        o.readyz
+    );
+    assert!(
+        o.readyz.contains(
+            "peers: 1 of 3 peers connected, 2 needed for the threshold; not connected: peer 0, peer 2"
+        ),
+        "{}",
+        o.readyz
+    );
+    assert!(
+        o.readyz
+            .contains(r#"{"name":"duties","ok":false,"message":"in the last epoch: "#),
+        "{}",
+        o.readyz
+    );
+    for series in [
+        r#"dv_duty_failed_total{duty="attester",reason="no_consensus"}"#,
+        r#"dv_duty_failed_total{duty="proposer",reason="missing_prerequisite"}"#,
+        r#"dv_peer_connected{peer="0"} 0"#,
+        r#"dv_peer_connected{peer="3"} 1"#,
+        // Randao reveals are signed without consensus: peer 3's came, 0's and 2's never.
+        r#"dv_peer_partials_total{duty="randao",peer="3",reason="on_time"}"#,
+        r#"dv_peer_partials_total{duty="randao",peer="0",reason="missing"}"#,
+        r#"dv_peer_partials_total{duty="randao",peer="2",reason="missing"}"#,
+    ] {
+        assert!(
+            o.metrics.contains(series),
+            "{series} not in:\n{}",
+            o.metrics
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@
 
 use crate::cpu::cpu_bound;
 use crate::duty::{Duty, DutyType};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Participation};
 use crate::parsig::{Combined, ParSigStore, Partial};
 use crate::workflow::CurrentSlot;
 use dv_crypto::{par_map, PartialSignature, Signature};
@@ -224,6 +224,62 @@ pub(crate) struct ExchangeWaiter {
     pub reply: Option<oneshot::Sender<Exchanged>>,
 }
 
+/// How each peer took part in the duties this node signed: per duty,
+/// whether this node's signatures were all combined yet, and how each
+/// peer's first partials fared.
+#[derive(Default)]
+struct PeerParticipation {
+    by_duty: HashMap<Duty, (bool, Vec<Option<Participation>>)>,
+}
+
+impl PeerParticipation {
+    fn begin(&mut self, duty: Duty, members: usize) {
+        self.by_duty
+            .entry(duty)
+            .or_insert_with(|| (false, vec![None; members]));
+    }
+
+    /// Notes `peer`'s partials for `duty` (late if the duty was settled):
+    /// what to count, the first time only.
+    fn note(&mut self, duty: Duty, peer: usize, how: Participation) -> Option<Participation> {
+        let (settled, peers) = self.by_duty.get_mut(&duty)?;
+        let slot = peers.get_mut(peer)?;
+        if slot.is_some() {
+            return None;
+        }
+        let how = match (how, *settled) {
+            (Participation::OnTime, true) => Participation::Late,
+            (how, _) => how,
+        };
+        *slot = Some(how);
+        Some(how)
+    }
+
+    fn settle(&mut self, duty: Duty) {
+        if let Some((settled, _)) = self.by_duty.get_mut(&duty) {
+            *settled = true;
+        }
+    }
+
+    /// Forgets the duties not `kept`; the peers (other than `me`) that sent
+    /// nothing for them.
+    fn retain(&mut self, kept: impl Fn(&Duty) -> bool, me: usize) -> Vec<(Duty, usize)> {
+        let mut missing = Vec::new();
+        self.by_duty.retain(|duty, (_, peers)| {
+            if kept(duty) {
+                return true;
+            }
+            for (peer, how) in peers.iter().enumerate() {
+                if how.is_none() && peer != me {
+                    missing.push((*duty, peer));
+                }
+            }
+            false
+        });
+        missing
+    }
+}
+
 pub(crate) struct ExchangeTask<C: CurrentSlot> {
     net: p2p::Handle,
     inputs: mpsc::UnboundedReceiver<ExchangeInput>,
@@ -235,6 +291,7 @@ pub(crate) struct ExchangeTask<C: CurrentSlot> {
     /// The roots this node signs, per duty (from its own partials).
     signing: HashMap<Duty, HashSet<Root>>,
     held: Held,
+    participation: PeerParticipation,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -255,6 +312,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             waiters: Vec::new(),
             signing: HashMap::new(),
             held: Held::default(),
+            participation: PeerParticipation::default(),
             metrics,
         };
         (task, tx)
@@ -293,6 +351,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                 ExchangeInput::Own(waiter) => {
                     let (duty, root) = (waiter.duty, waiter.root);
                     self.signing.entry(duty).or_default().insert(root);
+                    self.participation.begin(duty, self.net.members());
                     self.start(waiter);
                     for (from, payload) in self.held.take(duty, &root) {
                         to_read.push((duty, from, payload));
@@ -336,6 +395,18 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         let all_valid = cpu_bound(|| parsig.verify_all(&groups));
         for m in &from_peers {
             let refused = cpu_bound(|| self.parsig.add(m.duty, m.root, &m.partials, all_valid));
+            let invalid = refused
+                .iter()
+                .any(|e| matches!(e, crate::parsig::ParSigError::InvalidPartial { .. }));
+            if invalid || !m.partials.is_empty() {
+                let how = match invalid {
+                    true => Participation::Invalid,
+                    false => Participation::OnTime,
+                };
+                if let Some(how) = self.participation.note(m.duty, m.from, how) {
+                    self.metrics.peer_partials(m.duty.kind.name(), m.from, how);
+                }
+            }
             self.log_refused(m.duty, Some(m.from), refused);
         }
         self.combine_ready();
@@ -509,10 +580,12 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                 }
             }
         }
+        let mut settled = Vec::new();
         self.waiters.retain_mut(|w| {
             if w.got.len() < w.wanted.len() {
                 return true;
             }
+            settled.push(w.duty);
             if let Some(reply) = w.reply.take() {
                 let _ = reply.send(Exchanged {
                     signatures: std::mem::take(&mut w.got),
@@ -520,6 +593,9 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             }
             false
         });
+        for duty in settled {
+            self.participation.settle(duty);
+        }
     }
 
     /// Answers waiters that ran out of time and forgets old duties.
@@ -549,7 +625,18 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             }
         }
         self.signing.retain(|duty, _| kept(duty));
+        for (duty, peer) in self.participation.retain(kept, self.net.me()) {
+            self.metrics
+                .peer_partials(duty.kind.name(), peer, Participation::Missing);
+        }
         self.parsig.retain(kept);
+        let held: usize = self
+            .held
+            .by_peer
+            .values()
+            .map(|(messages, _)| messages)
+            .sum();
+        self.metrics.exchange_queues(held, self.waiters.len());
     }
 }
 

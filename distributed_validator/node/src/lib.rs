@@ -17,7 +17,9 @@
 //!   aggregate shapes per fork, validity predicates), used by both attachments;
 //! - [`exits`]: voluntary exits, which operators sign when they choose:
 //!   pending partials on disk, offered to the peers once an epoch (both attachments);
-//! - [`keys`]: the lock's keys and this node's shares on disk; [`metrics`].
+//! - [`keys`]: the lock's keys and this node's shares on disk;
+//! - [`tracker`]: what became of each duty (failure reasons, inclusion on
+//!   chain); [`metrics`], [`health`] and the [`status_page`] show it.
 //!
 //! Everything is wired together for `dvnode run` in one place, the
 //! binary's `runtime.rs`.
@@ -29,11 +31,14 @@ pub mod decided;
 pub mod duty;
 pub mod exchange;
 pub mod exits;
+pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod parsig;
 pub mod scheduler;
 pub mod services;
 pub mod signer;
+pub mod status_page;
+pub mod tracker;
 pub mod validator_store;
 pub mod workflow;

@@ -1,36 +1,141 @@
-//! Prometheus metrics: duty outcomes, duty latency and per-stage latency,
-//! served as text on `GET /metrics` at `--metrics ADDR`.
+//! Prometheus metrics, served as text on `GET /metrics` at `--metrics ADDR`
+//! (with the health endpoints of [`crate::health`]).
+//!
+//! Every family is named `dv_*` and labelled only with `duty`, `stage`,
+//! `reason`, `peer` (an operator's index in the cluster lock), `endpoint`
+//! and `node` (a beacon node): bounded label sets, whatever the number of
+//! validators. `--metrics-per-validator` adds one family keyed by validator
+//! for small clusters.
 
+use crate::tracker::Reason;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Labels = Vec<(&'static str, String)>;
 /// A peer (its index in the lock) and a misbehaviour reason.
 type PeerReason = (usize, &'static str);
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+type CounterF64 = Counter<f64, AtomicU64>;
 
 fn latency_histogram() -> Histogram {
     // 5 ms .. ~20 s
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
 }
 
+fn fast_histogram() -> Histogram {
+    // 0.1 ms .. ~3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
+fn round_histogram() -> Histogram {
+    Histogram::new(linear_buckets(1.0, 1.0, 8))
+}
+
+fn slots_histogram() -> Histogram {
+    Histogram::new(linear_buckets(1.0, 1.0, 8))
+}
+
+/// Duty outcomes kept for the health check ("recent duties failing") and
+/// the status page's timeline.
+const DUTY_EVENTS_KEPT: usize = 4096;
+
+/// How some of a duty's items ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The beacon node accepted them.
+    Submitted,
+    /// A block carried them.
+    Included,
+    Failed(Reason),
+}
+
+impl Outcome {
+    /// `submitted`, `included`, or the failure reason.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Submitted => "submitted",
+            Outcome::Included => "included",
+            Outcome::Failed(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// One outcome line, as the status page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DutyEvent {
+    pub slot: u64,
+    pub duty: &'static str,
+    pub outcome: Outcome,
+    pub count: u64,
+    pub detail: String,
+    #[serde(skip)]
+    pub at: Instant,
+}
+
+/// What one peer did, in total, for the status page.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PeerTally {
+    pub on_time: u64,
+    pub late: u64,
+    pub missing: u64,
+    pub invalid: u64,
+    /// Decisions whose quorum of commits had the peer's.
+    pub decisions: u64,
+    /// Messages refused from it.
+    pub misbehaviour: u64,
+}
+
 pub struct Metrics {
     registry: Registry,
-    outcomes: Family<Labels, Counter>,
+    submitted: Family<Labels, Counter>,
+    failed: Family<Labels, Counter>,
+    included: Family<Labels, Counter>,
+    inclusion_delay: HistogramFamily,
     duty_latency: HistogramFamily,
     stage_latency: HistogramFamily,
     combined: Family<Labels, Counter>,
+    decided_round: HistogramFamily,
+    decision_time: HistogramFamily,
+    consensus_participation: Family<Labels, Counter>,
+    peer_partials: Family<Labels, Counter>,
+    peer_connected: Family<Labels, Gauge>,
+    peers_connected: Gauge,
+    beacon_request: HistogramFamily,
+    beacon_errors: Family<Labels, Counter>,
+    slashing_db: HistogramFamily,
+    queue_depth: Family<Labels, Gauge>,
     p2p_sent_messages: Family<Labels, Counter>,
     p2p_sent_bytes: Family<Labels, Counter>,
     peer_misbehaviour: Family<Labels, Counter>,
+    per_validator: Option<Family<Labels, Counter>>,
+    process: ProcessGauges,
     /// When each (peer, reason) was last logged, and how many since were not.
-    misbehaviour_logged: std::sync::Mutex<HashMap<PeerReason, (Instant, u64)>>,
+    misbehaviour_logged: Mutex<HashMap<PeerReason, (Instant, u64)>>,
+    /// The last outcome lines.
+    events: Mutex<VecDeque<DutyEvent>>,
+    peers: Mutex<std::collections::BTreeMap<usize, PeerTally>>,
+}
+
+/// The process's own figures, read from `/proc` when the metrics are served.
+struct ProcessGauges {
+    resident_bytes: Gauge,
+    cpu_seconds: CounterF64,
+    open_fds: Gauge,
+    threads: Gauge,
 }
 
 /// A misbehaving peer gets one log line per reason this often (every
@@ -58,102 +163,416 @@ impl Stage {
     }
 }
 
+/// How a peer's partial signature for a duty this node signed fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Participation {
+    /// Arrived before the duty's signatures were combined.
+    OnTime,
+    /// Arrived after they were combined (or after the duty ended).
+    Late,
+    /// Never arrived while the duty's partials were kept.
+    Missing,
+    /// Arrived and failed verification.
+    Invalid,
+}
+
+impl Participation {
+    fn name(self) -> &'static str {
+        match self {
+            Participation::OnTime => "on_time",
+            Participation::Late => "late",
+            Participation::Missing => "missing",
+            Participation::Invalid => "invalid",
+        }
+    }
+}
+
+fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
+    pairs.into_iter().collect()
+}
+
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    /// The node's metrics; `per_validator` adds `dv_validator_duties_total`
+    /// keyed by validator (for small clusters only: one series per validator).
+    pub fn new(per_validator: bool) -> Arc<Self> {
         let mut registry = Registry::with_prefix("dv");
-        let outcomes = Family::<Labels, Counter>::default();
-        let duty_latency = HistogramFamily::new_with_constructor(latency_histogram);
-        let stage_latency = HistogramFamily::new_with_constructor(latency_histogram);
-        registry.register(
-            "duty_outcomes",
-            "Duties by type and outcome (ok, or the failure reason)",
-            outcomes.clone(),
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let histogram =
+            |registry: &mut Registry, name: &str, help: &str, make: fn() -> Histogram| {
+                let family = HistogramFamily::new_with_constructor(make);
+                registry.register(name, help, family.clone());
+                family
+            };
+        let submitted = counter(
+            &mut registry,
+            "duty_submitted",
+            "Duty items (one per validator) the beacon node accepted, by duty",
         );
-        registry.register(
+        let failed = counter(
+            &mut registry,
+            "duty_failed",
+            "Duty items (one per validator) that failed, by duty and reason (the taxonomy of dv_node::tracker::Reason)",
+        );
+        let included = counter(
+            &mut registry,
+            "duty_included",
+            "Attestations and blocks of the cluster's validators found in a block of the chain, by duty",
+        );
+        let inclusion_delay = histogram(
+            &mut registry,
+            "duty_inclusion_delay_slots",
+            "Slots from a duty's slot to the block that included it, by duty",
+            slots_histogram,
+        );
+        let duty_latency = histogram(
+            &mut registry,
             "duty_latency_seconds",
             "From the start of the duty's slot to the beacon node accepting the signed message",
-            duty_latency.clone(),
+            latency_histogram,
         );
-        registry.register(
+        let stage_latency = histogram(
+            &mut registry,
             "stage_latency_seconds",
             "Time spent in each pipeline stage per duty",
-            stage_latency.clone(),
+            latency_histogram,
         );
-        let combined = Family::<Labels, Counter>::default();
-        registry.register(
+        let combined = counter(
+            &mut registry,
             "combined_signatures",
-            "Signatures combined from a threshold of partials and verified, by duty type",
-            combined.clone(),
+            "Signatures combined from a threshold of partials and verified, by duty",
         );
-        let p2p_sent_messages = Family::<Labels, Counter>::default();
+        let decided_round = histogram(
+            &mut registry,
+            "consensus_decided_round",
+            "The QBFT round in which a duty's value was decided (1: the first leader's), by duty",
+            round_histogram,
+        );
+        let decision_time = histogram(
+            &mut registry,
+            "consensus_decision_seconds",
+            "From the start of a consensus instance to its decision, by duty",
+            latency_histogram,
+        );
+        let consensus_participation = counter(
+            &mut registry,
+            "peer_consensus_participation",
+            "Decisions whose quorum of commits included the peer's, by duty and peer",
+        );
+        let peer_partials = counter(
+            &mut registry,
+            "peer_partials",
+            "Peers' partial-signature messages for duties this node signed, by duty, peer and reason (on_time, late, missing, invalid)",
+        );
+        let peer_connected = Family::<Labels, Gauge>::default();
         registry.register(
+            "peer_connected",
+            "1 if the peer is connected, 0 if not, by peer",
+            peer_connected.clone(),
+        );
+        let peers_connected = Gauge::default();
+        registry.register(
+            "peers_connected",
+            "Peers connected (the cluster's other operators)",
+            peers_connected.clone(),
+        );
+        let beacon_request = histogram(
+            &mut registry,
+            "beacon_node_request_seconds",
+            "Beacon node requests by endpoint (path template) and node (its position in --beacon-nodes)",
+            latency_histogram,
+        );
+        let beacon_errors = counter(
+            &mut registry,
+            "beacon_node_errors",
+            "Beacon node requests that failed (no answer, or an error status), by endpoint and node",
+        );
+        let slashing_db = histogram(
+            &mut registry,
+            "slashing_db_transaction_seconds",
+            "Slashing-protection checks and records of decided values (one transaction each), by duty",
+            fast_histogram,
+        );
+        let queue_depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "exchange_queue_depth",
+            "Items waiting in the partial-signature exchange, by queue (held: peers' messages for duties not signed yet; waiting: duties waiting for partials)",
+            queue_depth.clone(),
+        );
+        let p2p_sent_messages = counter(
+            &mut registry,
             "p2p_sent_messages",
             "Messages handed to the cluster network (each delivery attempt), by topic",
-            p2p_sent_messages.clone(),
         );
-        let p2p_sent_bytes = Family::<Labels, Counter>::default();
-        registry.register(
+        let p2p_sent_bytes = counter(
+            &mut registry,
             "p2p_sent_bytes",
             "Encoded bytes of the messages handed to the cluster network, by topic",
-            p2p_sent_bytes.clone(),
         );
-        let peer_misbehaviour = Family::<Labels, Counter>::default();
-        registry.register(
+        let peer_misbehaviour = counter(
+            &mut registry,
             "peer_misbehaviour",
             "Messages from a peer refused or dropped, by peer (its index in the cluster lock) and reason",
-            peer_misbehaviour.clone(),
+        );
+        let per_validator = per_validator.then(|| {
+            counter(
+                &mut registry,
+                "validator_duties",
+                "Duty items by validator, duty and outcome (submitted, included or the failure reason); only with --metrics-per-validator",
+            )
+        });
+        let build = Family::<Labels, Gauge>::default();
+        registry.register("build_info", "The node's version (always 1)", build.clone());
+        build
+            .get_or_create(&labels([(
+                "version",
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]))
+            .set(1);
+        let start_time: Gauge = Gauge::default();
+        registry.register(
+            "process_start_time_seconds",
+            "When the process started, in unix seconds",
+            start_time.clone(),
+        );
+        start_time.set((crate::scheduler::now_ms() / 1000) as i64);
+        let process = ProcessGauges {
+            resident_bytes: Gauge::<i64>::default(),
+            cpu_seconds: CounterF64::default(),
+            open_fds: Gauge::default(),
+            threads: Gauge::default(),
+        };
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            process.resident_bytes.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time of the process (user and system), in seconds",
+            process.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors of the process",
+            process.open_fds.clone(),
+        );
+        registry.register(
+            "process_threads",
+            "Threads of the process",
+            process.threads.clone(),
         );
         Arc::new(Self {
             registry,
-            peer_misbehaviour,
-            misbehaviour_logged: Default::default(),
-            outcomes,
+            submitted,
+            failed,
+            included,
+            inclusion_delay,
             duty_latency,
             stage_latency,
             combined,
+            decided_round,
+            decision_time,
+            consensus_participation,
+            peer_partials,
+            peer_connected,
+            peers_connected,
+            beacon_request,
+            beacon_errors,
+            slashing_db,
+            queue_depth,
             p2p_sent_messages,
             p2p_sent_bytes,
+            peer_misbehaviour,
+            per_validator,
+            process,
+            misbehaviour_logged: Default::default(),
+            events: Default::default(),
+            peers: Default::default(),
         })
     }
 
-    pub fn outcome(&self, duty: &'static str, outcome: &str) {
-        self.outcomes
-            .get_or_create(&vec![
-                ("duty", duty.to_string()),
-                ("outcome", outcome.to_string()),
-            ])
-            .inc();
+    fn remember(
+        &self,
+        slot: u64,
+        duty: &'static str,
+        outcome: Outcome,
+        count: u64,
+        detail: String,
+    ) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() == DUTY_EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(DutyEvent {
+            slot,
+            duty,
+            outcome,
+            count,
+            detail,
+            at: Instant::now(),
+        });
+    }
+
+    /// Duty items that ended in the last `window`: (accepted by the beacon
+    /// node, failed).
+    pub fn recent_outcomes(&self, window: Duration) -> (u64, u64) {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        events
+            .iter()
+            .filter(|e| now.duration_since(e.at) <= window)
+            .fold((0, 0), |(ok, bad), e| match e.outcome {
+                Outcome::Submitted => (ok + e.count, bad),
+                Outcome::Failed(_) => (ok, bad + e.count),
+                Outcome::Included => (ok, bad),
+            })
+    }
+
+    /// The outcome lines of slots `from` on, oldest first.
+    pub fn events_since(&self, from: u64) -> Vec<DutyEvent> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().filter(|e| e.slot >= from).cloned().collect()
+    }
+
+    /// Each peer's tally.
+    pub fn peer_tallies(&self) -> std::collections::BTreeMap<usize, PeerTally> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn tally(&self, peer: usize, f: impl FnOnce(&mut PeerTally)) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        f(peers.entry(peer).or_default());
+    }
+
+    /// Per validator (with `--metrics-per-validator`): `validator`'s `duty` ended in `outcome`.
+    pub fn validator_outcome(&self, validator: &dyn std::fmt::Display, duty: &str, outcome: &str) {
+        if let Some(family) = &self.per_validator {
+            family
+                .get_or_create(&labels([
+                    ("validator", validator.to_string()),
+                    ("duty", duty.to_string()),
+                    ("outcome", outcome.to_string()),
+                ]))
+                .inc();
+        }
+    }
+
+    /// Whether per-validator series are kept.
+    pub fn per_validator(&self) -> bool {
+        self.per_validator.is_some()
     }
 
     pub fn duty_latency(&self, duty: &'static str, latency: Duration) {
         self.duty_latency
-            .get_or_create(&vec![("duty", duty.to_string())])
+            .get_or_create(&labels([("duty", duty.to_string())]))
             .observe(latency.as_secs_f64());
     }
 
     pub fn stage(&self, duty: &'static str, stage: Stage, took: Duration) {
         self.stage_latency
-            .get_or_create(&vec![
+            .get_or_create(&labels([
                 ("duty", duty.to_string()),
                 ("stage", stage.name().to_string()),
-            ])
+            ]))
             .observe(took.as_secs_f64());
     }
 
     /// `count` signatures of `duty` combined and verified.
     pub fn combined(&self, duty: &'static str, count: u64) {
         self.combined
-            .get_or_create(&vec![("duty", duty.to_string())])
+            .get_or_create(&labels([("duty", duty.to_string())]))
             .inc_by(count);
+    }
+
+    /// A consensus instance of `duty` decided in `round`, `took` after it started;
+    /// `quorum` are the members whose commits made the decision.
+    pub fn decided(&self, duty: &'static str, round: u64, took: Duration, quorum: &[usize]) {
+        let duty_label = labels([("duty", duty.to_string())]);
+        self.decided_round
+            .get_or_create(&duty_label)
+            .observe(round as f64);
+        self.decision_time
+            .get_or_create(&duty_label)
+            .observe(took.as_secs_f64());
+        for peer in quorum {
+            self.tally(*peer, |t| t.decisions += 1);
+            self.consensus_participation
+                .get_or_create(&labels([
+                    ("duty", duty.to_string()),
+                    ("peer", peer.to_string()),
+                ]))
+                .inc();
+        }
+    }
+
+    /// How `peer`'s partials for a `duty` this node signed fared.
+    pub fn peer_partials(&self, duty: &'static str, peer: usize, how: Participation) {
+        self.tally(peer, |t| match how {
+            Participation::OnTime => t.on_time += 1,
+            Participation::Late => t.late += 1,
+            Participation::Missing => t.missing += 1,
+            Participation::Invalid => t.invalid += 1,
+        });
+        self.peer_partials
+            .get_or_create(&labels([
+                ("duty", duty.to_string()),
+                ("peer", peer.to_string()),
+                ("reason", how.name().to_string()),
+            ]))
+            .inc();
+    }
+
+    /// The peers connected now, of `peers` (this node excluded).
+    pub fn connected(&self, peers: impl Iterator<Item = (usize, bool)>) {
+        let mut count = 0;
+        for (peer, up) in peers {
+            count += i64::from(up);
+            self.peer_connected
+                .get_or_create(&labels([("peer", peer.to_string())]))
+                .set(i64::from(up));
+        }
+        self.peers_connected.set(count);
+    }
+
+    /// A beacon node request: its path template, the node's position, how long, whether it failed.
+    pub fn beacon_request(&self, endpoint: &str, node: usize, took: Duration, failed: bool) {
+        let key = labels([
+            ("endpoint", endpoint.to_string()),
+            ("node", node.to_string()),
+        ]);
+        self.beacon_request
+            .get_or_create(&key)
+            .observe(took.as_secs_f64());
+        if failed {
+            self.beacon_errors.get_or_create(&key).inc();
+        }
+    }
+
+    /// One slashing-protection transaction of `duty` took `took`.
+    pub fn slashing_db(&self, duty: &'static str, took: Duration) {
+        self.slashing_db
+            .get_or_create(&labels([("duty", duty.to_string())]))
+            .observe(took.as_secs_f64());
+    }
+
+    /// The exchange's queues: messages held, duties waiting.
+    pub fn exchange_queues(&self, held: usize, waiting: usize) {
+        for (queue, depth) in [("held", held), ("waiting", waiting)] {
+            self.queue_depth
+                .get_or_create(&labels([("queue", queue.to_string())]))
+                .set(depth as i64);
+        }
     }
 
     /// A message of `topic` (its encoded size `bytes`) handed to the cluster network.
     pub fn p2p_sent(&self, topic: &'static str, bytes: usize) {
-        let labels = vec![("topic", topic.to_string())];
-        self.p2p_sent_messages.get_or_create(&labels).inc();
-        self.p2p_sent_bytes
-            .get_or_create(&labels)
-            .inc_by(bytes as u64);
+        let key = labels([("topic", topic.to_string())]);
+        self.p2p_sent_messages.get_or_create(&key).inc();
+        self.p2p_sent_bytes.get_or_create(&key).inc_by(bytes as u64);
     }
 
     /// Peer `peer` (its index in the lock) sent something refused for
@@ -165,11 +584,12 @@ impl Metrics {
         reason: &'static str,
         detail: &dyn std::fmt::Display,
     ) {
+        self.tally(peer, |t| t.misbehaviour += 1);
         self.peer_misbehaviour
-            .get_or_create(&vec![
+            .get_or_create(&labels([
                 ("peer", peer.to_string()),
                 ("reason", reason.to_string()),
-            ])
+            ]))
             .inc();
         let now = Instant::now();
         let mut logged = self
@@ -193,8 +613,9 @@ impl Metrics {
         }
     }
 
-    /// A duty ended well: its outcome line (latency from its slot's start,
-    /// `slot_start_ms` in unix ms) and its counters.
+    /// A duty ended well: the beacon node accepted its `count` items. Its
+    /// outcome line (latency from its slot's start, `slot_start_ms` in unix
+    /// ms) and its counters.
     pub fn duty_ok(
         &self,
         slot: u64,
@@ -204,52 +625,113 @@ impl Metrics {
         count: usize,
     ) {
         let latency_ms = crate::scheduler::now_ms().saturating_sub(slot_start_ms);
-        self.outcome(duty, "ok");
+        self.submitted
+            .get_or_create(&labels([("duty", duty.to_string())]))
+            .inc_by(count as u64);
+        self.remember(
+            slot,
+            duty,
+            Outcome::Submitted,
+            count as u64,
+            what.to_string(),
+        );
         self.duty_latency(duty, Duration::from_millis(latency_ms));
         tracing::info!(slot, duty, count, latency_ms, "duty ok: {what}");
     }
 
-    /// A duty failed: its outcome line and the count under `label`.
+    /// `count` items of a duty failed for `reason`: the outcome line (with
+    /// `detail`) and the count.
     pub fn duty_failed(
         &self,
         slot: u64,
         duty: &'static str,
-        label: &str,
-        reason: impl std::fmt::Display,
+        reason: Reason,
+        count: usize,
+        detail: impl std::fmt::Display,
     ) {
-        self.outcome(duty, label);
-        tracing::error!(slot, duty, "duty failed: {reason}");
+        self.failed
+            .get_or_create(&labels([
+                ("duty", duty.to_string()),
+                ("reason", reason.as_str().to_string()),
+            ]))
+            .inc_by(count as u64);
+        let detail = detail.to_string();
+        self.remember(
+            slot,
+            duty,
+            Outcome::Failed(reason),
+            count as u64,
+            detail.clone(),
+        );
+        tracing::error!(
+            slot,
+            duty,
+            reason = %reason,
+            count,
+            "duty failed: {detail}"
+        );
+    }
+
+    /// `count` items of `duty` found on chain `delay` slots after their slot.
+    pub fn duty_included(&self, slot: u64, duty: &'static str, delay: u64, count: usize) {
+        self.remember(
+            slot,
+            duty,
+            Outcome::Included,
+            count as u64,
+            format!("in the block of slot {}", slot + delay),
+        );
+        let key = labels([("duty", duty.to_string())]);
+        self.included.get_or_create(&key).inc_by(count as u64);
+        let histogram = self.inclusion_delay.get_or_create(&key);
+        for _ in 0..count {
+            histogram.observe(delay as f64);
+        }
     }
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
+        self.read_process();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
     }
-}
 
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.render(),
-                )
+    /// The process's memory, CPU time, descriptors and threads, from `/proc/self`.
+    fn read_process(&self) {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the command (which may hold spaces), from field 3 on.
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            return;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        // SAFETY: sysconf only reads a system constant.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+                libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+            )
+        };
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            let total = (utime + stime) as f64 / ticks;
+            let counted = self.process.cpu_seconds.get();
+            if total > counted {
+                self.process.cpu_seconds.inc_by(total - counted);
             }
-        }),
-    );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!("metrics server stopped: {e}");
+        }
+        if let Some(threads) = field(20) {
+            self.process.threads.set(threads as i64);
+        }
+        if let Some(pages) = field(24) {
+            self.process.resident_bytes.set((pages * page) as i64);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.process.open_fds.set(fds.count() as i64);
+        }
     }
 }
 
@@ -259,21 +741,25 @@ mod tests {
 
     #[test]
     fn renders_outcomes_and_latencies() {
-        let m = Metrics::new();
-        m.outcome("attester", "ok");
-        m.outcome("attester", "ok");
-        m.outcome("proposer", "no_consensus");
+        let m = Metrics::new(false);
+        m.duty_ok(3, "attester", 0, "attestations submitted", 2);
+        m.duty_failed(3, "proposer", Reason::NoConsensus, 1, "no consensus");
         m.duty_latency("attester", Duration::from_millis(40));
         m.stage("proposer", Stage::Consensus, Duration::from_millis(7));
         let text = m.render();
         assert!(
-            text.contains(r#"dv_duty_outcomes_total{duty="attester",outcome="ok"} 2"#),
+            text.contains(r#"dv_duty_submitted_total{duty="attester"} 2"#),
             "{text}"
         );
+        assert!(text.contains(r#"dv_duty_failed_total{duty="proposer",reason="no_consensus"} 1"#));
+        assert!(text.contains(r#"dv_duty_latency_seconds_count{duty="attester"} 2"#));
+        assert_eq!(m.recent_outcomes(Duration::from_secs(60)), (2, 1));
+        assert!(text.contains("dv_process_resident_memory_bytes "), "{text}");
         assert!(
-            text.contains(r#"dv_duty_outcomes_total{duty="proposer",outcome="no_consensus"} 1"#)
+            !text.contains("dv_process_resident_memory_bytes 0"),
+            "{text}"
         );
-        assert!(text.contains(r#"dv_duty_latency_seconds_count{duty="attester"} 1"#));
+        assert!(text.contains(r#"dv_build_info{version=""#));
         assert!(
             text.contains(r#"dv_stage_latency_seconds_count{duty="proposer",stage="consensus"} 1"#)
         );

@@ -281,6 +281,16 @@ impl Scheduler {
         self.known().indices.iter().map(|(v, i)| (*v, *i)).collect()
     }
 
+    /// The cluster's validators the chain has no index for (yet).
+    pub fn unknown_validators(&self) -> Vec<PublicKeyBytes> {
+        let known = self.known();
+        self.validators
+            .iter()
+            .filter(|v| !known.indices.contains_key(*v))
+            .copied()
+            .collect()
+    }
+
     /// The cluster's validator that proposes at `slot`, if any.
     pub fn proposer_at(&self, slot: Slot) -> Option<ProposerDuty> {
         let epoch = self.spec.epoch_of_slot(slot);

@@ -349,8 +349,16 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                 Action::ArmTimer { round, deadline } => {
                     self.timers.push(Reverse((start + deadline, duty, round)))
                 }
-                Action::Decide { value, .. } => {
+                Action::Decide { value, certificate } => {
                     dv_fault::reached(dv_fault::AFTER_DECISION);
+                    let round = certificate.first().map_or(0, |c| c.message.round);
+                    let quorum: Vec<usize> = certificate.iter().map(|c| c.message.sender).collect();
+                    self.metrics.decided(
+                        duty.kind.name(),
+                        round,
+                        Instant::now().saturating_duration_since(start),
+                        &quorum,
+                    );
                     if let Some(running) = self.instances.get_mut(&duty) {
                         for reply in running.waiting.drain(..) {
                             let _ = reply.send(Ok(value.clone()));

@@ -235,6 +235,11 @@ impl Handle {
         self.me
     }
 
+    /// How many members the cluster has (this node included).
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
     /// Sends to one member, retrying until `deadline` if it is unreachable.
     pub fn send(&self, to: usize, envelope: Envelope, deadline: Instant) -> Result<(), Error> {
         self.commands

@@ -35,8 +35,9 @@ use dv_node::exits::PendingExits;
 use dv_node::metrics::Metrics;
 use dv_node::parsig::{not_our_partial, OwnShares, Partial};
 use dv_node::scheduler::{Scheduler, SlotClock};
+use dv_node::tracker::{InclusionChecker, Reason};
 use dv_node::validator_store::DvValidatorStore;
-use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes};
+use dv_types::{ForkName, PublicKeyBytes, Root, SignatureBytes, Slot};
 use identity::Identity;
 use proxy::Upstream;
 use serde_json::json;
@@ -116,6 +117,7 @@ pub struct Middleware {
     pub minimal: bool,
     /// Builder registrations signed into the cluster lock, by validator.
     pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
+    pub inclusion: Arc<InclusionChecker>,
     /// The client's last verified registration partial per validator (its
     /// signing root and signature): a client sends the same signed
     /// registrations every epoch, as Lighthouse's does, and bytes equal to
@@ -138,6 +140,8 @@ pub struct MiddlewareConfig {
     pub exits: PendingExits,
     /// Builder registrations signed into the cluster lock, by validator.
     pub registrations: HashMap<PublicKeyBytes, dv_types::SignedValidatorRegistration>,
+    /// Looks for what the beacon node accepted in the next blocks.
+    pub inclusion: Arc<InclusionChecker>,
 }
 
 impl Middleware {
@@ -163,6 +167,7 @@ impl Middleware {
             own: cfg.own,
             exits: cfg.exits,
             registrations: cfg.registrations,
+            inclusion: cfg.inclusion,
             verified_registrations: Default::default(),
         })
     }
@@ -399,20 +404,51 @@ impl Middleware {
         for (duty, items) in done {
             let (slot, name) = (duty.slot, duty.kind.name());
             match &posted {
-                Ok(()) => self.metrics.duty_ok(
-                    slot,
-                    name,
-                    self.clock.slot_start_ms(slot),
-                    what,
-                    items.len(),
-                ),
+                Ok(()) => {
+                    self.track_inclusion(duty.kind, slot, items);
+                    self.metrics.duty_ok(
+                        slot,
+                        name,
+                        self.clock.slot_start_ms(slot),
+                        what,
+                        items.len(),
+                    )
+                }
                 Err(e) => self.metrics.duty_failed(
                     slot,
                     name,
-                    "beacon_node_error",
+                    Reason::BroadcastFailed,
+                    items.len(),
                     format!("beacon node error: {e}"),
                 ),
             }
+        }
+    }
+
+    /// Hands what the beacon node accepted to the inclusion checker: the
+    /// attestations (`SingleAttestation`s, which name their validator) and
+    /// sync committee messages among `items`.
+    fn track_inclusion(&self, kind: DutyType, slot: Slot, items: &[serde_json::Value]) {
+        let index = |v: &serde_json::Value| v.as_str()?.parse::<u64>().ok();
+        match kind {
+            DutyType::Attester => {
+                let attested: Vec<(u64, dv_types::AttestationData)> = items
+                    .iter()
+                    .filter_map(|i| {
+                        let data = serde_json::from_value(i["data"].clone()).ok()?;
+                        Some((index(&i["attester_index"])?, data))
+                    })
+                    .collect();
+                self.inclusion.attestations_submitted(&attested);
+            }
+            DutyType::SyncMessage => {
+                let indices: Vec<u64> = items
+                    .iter()
+                    .filter_map(|i| index(&i["validator_index"]))
+                    .collect();
+                self.inclusion.sync_messages_submitted(slot, &indices);
+            }
+            _ => {}
         }
     }
 
@@ -435,7 +471,8 @@ impl Middleware {
         {
             Ok(c) => c,
             Err(e) => {
-                self.metrics.duty_failed(slot, name, "internal_error", e);
+                self.metrics
+                    .duty_failed(slot, name, Reason::of(&e), validators.len(), e);
                 return None;
             }
         };
@@ -443,7 +480,8 @@ impl Middleware {
             self.metrics.duty_failed(
                 slot,
                 name,
-                "insufficient_partials",
+                Reason::InsufficientPartials,
+                validators.len() - combined.len(),
                 format!(
                     "insufficient partial signatures: {} of {} signatures combined",
                     combined.len(),

@@ -15,6 +15,7 @@ use beacon_client::block_contents::{block_slot, contents_ssz, split_contents, sp
 use beacon_client::{BlobsBundle, ProducedBlock};
 use dv_node::duty::{Duty, DutyType};
 use dv_node::scheduler::SlotClock;
+use dv_node::tracker::Reason;
 use dv_node::validator_store::{decode_block, DutyTiming};
 use dv_types::*;
 use serde_json::{json, Value};
@@ -377,11 +378,12 @@ async fn publish_typed<P: Preset>(
         .await
         .map_err(Middleware::sign_error)?;
     let Some(signature) = combined.remove(&validator) else {
-        mw.metrics.outcome(DUTY, "insufficient_partials");
-        tracing::error!(
+        mw.metrics.duty_failed(
             slot,
-            duty = DUTY,
-            "duty failed: insufficient partial signatures: 0 of 1 signatures combined"
+            DUTY,
+            Reason::InsufficientPartials,
+            1,
+            "insufficient partial signatures: 0 of 1 signatures combined",
         );
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -412,6 +414,11 @@ async fn publish_typed<P: Preset>(
     };
     match published {
         Ok(publication) => {
+            let (root, proposer) = match &decided {
+                ProducedBlock::Full(b, _) => (b.root(), b.proposer_index()),
+                ProducedBlock::Blinded(b) => (b.root(), b.proposer_index()),
+            };
+            mw.inclusion.block_submitted(slot, root, proposer);
             let what = publication.outcome();
             mw.metrics
                 .duty_ok(slot, DUTY, mw.clock.slot_start_ms(slot), what, 1);
@@ -421,7 +428,8 @@ async fn publish_typed<P: Preset>(
             mw.metrics.duty_failed(
                 slot,
                 DUTY,
-                "beacon_node_error",
+                Reason::BroadcastFailed,
+                1,
                 format!("beacon node error: {e}"),
             );
             let status = match &e {

@@ -202,6 +202,49 @@ pub async fn start_chain_at<P: Preset>(
     (state, url, genesis)
 }
 
+/// [`start_chain_at`] on 127.0.0.1, with a switch that stops the chain's
+/// server (its listener closed, open connections finished): a beacon node
+/// going away under the nodes.
+pub async fn start_chain_stoppable(
+    fork: ForkName,
+    slot_ms: u64,
+) -> (
+    std::sync::Arc<AppState<dv_types::Minimal>>,
+    String,
+    u64,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let genesis = now_ms() / 1000 + 3;
+    let state = AppState::new(Chain::<dv_types::Minimal>::new(8, fork, slot_ms, genesis));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (state, url, genesis, stop)
+}
+
+/// A plain HTTP/1.0 GET: the status line, headers and body ("" if nothing
+/// listens). The tests need no HTTP client for a node's own endpoints.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
 /// The last 40 lines, for assertion messages.
 pub fn tail(logs: &str) -> String {
     let lines: Vec<&str> = logs.lines().collect();
@@ -225,3 +268,62 @@ pub const EPOCH_1_ALL_LANDED: dv_integration::chain::DutySummary =
         proposals_ok: 8,
         proposals_missed: 0,
     };
+
+/// Every metric the Grafana dashboard (`dashboards/dvnode.json`) queries
+/// exists in `metrics` (a node's `/metrics`): its family is declared there
+/// (`# TYPE`), whether or not it has samples yet. Returns the names checked.
+pub fn assert_dashboard_metrics_exist(metrics: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboards/dvnode.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut exprs = Vec::new();
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "query", serde_json::Value::String(e)) => out.push(e.clone()),
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    collect(&dashboard, &mut exprs);
+    let mut names: Vec<String> = Vec::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("dv_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert!(
+        names.len() >= 15,
+        "too few metrics found in the dashboard: {names:?}"
+    );
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            let declared = format!("# TYPE {family} ");
+            !metrics.lines().any(|l| l.starts_with(&declared))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics the node does not serve: {missing:?}"
+    );
+    names
+}

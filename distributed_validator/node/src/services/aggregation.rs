@@ -10,6 +10,7 @@ use crate::aggregation::{aggregate_is_valid, committee_modulo, selects, Committe
 use crate::duty::{Duty, DutyType};
 use crate::metrics::Stage;
 use crate::scheduler::SlotClock;
+use crate::tracker::Reason;
 use crate::validator_store::{FetchBuilt, ValidatorStore};
 use beacon_client::{AttesterDuty, BeaconCommitteeSubscription};
 use dv_types::tree_hash::TreeHash;
@@ -57,7 +58,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             return self.metrics.duty_failed(
                 slot,
                 DUTY,
-                "no_attestation_data",
+                Reason::MissingPrerequisite,
+                count,
                 "no attestation data was decided for the slot, nothing to aggregate",
             );
         };
@@ -73,32 +75,41 @@ impl<S: ValidatorStore> DutyContext<S> {
                 });
                 let duty = Duty::new(slot, DutyType::Aggregator { committee });
                 let t0 = tokio::time::Instant::now();
-                let aggregate = self
-                    .store
-                    .decide_built(
-                        duty,
-                        fetch,
-                        aggregate_is_valid::<A>(slot, committee, data_root),
-                    )
-                    .await?;
-                self.metrics.stage(DUTY, Stage::Consensus, t0.elapsed());
-                self.store
-                    .sign_aggregates(&aggregate, aggregators, deadline)
-                    .await
+                let signed = async {
+                    let aggregate = self
+                        .store
+                        .decide_built(
+                            duty,
+                            fetch,
+                            aggregate_is_valid::<A>(slot, committee, data_root),
+                        )
+                        .await?;
+                    self.metrics.stage(DUTY, Stage::Consensus, t0.elapsed());
+                    self.store
+                        .sign_aggregates(&aggregate, aggregators, deadline)
+                        .await
+                };
+                (aggregators.len(), signed.await)
             });
         let mut signed = Vec::new();
-        for result in join_all(committees).await {
+        let mut failed = 0;
+        for (aggregators, result) in join_all(committees).await {
             match result {
                 Ok(items) => signed.extend(items),
-                Err(e) => self.failed(slot, DUTY, &e),
+                Err(e) => {
+                    failed += aggregators;
+                    self.failed(slot, DUTY, aggregators, &e)
+                }
             }
         }
-        if signed.len() < count {
+        if signed.len() + failed < count {
+            let short = count - failed - signed.len();
             self.metrics.duty_failed(
                 slot,
                 DUTY,
-                "insufficient_partials",
-                format!("{} of {count} aggregates signed in time", signed.len()),
+                Reason::InsufficientPartials,
+                short,
+                format!("{short} of {count} aggregates not signed in time"),
             );
         }
         if signed.is_empty() {
@@ -148,7 +159,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         {
             Ok(p) => p,
             Err(e) => {
-                self.failed(slot, "selection", &e);
+                self.failed(slot, "selection", validators.len(), &e);
                 return None;
             }
         };
@@ -156,7 +167,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             self.metrics.duty_failed(
                 slot,
                 "selection",
-                "insufficient_partials",
+                Reason::InsufficientPartials,
+                validators.len() - proofs.len(),
                 format!(
                     "{} of {} selection proofs combined",
                     proofs.len(),

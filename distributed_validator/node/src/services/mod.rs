@@ -17,6 +17,7 @@ pub mod sync_committee;
 
 use crate::metrics::{Metrics, Stage};
 use crate::scheduler::{Scheduler, SlotClock};
+use crate::tracker::Reason;
 use crate::validator_store::{
     Attester, DutyTiming, DvValidatorStore, SignError, SignedAttestation, ValidatorStore,
 };
@@ -37,6 +38,8 @@ pub struct DutyContext<S: ValidatorStore = DvValidatorStore> {
     pub metrics: Arc<Metrics>,
     pub graffiti: Graffiti,
     pub scheduler: Scheduler,
+    /// Looks for what the beacon node accepted in the next blocks.
+    pub inclusion: Arc<crate::tracker::InclusionChecker>,
     /// Builder registrations signed into the cluster lock (and their fee
     /// recipients), by validator.
     pub registrations: HashMap<PublicKeyBytes, SignedValidatorRegistration>,
@@ -65,22 +68,11 @@ impl Drop for AttestedOnDrop<'_> {
     }
 }
 
-/// The metric label of a failure.
-fn failure_label(e: &SignError) -> &'static str {
-    match e {
-        SignError::NoConsensus => "no_consensus",
-        SignError::InsufficientPartials { .. } => "insufficient_partials",
-        SignError::SlashingRefused(_) => "slashing_refused",
-        SignError::Database(_) => "database_error",
-        SignError::NotSupportedYet(_) => "not_supported",
-        SignError::NoOwnValue(_) => "no_beacon_node_value",
-        _ => "internal_error",
-    }
-}
-
 impl<S: ValidatorStore> DutyContext<S> {
-    fn failed(&self, slot: Slot, duty: &'static str, e: &SignError) {
-        self.metrics.duty_failed(slot, duty, failure_label(e), e);
+    /// `count` items of `slot`'s `duty` failed in the signing seam.
+    fn failed(&self, slot: Slot, duty: &'static str, count: usize, e: &SignError) {
+        self.metrics
+            .duty_failed(slot, duty, Reason::of(e), count, e);
     }
 
     /// The outcome line of a submission of `count` signed items for `slot`'s
@@ -100,7 +92,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             Err(e) => self.metrics.duty_failed(
                 slot,
                 duty,
-                "beacon_node_error",
+                Reason::BroadcastFailed,
+                count,
                 format!("beacon node error: {e}"),
             ),
         }
@@ -144,18 +137,23 @@ impl<S: ValidatorStore> DutyContext<S> {
             .await
         {
             Ok(s) => s,
-            Err(e) => return self.failed(slot, DUTY, &e),
+            Err(e) => return self.failed(slot, DUTY, attesters.len(), &e),
         };
         for (v, reason) in &signed.refused {
-            self.metrics.outcome(DUTY, "slashing_refused");
-            tracing::error!(slot, duty = DUTY, validator = %v, "duty failed: slashing protection refused: {reason}");
+            self.metrics.duty_failed(
+                slot,
+                DUTY,
+                Reason::SlashingRefused,
+                1,
+                format_args!("validator {v}: slashing protection refused: {reason}"),
+            );
         }
         if !signed.missing.is_empty() {
             let e = SignError::InsufficientPartials {
                 combined: signed.signatures.len(),
                 wanted: signed.signatures.len() + signed.missing.len(),
             };
-            self.failed(slot, DUTY, &e);
+            self.failed(slot, DUTY, signed.missing.len(), &e);
         }
         if signed.signatures.is_empty() {
             return;
@@ -194,19 +192,22 @@ impl<S: ValidatorStore> DutyContext<S> {
                 .await
                 .map(|()| items.len())
         };
-        match submitted {
-            Ok(count) => self.metrics.duty_ok(
-                slot,
-                DUTY,
-                self.clock.slot_start_ms(slot),
-                "attestations submitted",
-                count,
-            ),
-            Err(e) => {
-                self.metrics.outcome(DUTY, "beacon_node_error");
-                tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
-            }
+        if submitted.is_ok() {
+            let items: Vec<(u64, AttestationData)> = signed
+                .signatures
+                .iter()
+                .filter_map(|s| Some((duty_of(&s.validator)?.validator_index, s.data)))
+                .collect();
+            self.inclusion.attestations_submitted(&items);
         }
+        let count = *submitted.as_ref().unwrap_or(&signed.signatures.len());
+        self.submission_outcome(
+            slot,
+            DUTY,
+            "attestations submitted",
+            count,
+            submitted.map(|_| ()),
+        );
     }
 
     /// Proposer duty: randao reveal first (combined from partials), then the
@@ -220,9 +221,13 @@ impl<S: ValidatorStore> DutyContext<S> {
         let reveal = match self.store.randao_reveal(duty.pubkey, slot, deadline).await {
             Ok(r) => r,
             Err(e) => {
-                self.metrics.outcome(DUTY, failure_label(&e));
-                tracing::error!(slot, duty = DUTY, "duty failed: randao reveal: {e}");
-                return;
+                return self.metrics.duty_failed(
+                    slot,
+                    DUTY,
+                    Reason::MissingPrerequisite,
+                    1,
+                    format_args!("randao reveal: {e}"),
+                );
             }
         };
         let own = match self
@@ -255,7 +260,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             .await
         {
             Ok(s) => s,
-            Err(e) => return self.failed(slot, DUTY, &e),
+            Err(e) => return self.failed(slot, DUTY, 1, &e),
         };
         let published = self
             .timed(DUTY, Stage::Submit, async {
@@ -274,13 +279,23 @@ impl<S: ValidatorStore> DutyContext<S> {
             })
             .await;
         match published {
-            Ok(publication) => self
-                .metrics
-                .duty_ok(slot, DUTY, start_ms, publication.outcome(), 1),
-            Err(e) => {
-                self.metrics.outcome(DUTY, "beacon_node_error");
-                tracing::error!(slot, duty = DUTY, "duty failed: beacon node error: {e}");
+            Ok(publication) => {
+                let root = match &signed.block {
+                    ProducedBlock::Full(b, _) => b.root(),
+                    ProducedBlock::Blinded(b) => b.root(),
+                };
+                self.inclusion
+                    .block_submitted(slot, root, duty.validator_index);
+                self.metrics
+                    .duty_ok(slot, DUTY, start_ms, publication.outcome(), 1)
             }
+            Err(e) => self.metrics.duty_failed(
+                slot,
+                DUTY,
+                Reason::BroadcastFailed,
+                1,
+                format!("beacon node error: {e}"),
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::aggregation::{contribution_is_valid, selects, subcommittees_of, sync_
 use crate::duty::{Duty, DutyType};
 use crate::metrics::Stage;
 use crate::scheduler::SlotClock;
+use crate::tracker::Reason;
 use crate::validator_store::{FetchBuilt, ValidatorStore};
 use beacon_client::SyncDuty;
 use dv_types::*;
@@ -74,7 +75,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         let root = match self.store.decide_sync_head_root(slot, own).await {
             Ok(root) => root,
             Err(e) => {
-                self.failed(slot, MESSAGE, &e);
+                self.failed(slot, MESSAGE, members.len(), &e);
                 return None;
             }
         };
@@ -96,7 +97,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         {
             Ok(m) => m,
             Err(e) => {
-                self.failed(slot, MESSAGE, &e);
+                self.failed(slot, MESSAGE, pairs.len(), &e);
                 return Some(root);
             }
         };
@@ -104,7 +105,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             self.metrics.duty_failed(
                 slot,
                 MESSAGE,
-                "insufficient_partials",
+                Reason::InsufficientPartials,
+                pairs.len() - messages.len(),
                 format!(
                     "{} of {} sync committee messages combined",
                     messages.len(),
@@ -117,6 +119,10 @@ impl<S: ValidatorStore> DutyContext<S> {
                 .beacon
                 .first_success(|n| n.submit_sync_messages(&messages));
             let submitted = self.timed(MESSAGE, Stage::Submit, submit).await;
+            if submitted.is_ok() {
+                let indices: Vec<u64> = messages.iter().map(|m| m.validator_index).collect();
+                self.inclusion.sync_messages_submitted(slot, &indices);
+            }
             let what = "sync committee messages submitted";
             self.submission_outcome(slot, MESSAGE, what, messages.len(), submitted);
         }
@@ -146,7 +152,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         {
             Ok(p) => p,
             Err(e) => {
-                self.failed(slot, "sync_selection", &e);
+                self.failed(slot, "sync_selection", pairs.len(), &e);
                 return BTreeMap::new();
             }
         };
@@ -170,7 +176,8 @@ impl<S: ValidatorStore> DutyContext<S> {
             self.metrics.duty_failed(
                 slot,
                 "sync_selection",
-                "insufficient_partials",
+                Reason::InsufficientPartials,
+                pairs.len() - proofs.len(),
                 format!(
                     "{} of {} sync selection proofs combined",
                     proofs.len(),
@@ -200,29 +207,38 @@ impl<S: ValidatorStore> DutyContext<S> {
                     .boxed()
             });
             let t0 = tokio::time::Instant::now();
-            let contribution = self
-                .store
-                .decide_built(duty, fetch, contribution_is_valid::<P>(slot, sub, root))
-                .await?;
-            self.metrics
-                .stage(CONTRIBUTION, Stage::Consensus, t0.elapsed());
-            self.store
-                .sign_contributions(&contribution, aggregators, deadline)
-                .await
+            let signed = async {
+                let contribution = self
+                    .store
+                    .decide_built(duty, fetch, contribution_is_valid::<P>(slot, sub, root))
+                    .await?;
+                self.metrics
+                    .stage(CONTRIBUTION, Stage::Consensus, t0.elapsed());
+                self.store
+                    .sign_contributions(&contribution, aggregators, deadline)
+                    .await
+            };
+            (aggregators.len(), signed.await)
         });
         let mut signed = Vec::new();
-        for result in join_all(subcommittees).await {
+        let mut failed = 0;
+        for (aggregators, result) in join_all(subcommittees).await {
             match result {
                 Ok(items) => signed.extend(items),
-                Err(e) => self.failed(slot, CONTRIBUTION, &e),
+                Err(e) => {
+                    failed += aggregators;
+                    self.failed(slot, CONTRIBUTION, aggregators, &e)
+                }
             }
         }
-        if signed.len() < count {
+        if signed.len() + failed < count {
+            let short = count - failed - signed.len();
             self.metrics.duty_failed(
                 slot,
                 CONTRIBUTION,
-                "insufficient_partials",
-                format!("{} of {count} contributions signed in time", signed.len()),
+                Reason::InsufficientPartials,
+                short,
+                format!("{short} of {count} contributions not signed in time"),
             );
         }
         if signed.is_empty() {

@@ -364,7 +364,9 @@ impl DvValidatorStore {
         let slot = decided.slot;
         let items = self.attestations_to_sign(&decided, attesters);
         // Rule 2: recorded durably for every validator before any partial exists.
+        let t0 = std::time::Instant::now();
         let approval = approve_attestations(&self.inner.db, &items).map_err(SignError::Database)?;
+        self.inner.metrics.slashing_db("attester", t0.elapsed());
         let mut by_root: HashMap<Root, (AttestationData, Vec<PublicKeyBytes>)> = HashMap::new();
         for item in items
             .iter()
@@ -454,7 +456,10 @@ impl DvValidatorStore {
         validator: &PublicKeyBytes,
         block: &ProducedBlock<P>,
     ) -> Result<Root, SignError> {
-        record_block(&self.inner.db, self.roots(), validator, block)
+        let t0 = std::time::Instant::now();
+        let recorded = record_block(&self.inner.db, self.roots(), validator, block);
+        self.inner.metrics.slashing_db("proposer", t0.elapsed());
+        recorded
     }
 
     /// What a beacon committee selection proof for `slot` signs.

@@ -341,6 +341,10 @@ impl Node {
                     metrics.peer_misbehaved(peer, reason, &"message refused by the network layer")
                 })
             }),
+            on_ack: Some({
+                let metrics = metrics.clone();
+                Arc::new(move |peer, rtt, offset_ms| metrics.peer_answered(peer, rtt, offset_ms))
+            }),
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -525,10 +529,14 @@ impl Node {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(SlotClock::instant_at(clock.attestation_due_ms(slot))) => {}
             }
-            // The previous slot's block: what it carries of the cluster's duties.
+            // The previous slot's block: what it carries of the cluster's
+            // duties, read at mid-slot, between the attestation and the
+            // aggregation due times.
             if let Some(previous) = slot.checked_sub(1) {
                 let inclusion = inclusion.clone();
+                let mid_slot = SlotClock::instant_at(clock.slot_start_ms(slot) + clock.slot_ms / 2);
                 tokio::spawn(async move {
+                    tokio::time::sleep_until(mid_slot).await;
                     if preset_is_minimal {
                         inclusion.check_slot::<Minimal>(previous).await
                     } else {

@@ -414,6 +414,8 @@ async fn four_nodes_perform_every_duty_for_every_validator_with_nothing_invalid_
         r#"dv_peer_consensus_participation_total{duty="attester",peer="3"}"#,
         r#"dv_peer_connected{peer="3"} 1"#,
         "dv_peers_connected 3",
+        r#"dv_peer_rtt_seconds_count{peer="3"}"#,
+        r#"dv_peer_clock_offset_seconds{peer="3"}"#,
         r#"dv_peer_partials_total{duty="attester",peer="3",reason="on_time"}"#,
         // Found in the chain's blocks (one block read a slot).
         r#"dv_duty_included_total{duty="attester"}"#,
@@ -439,6 +441,13 @@ async fn four_nodes_perform_every_duty_for_every_validator_with_nothing_invalid_
         o.readyz
     );
     assert!(o.readyz.contains(r#""ready":true"#), "{}", o.readyz);
+    assert!(
+        o.readyz.contains(
+            r#"{"name":"clock","ok":true,"message":"peers' clocks minus this node's: peer 1 "#
+        ),
+        "{}",
+        o.readyz
+    );
     let queried = common::assert_dashboard_metrics_exist(&o.metrics);
     eprintln!("dashboard: {} metrics queried, all served", queried.len());
 }

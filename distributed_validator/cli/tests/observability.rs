@@ -233,6 +233,16 @@ async fn the_status_page_shows_peers_down_and_the_duties_they_failed_in_chromium
         logs()
     );
     assert!(dom.contains(r#"<li data-reason="no_consensus">"#), "{dom}");
+    // Each cell carries its duty's trace: the steps with their times.
+    for step in [
+        " ms fetch: ",
+        " ms decided: round 1",
+        " ms recorded: ",
+        " ms submitted: ",
+        " ms included: ",
+    ] {
+        assert!(dom.contains(step), "no {step:?} step in the page:\n{dom}");
+    }
     // The same failure in the log and the metric.
     assert!(
         node_logs(tmp.path(), &[0]).contains("reason=no_consensus"),

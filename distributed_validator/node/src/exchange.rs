@@ -404,7 +404,8 @@ impl<C: CurrentSlot> ExchangeTask<C> {
                     false => Participation::OnTime,
                 };
                 if let Some(how) = self.participation.note(m.duty, m.from, how) {
-                    self.metrics.peer_partials(m.duty.kind.name(), m.from, how);
+                    self.metrics
+                        .peer_partials(m.duty.slot, m.duty.kind.name(), m.from, how);
                 }
             }
             self.log_refused(m.duty, Some(m.from), refused);
@@ -532,7 +533,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
             tracing::error!("combining partial signatures: {e}");
         }
         for c in combined {
-            self.metrics.combined(c.duty.kind.name(), 1);
+            self.metrics.combined(c.duty.slot, c.duty.kind.name(), 1);
             self.combined.insert((c.duty, c.validator, c.root), c);
         }
         self.settle_waiters();
@@ -627,7 +628,7 @@ impl<C: CurrentSlot> ExchangeTask<C> {
         self.signing.retain(|duty, _| kept(duty));
         for (duty, peer) in self.participation.retain(kept, self.net.me()) {
             self.metrics
-                .peer_partials(duty.kind.name(), peer, Participation::Missing);
+                .peer_partials(duty.slot, duty.kind.name(), peer, Participation::Missing);
         }
         self.parsig.retain(kept);
         let held: usize = self

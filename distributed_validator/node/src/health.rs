@@ -4,6 +4,7 @@
 //! Readiness is a list of named checks, each with a message an operator can
 //! act on: the beacon node (reachable, synced, execution client online),
 //! the peers (at least the threshold's worth of operators reachable), the
+//! clocks (the peers' within [`MAX_CLOCK_OFFSET_MS`] of this node's), the
 //! validators (all known to the chain) and the duties (not mostly failing
 //! over the last epoch). A monitor task refreshes the checks that need
 //! I/O every half slot; `dvnode status` prints the same report.
@@ -61,6 +62,13 @@ pub struct Health {
     slot: Duration,
     slots_per_epoch: u64,
 }
+
+/// The largest clock offset from a peer that still counts as ready: the
+/// p2p specs' MAXIMUM_GOSSIP_CLOCK_DISPARITY. Past it, one of the two
+/// clocks (the peers' offsets together say which) makes duties late or early.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 500;
+/// Offsets older than this are not judged (the peer stopped answering).
+const CLOCK_OFFSET_FRESH: Duration = Duration::from_secs(120);
 
 /// The slot loop may miss this many slots before the node counts as not alive.
 const LIVENESS_SLOTS: u32 = 3;
@@ -141,6 +149,22 @@ impl Health {
                 peers.connected.len() >= peers.needed,
                 message,
             ));
+            let offsets = self.metrics.clock_offsets(CLOCK_OFFSET_FRESH);
+            let listed: Vec<String> = offsets
+                .iter()
+                .map(|(peer, ms)| format!("peer {peer} {ms:+} ms"))
+                .collect();
+            checks.push(match listed.is_empty() {
+                true => check("clock", true, "no peer has answered yet".into()),
+                false => check(
+                    "clock",
+                    offsets.values().all(|ms| ms.abs() <= MAX_CLOCK_OFFSET_MS),
+                    format!(
+                        "peers' clocks minus this node's: {} (bound ±{MAX_CLOCK_OFFSET_MS} ms)",
+                        listed.join(", ")
+                    ),
+                ),
+            });
         }
         checks.push(check(
             "validators",
@@ -324,6 +348,15 @@ mod tests {
                 peers.connected = vec![1, 3];
             }
         }
+        assert!(health.report().ready, "{:?}", health.report());
+        metrics.peer_answered(1, Duration::from_millis(3), 2);
+        metrics.peer_answered(3, Duration::from_millis(3), -1300);
+        let report = health.report();
+        assert_eq!(
+            report.reasons,
+            ["clock: peers' clocks minus this node's: peer 1 +2 ms, peer 3 -1300 ms (bound ±500 ms)"]
+        );
+        metrics.peer_answered(3, Duration::from_millis(3), -4);
         assert!(health.report().ready, "{:?}", health.report());
         metrics.duty_failed(1, "attester", Reason::NoConsensus, 4, "no consensus");
         let report = health.report();

@@ -24,6 +24,7 @@ type Labels = Vec<(&'static str, String)>;
 type PeerReason = (usize, &'static str);
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 type CounterF64 = Counter<f64, AtomicU64>;
+type GaugeF64 = Gauge<f64, AtomicU64>;
 
 fn latency_histogram() -> Histogram {
     // 5 ms .. ~20 s
@@ -86,6 +87,23 @@ pub struct DutyEvent {
     pub at: Instant,
 }
 
+/// One step a duty passed: the status page's trace of each duty.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub stage: &'static str,
+    /// When, in unix ms.
+    pub at_ms: u64,
+    pub detail: String,
+}
+
+/// Slots whose duties' steps are kept (two mainnet epochs).
+const TRACED_SLOTS: u64 = 64;
+/// Steps kept per duty (a duty passes about ten, plus one per peer).
+const STEPS_PER_DUTY: usize = 64;
+
+/// A duty's steps, by (slot, duty).
+pub type Traces = std::collections::BTreeMap<(u64, &'static str), Vec<Step>>;
+
 /// What one peer did, in total, for the status page.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct PeerTally {
@@ -113,6 +131,10 @@ pub struct Metrics {
     consensus_participation: Family<Labels, Counter>,
     peer_partials: Family<Labels, Counter>,
     peer_connected: Family<Labels, Gauge>,
+    peer_rtt: HistogramFamily,
+    peer_clock_offset: Family<Labels, GaugeF64>,
+    /// Each peer's last clock offset (ms, theirs minus ours) and when it was learned.
+    clock_offsets: Mutex<std::collections::BTreeMap<usize, (i64, Instant)>>,
     peers_connected: Gauge,
     beacon_request: HistogramFamily,
     beacon_errors: Family<Labels, Counter>,
@@ -128,6 +150,7 @@ pub struct Metrics {
     /// The last outcome lines.
     events: Mutex<VecDeque<DutyEvent>>,
     peers: Mutex<std::collections::BTreeMap<usize, PeerTally>>,
+    traces: Mutex<Traces>,
 }
 
 /// The process's own figures, read from `/proc` when the metrics are served.
@@ -273,6 +296,18 @@ impl Metrics {
             "1 if the peer is connected, 0 if not, by peer",
             peer_connected.clone(),
         );
+        let peer_rtt = histogram(
+            &mut registry,
+            "peer_rtt_seconds",
+            "From handing a message to the network to the peer's answer (the message's transfer included), by peer",
+            fast_histogram,
+        );
+        let peer_clock_offset = Family::<Labels, GaugeF64>::default();
+        registry.register(
+            "peer_clock_offset_seconds",
+            "The peer's clock minus this node's, from its last answer (assuming a symmetric round trip), by peer",
+            peer_clock_offset.clone(),
+        );
         let peers_connected = Gauge::default();
         registry.register(
             "peers_connected",
@@ -379,6 +414,9 @@ impl Metrics {
             consensus_participation,
             peer_partials,
             peer_connected,
+            peer_rtt,
+            peer_clock_offset,
+            clock_offsets: Default::default(),
             peers_connected,
             beacon_request,
             beacon_errors,
@@ -392,6 +430,7 @@ impl Metrics {
             misbehaviour_logged: Default::default(),
             events: Default::default(),
             peers: Default::default(),
+            traces: Default::default(),
         })
     }
 
@@ -403,6 +442,18 @@ impl Metrics {
         count: u64,
         detail: String,
     ) {
+        let stage = match outcome {
+            Outcome::Submitted => "submitted",
+            Outcome::Included => "included",
+            Outcome::Failed(_) => "failed",
+        };
+        self.step(
+            slot,
+            duty,
+            stage,
+            false,
+            format_args!("{count}: {} ({detail})", outcome.name()),
+        );
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() == DUTY_EVENTS_KEPT {
             events.pop_front();
@@ -436,6 +487,50 @@ impl Metrics {
     pub fn events_since(&self, from: u64) -> Vec<DutyEvent> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         events.iter().filter(|e| e.slot >= from).cloned().collect()
+    }
+
+    /// A step of `slot`'s `duty`; with `once`, only if the duty has no step
+    /// of that stage yet (e.g. the first of a duty's combined signatures).
+    pub fn step(
+        &self,
+        slot: u64,
+        duty: &'static str,
+        stage: &'static str,
+        once: bool,
+        detail: impl std::fmt::Display,
+    ) {
+        let mut traces = self.traces.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = traces
+            .keys()
+            .next_back()
+            .map_or(slot, |(s, _)| (*s).max(slot));
+        while traces
+            .first_key_value()
+            .is_some_and(|((s, _), _)| *s + TRACED_SLOTS < latest)
+        {
+            traces.pop_first();
+        }
+        if slot + TRACED_SLOTS < latest {
+            return;
+        }
+        let steps = traces.entry((slot, duty)).or_default();
+        if steps.len() >= STEPS_PER_DUTY || (once && steps.iter().any(|s| s.stage == stage)) {
+            return;
+        }
+        steps.push(Step {
+            stage,
+            at_ms: crate::scheduler::now_ms(),
+            detail: detail.to_string(),
+        });
+    }
+
+    /// The steps of the duties of slots `from` on.
+    pub fn traces_since(&self, from: u64) -> Traces {
+        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner());
+        traces
+            .range((from, "")..)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
     }
 
     /// Each peer's tally.
@@ -472,7 +567,15 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    pub fn stage(&self, duty: &'static str, stage: Stage, took: Duration) {
+    /// `slot`'s `duty` spent `took` in `stage`.
+    pub fn stage(&self, slot: u64, duty: &'static str, stage: Stage, took: Duration) {
+        self.step(
+            slot,
+            duty,
+            stage.name(),
+            false,
+            format_args!("{} ms", took.as_millis()),
+        );
         self.stage_latency
             .get_or_create(&labels([
                 ("duty", duty.to_string()),
@@ -481,8 +584,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// `count` signatures of `duty` combined and verified.
-    pub fn combined(&self, duty: &'static str, count: u64) {
+    /// `count` signatures of `slot`'s `duty` combined and verified.
+    pub fn combined(&self, slot: u64, duty: &'static str, count: u64) {
+        self.step(slot, duty, "combined", true, "first signature combined");
         self.combined
             .get_or_create(&labels([("duty", duty.to_string())]))
             .inc_by(count);
@@ -490,7 +594,21 @@ impl Metrics {
 
     /// A consensus instance of `duty` decided in `round`, `took` after it started;
     /// `quorum` are the members whose commits made the decision.
-    pub fn decided(&self, duty: &'static str, round: u64, took: Duration, quorum: &[usize]) {
+    pub fn decided(
+        &self,
+        slot: u64,
+        duty: &'static str,
+        round: u64,
+        took: Duration,
+        quorum: &[usize],
+    ) {
+        self.step(
+            slot,
+            duty,
+            "decided",
+            true,
+            format_args!("round {round}, commits from {quorum:?}"),
+        );
         let duty_label = labels([("duty", duty.to_string())]);
         self.decided_round
             .get_or_create(&duty_label)
@@ -510,7 +628,14 @@ impl Metrics {
     }
 
     /// How `peer`'s partials for a `duty` this node signed fared.
-    pub fn peer_partials(&self, duty: &'static str, peer: usize, how: Participation) {
+    pub fn peer_partials(&self, slot: u64, duty: &'static str, peer: usize, how: Participation) {
+        self.step(
+            slot,
+            duty,
+            "peer_partials",
+            false,
+            format_args!("peer {peer}: {}", how.name()),
+        );
         self.tally(peer, |t| match how {
             Participation::OnTime => t.on_time += 1,
             Participation::Late => t.late += 1,
@@ -538,6 +663,30 @@ impl Metrics {
         self.peers_connected.set(count);
     }
 
+    /// `peer` answered a message after `rtt`; its clock is `offset_ms` ahead of this node's.
+    pub fn peer_answered(&self, peer: usize, rtt: Duration, offset_ms: i64) {
+        let key = labels([("peer", peer.to_string())]);
+        self.peer_rtt.get_or_create(&key).observe(rtt.as_secs_f64());
+        self.peer_clock_offset
+            .get_or_create(&key)
+            .set(offset_ms as f64 / 1000.0);
+        self.clock_offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, (offset_ms, Instant::now()));
+    }
+
+    /// The peers' clock offsets (ms, theirs minus ours) learned in the last `within`.
+    pub fn clock_offsets(&self, within: Duration) -> std::collections::BTreeMap<usize, i64> {
+        self.clock_offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() <= within)
+            .map(|(peer, (offset, _))| (*peer, *offset))
+            .collect()
+    }
+
     /// A beacon node request: its path template, the node's position, how long, whether it failed.
     pub fn beacon_request(&self, endpoint: &str, node: usize, took: Duration, failed: bool) {
         let key = labels([
@@ -553,7 +702,14 @@ impl Metrics {
     }
 
     /// One slashing-protection transaction of `duty` took `took`.
-    pub fn slashing_db(&self, duty: &'static str, took: Duration) {
+    pub fn slashing_db(&self, slot: u64, duty: &'static str, took: Duration) {
+        self.step(
+            slot,
+            duty,
+            "recorded",
+            true,
+            format_args!("slashing database, {} ms", took.as_millis()),
+        );
         self.slashing_db
             .get_or_create(&labels([("duty", duty.to_string())]))
             .observe(took.as_secs_f64());
@@ -745,7 +901,7 @@ mod tests {
         m.duty_ok(3, "attester", 0, "attestations submitted", 2);
         m.duty_failed(3, "proposer", Reason::NoConsensus, 1, "no consensus");
         m.duty_latency("attester", Duration::from_millis(40));
-        m.stage("proposer", Stage::Consensus, Duration::from_millis(7));
+        m.stage(4, "proposer", Stage::Consensus, Duration::from_millis(7));
         let text = m.render();
         assert!(
             text.contains(r#"dv_duty_submitted_total{duty="attester"} 2"#),
@@ -763,7 +919,7 @@ mod tests {
         assert!(
             text.contains(r#"dv_stage_latency_seconds_count{duty="proposer",stage="consensus"} 1"#)
         );
-        m.combined("attester", 625);
+        m.combined(3, "attester", 625);
         m.p2p_sent("consensus", 300);
         m.p2p_sent("consensus", 200);
         let text = m.render();

@@ -6,7 +6,7 @@
 //! browser test); the same data as JSON on `/api/status`.
 
 use crate::health::{Health, Report};
-use crate::metrics::{DutyEvent, Metrics, Outcome, PeerTally};
+use crate::metrics::{DutyEvent, Metrics, Outcome, PeerTally, Step};
 use crate::scheduler::SlotClock;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,6 +37,36 @@ pub struct Status {
     pub health: Report,
     pub peers: Vec<PeerStatus>,
     pub duties: Vec<DutyEvent>,
+    /// Each duty's steps, with their times after the slot's start.
+    pub traces: Vec<DutyTrace>,
+}
+
+/// The steps one duty of one slot passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DutyTrace {
+    pub slot: u64,
+    pub duty: &'static str,
+    /// (stage, ms after the slot's start, detail)
+    pub steps: Vec<(&'static str, i64, String)>,
+}
+
+impl DutyTrace {
+    fn of(slot: u64, duty: &'static str, steps: &[Step], slot_start_ms: u64) -> DutyTrace {
+        DutyTrace {
+            slot,
+            duty,
+            steps: steps
+                .iter()
+                .map(|s| {
+                    (
+                        s.stage,
+                        s.at_ms as i64 - slot_start_ms as i64,
+                        s.detail.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +114,14 @@ impl Sources {
             health: self.health.report(),
             peers,
             duties: self.metrics.events_since(first_slot),
+            traces: self
+                .metrics
+                .traces_since(first_slot)
+                .iter()
+                .map(|((slot, duty), steps)| {
+                    DutyTrace::of(*slot, duty, steps, self.clock.slot_start_ms(*slot))
+                })
+                .collect(),
         }
     }
 }
@@ -214,6 +252,11 @@ fn render_timeline(h: &mut String, status: &Status) {
     for e in &status.duties {
         cells.entry((e.duty, e.slot)).or_default().push(e);
     }
+    let traces: BTreeMap<(&str, u64), &DutyTrace> = status
+        .traces
+        .iter()
+        .map(|t| ((t.duty, t.slot), t))
+        .collect();
     let mut duties: Vec<&str> = DUTY_ORDER
         .iter()
         .copied()
@@ -255,15 +298,23 @@ fn render_timeline(h: &mut String, status: &Status) {
             } else {
                 ("none", "")
             };
-            let title: Vec<String> = events
+            let mut title: Vec<String> = events
                 .iter()
                 .map(|e| format!("{} ×{}: {}", e.outcome.name(), e.count, e.detail))
                 .collect();
+            if let Some(trace) = traces.get(&(*duty, slot)) {
+                title.extend(
+                    trace
+                        .steps
+                        .iter()
+                        .map(|(stage, ms, detail)| format!("{ms:+} ms {stage}: {detail}")),
+                );
+            }
             let _ = write!(
                 h,
-                "<td class=\"{class}\" data-slot=\"{slot}\" data-outcome=\"{}\" title=\"slot {slot}: {}\">{mark}</td>",
+                "<td class=\"{class}\" data-slot=\"{slot}\" data-outcome=\"{}\" title=\"slot {slot}&#10;{}\">{mark}</td>",
                 escape(&failed.join(" ")),
-                escape(&title.join("; "))
+                escape(&title.join("\n")).replace('\n', "&#10;")
             );
         }
         h.push_str("</tr>");
@@ -349,6 +400,11 @@ mod tests {
             health: health.report(),
             peers: Vec::new(),
             duties: metrics.events_since(0),
+            traces: metrics
+                .traces_since(0)
+                .iter()
+                .map(|((slot, duty), steps)| DutyTrace::of(*slot, duty, steps, 0))
+                .collect(),
         };
         let page = render(&status);
         assert!(page.contains("test &lt;cluster&gt;") && !page.contains("<script>beacon"));
@@ -361,6 +417,12 @@ mod tests {
             page.contains(r#"<td class="failed" data-slot="4" data-outcome="broadcast_failed""#)
         );
         assert!(page.contains(r#"<li data-reason="broadcast_failed">slot 4 proposer"#));
+        // Each cell's title is the duty's trace: outcome lines, then its steps.
+        assert!(
+            page.contains("included ×2: in the block of slot 4&#10;")
+                && page.contains(" ms included: 2: included (in the block of slot 4)"),
+            "{page}"
+        );
         assert!(page.contains(r#"<span id="readiness" class="badge not-ready">NOT READY</span>"#));
     }
 }

@@ -354,6 +354,7 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     let round = certificate.first().map_or(0, |c| c.message.round);
                     let quorum: Vec<usize> = certificate.iter().map(|c| c.message.sender).collect();
                     self.metrics.decided(
+                        duty.slot,
                         duty.kind.name(),
                         round,
                         Instant::now().saturating_duration_since(start),

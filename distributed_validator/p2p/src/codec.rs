@@ -71,8 +71,11 @@ impl Envelope {
 }
 
 impl Ack {
+    /// The flag (1 byte), the answering member's clock (unix ms, 8 bytes
+    /// big-endian), then the reason (UTF-8, possibly empty).
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![u8::from(self.accepted)];
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
         if let Some(reason) = &self.reason {
             out.extend_from_slice(reason.as_bytes());
         }
@@ -80,16 +83,20 @@ impl Ack {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (accepted, reason) = bytes.split_first().ok_or("empty ack")?;
+        let (accepted, rest) = bytes.split_first().ok_or("empty ack")?;
         let accepted = match accepted {
             0 => false,
             1 => true,
             other => return Err(format!("ack flag {other}")),
         };
+        let (time, reason) = rest
+            .split_first_chunk::<8>()
+            .ok_or("ack shorter than its clock")?;
         let reason = String::from_utf8(reason.to_vec()).map_err(|_| "ack reason not UTF-8")?;
         Ok(Ack {
             accepted,
             reason: (!reason.is_empty()).then_some(reason),
+            time_ms: u64::from_be_bytes(*time),
         })
     }
 }
@@ -175,10 +182,12 @@ mod tests {
             Ack {
                 accepted: true,
                 reason: None,
+                time_ms: 1_700_000_000_123,
             },
             Ack {
                 accepted: false,
                 reason: Some("unsupported version 9".into()),
+                time_ms: 0,
             },
         ] {
             assert_eq!(Ack::decode(&ack.encode()).unwrap(), ack);

@@ -27,7 +27,7 @@ pub use libp2p::identity::Keypair;
 /// 2: envelopes and their payloads in binary (1 was JSON with hex payloads);
 /// 3: consensus messages in binary too, values up to the largest block.
 pub const PROTOCOL_VERSION: u16 = 3;
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/3");
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/dv/cluster/4");
 const RETRY_BASE: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 const REDIAL_MAX: Duration = Duration::from_secs(30);
@@ -164,11 +164,39 @@ impl Allowance {
 /// its topic and its encoded size in bytes. For traffic metrics.
 pub type SentHook = std::sync::Arc<dyn Fn(Topic, usize) + Send + Sync>;
 
+/// A member's answer to a message: taken or refused (and why), and the
+/// member's clock when it answered (unix ms), from which the sender learns
+/// the round trip and the clock offset between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub accepted: bool,
     pub reason: Option<String>,
+    pub time_ms: u64,
 }
+
+impl Ack {
+    /// An answer stamped with this node's clock.
+    pub fn answer(accepted: bool, reason: Option<String>) -> Ack {
+        Ack {
+            accepted,
+            reason,
+            time_ms: unix_ms(),
+        }
+    }
+}
+
+/// This machine's clock, in unix ms.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Told of every acknowledged message: the member, the round trip (from
+/// handing the message to the transport to its answer, so the message's
+/// transfer included) and the member's clock minus this node's at the
+/// answer, in ms (estimated as if the round trip were symmetric).
+pub type AckHook = std::sync::Arc<dyn Fn(usize, Duration, i64) + Send + Sync>;
 
 /// A cluster member: its position in the lock, identity and address.
 #[derive(Debug, Clone)]
@@ -191,6 +219,8 @@ pub struct Config {
     pub inbound_budget: InboundBudget,
     /// Called for every member's message refused here (see [`RefusedHook`]).
     pub on_refused: Option<RefusedHook>,
+    /// Called for every answer to a message sent (see [`AckHook`]).
+    pub on_ack: Option<AckHook>,
 }
 
 /// A message from a member, attributed by its authenticated connection.
@@ -274,6 +304,8 @@ struct Pending {
     envelope: Envelope,
     deadline: Instant,
     attempts: u32,
+    /// When it was last handed to the transport: monotonic, and unix ms.
+    sent_at: Option<(Instant, u64)>,
 }
 
 type Behaviour = request_response::Behaviour<codec::EnvelopeCodec>;
@@ -324,6 +356,7 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<In
         allowances: vec![Allowance::full(&config.inbound_budget, now); members],
         budget: config.inbound_budget,
         on_refused: config.on_refused,
+        on_ack: config.on_ack,
         swarm,
         me,
         members: config.members,
@@ -357,6 +390,7 @@ struct Network {
     budget: InboundBudget,
     allowances: Vec<Allowance>,
     on_refused: Option<RefusedHook>,
+    on_ack: Option<AckHook>,
 }
 
 impl Network {
@@ -370,7 +404,7 @@ impl Network {
         self.members.iter().position(|m| m.peer_id == *peer)
     }
 
-    fn dispatch(&mut self, pending: Pending) {
+    fn dispatch(&mut self, mut pending: Pending) {
         if Instant::now() >= pending.deadline {
             tracing::debug!(
                 to = pending.to,
@@ -386,6 +420,7 @@ impl Network {
             hook(pending.envelope.topic, pending.envelope.encoded_len());
         }
         let peer = self.members[pending.to].peer_id;
+        pending.sent_at = Some((Instant::now(), unix_ms()));
         let id = self
             .swarm
             .behaviour_mut()
@@ -418,7 +453,13 @@ impl Network {
                     None => return,
                     Some(Command::Send { to, envelope, deadline }) => {
                         if to < self.members.len() && to != self.me {
-                            self.dispatch(Pending { to, envelope, deadline, attempts: 0 });
+                            self.dispatch(Pending {
+                                to,
+                                envelope,
+                                deadline,
+                                attempts: 0,
+                                sent_at: None,
+                            });
                         }
                     }
                     Some(Command::Connected(reply)) => {
@@ -486,10 +527,7 @@ impl Network {
                         request, channel, ..
                     } => {
                         let ack = match self.index_of(&peer) {
-                            None => Ack {
-                                accepted: false,
-                                reason: Some("not a cluster member".into()),
-                            },
+                            None => Ack::answer(false, Some("not a cluster member".into())),
                             Some(from) if request.version != PROTOCOL_VERSION => {
                                 tracing::warn!(
                                     peer = from,
@@ -497,22 +535,19 @@ impl Network {
                                     "message with an unsupported version"
                                 );
                                 self.refused(from, "unsupported_version");
-                                Ack {
-                                    accepted: false,
-                                    reason: Some(format!(
-                                        "unsupported version {}",
-                                        request.version
-                                    )),
-                                }
+                                Ack::answer(
+                                    false,
+                                    Some(format!("unsupported version {}", request.version)),
+                                )
                             }
                             Some(from) if self.allowances[from].banned(Instant::now()) => {
                                 let _ = self.swarm.disconnect_peer_id(peer);
-                                Ack {
-                                    accepted: false,
-                                    reason: Some(
+                                Ack::answer(
+                                    false,
+                                    Some(
                                         "cut off for going over this peer's message budget".into(),
                                     ),
-                                }
+                                )
                             }
                             Some(from) => {
                                 let now = Instant::now();
@@ -523,10 +558,7 @@ impl Network {
                                             from,
                                             envelope: request,
                                         });
-                                        Ack {
-                                            accepted: true,
-                                            reason: None,
-                                        }
+                                        Ack::answer(true, None)
                                     }
                                     spent => {
                                         tracing::debug!(
@@ -539,10 +571,10 @@ impl Network {
                                             self.refused(from, "disconnected_over_budget");
                                             let _ = self.swarm.disconnect_peer_id(peer);
                                         }
-                                        Ack {
-                                            accepted: false,
-                                            reason: Some("over this peer's message budget".into()),
-                                        }
+                                        Ack::answer(
+                                            false,
+                                            Some("over this peer's message budget".into()),
+                                        )
                                     }
                                 }
                             }
@@ -554,6 +586,12 @@ impl Network {
                         response,
                     } => {
                         if let Some(pending) = self.in_flight.remove(&request_id) {
+                            if let (Some(hook), Some((at, at_ms))) = (&self.on_ack, pending.sent_at)
+                            {
+                                let rtt = at.elapsed();
+                                let midpoint = at_ms as i64 + rtt.as_millis() as i64 / 2;
+                                hook(pending.to, rtt, response.time_ms as i64 - midpoint);
+                            }
                             if !response.accepted {
                                 tracing::warn!(to = pending.to, reason = ?response.reason, "peer refused a message");
                             }

@@ -1,8 +1,10 @@
 //! Real libp2p over TCP on 127.0.0.1 between three cluster members (and a
 //! stranger): delivery with the authenticated sender, strangers refused,
-//! oversize messages dropped, and retransmission to a member that comes up late.
+//! oversize messages dropped, retransmission to a member that comes up late,
+//! and the round trip and clock offset learned from the answers.
 
 use p2p::*;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{timeout, Instant};
@@ -37,7 +39,7 @@ fn cluster(n: usize) -> Cluster {
 }
 
 async fn start_member(c: &Cluster, i: usize) -> (Handle, UnboundedReceiver<Incoming>) {
-    start_limited(c, i, InboundBudget::UNLIMITED, None).await
+    start_limited(c, i, InboundBudget::UNLIMITED, None, None).await
 }
 
 async fn start_limited(
@@ -45,6 +47,7 @@ async fn start_limited(
     i: usize,
     inbound_budget: InboundBudget,
     on_refused: Option<RefusedHook>,
+    on_ack: Option<AckHook>,
 ) -> (Handle, UnboundedReceiver<Incoming>) {
     start(Config {
         keypair: c.keys[i].clone(),
@@ -54,6 +57,7 @@ async fn start_limited(
         on_sent: None,
         inbound_budget,
         on_refused,
+        on_ack,
     })
     .await
     .unwrap()
@@ -114,6 +118,7 @@ async fn members_exchange_messages_and_strangers_are_refused() {
         on_sent: None,
         inbound_budget: InboundBudget::UNLIMITED,
         on_refused: None,
+        on_ack: None,
     })
     .await
     .unwrap();
@@ -197,7 +202,7 @@ async fn a_flooding_member_is_held_to_its_budget_and_named() {
         bytes_per_second: 1.0,
         byte_burst: 1e6,
     };
-    let (h0, mut rx0) = start_limited(&c, 0, budget, Some(hook)).await;
+    let (h0, mut rx0) = start_limited(&c, 0, budget, Some(hook), None).await;
     let (h1, _rx1) = start_member(&c, 1).await;
     let (h2, _rx2) = start_member(&c, 2).await;
     for slot in 0..20 {
@@ -239,4 +244,38 @@ async fn a_flooding_member_is_held_to_its_budget_and_named() {
         Some(2),
         "another member is not held back"
     );
+}
+
+#[tokio::test]
+async fn answers_carry_the_round_trip_and_the_clock_offset() {
+    let c = cluster(2);
+    let answers: Arc<Mutex<Vec<(usize, Duration, i64)>>> = Arc::default();
+    let hook: AckHook = {
+        let answers = answers.clone();
+        Arc::new(move |peer, rtt, offset| answers.lock().unwrap().push((peer, rtt, offset)))
+    };
+    let (h0, _rx0) = start_limited(&c, 0, InboundBudget::UNLIMITED, None, Some(hook)).await;
+    let (_h1, mut rx1) = start_member(&c, 1).await;
+    h0.send(
+        1,
+        Envelope::new(1, 0, Topic::Consensus, vec![7; 100]),
+        deadline(8),
+    )
+    .unwrap();
+    assert!(next(&mut rx1).await.is_some());
+    let until = Instant::now() + Duration::from_secs(5);
+    while answers.lock().unwrap().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answers = answers.lock().unwrap().clone();
+    // One answer, from member 1; one machine, one clock: the offset is the
+    // rounding of the estimate (a few ms at most).
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let (peer, rtt, offset) = answers[0];
+    assert_eq!(peer, 1);
+    assert!(
+        rtt > Duration::ZERO && rtt < Duration::from_secs(5),
+        "{rtt:?}"
+    );
+    assert!(offset.abs() <= 50, "offset {offset} ms on one machine");
 }

@@ -69,6 +69,7 @@ impl Adversary {
             on_sent: None,
             inbound_budget: p2p::InboundBudget::UNLIMITED,
             on_refused: None,
+            on_ack: None,
         })
         .await
         .expect("p2p");

@@ -84,7 +84,8 @@ impl<S: ValidatorStore> DutyContext<S> {
                             aggregate_is_valid::<A>(slot, committee, data_root),
                         )
                         .await?;
-                    self.metrics.stage(DUTY, Stage::Consensus, t0.elapsed());
+                    self.metrics
+                        .stage(slot, DUTY, Stage::Consensus, t0.elapsed());
                     self.store
                         .sign_aggregates(&aggregate, aggregators, deadline)
                         .await
@@ -119,7 +120,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         let submit = self
             .beacon
             .first_success(|n| n.submit_aggregates(fork, &signed));
-        let submitted = self.timed(DUTY, Stage::Submit, submit).await;
+        let submitted = self.timed(slot, DUTY, Stage::Submit, submit).await;
         self.submission_outcome(slot, DUTY, "aggregates submitted", signed.len(), submitted);
     }
 

@@ -100,13 +100,19 @@ impl<S: ValidatorStore> DutyContext<S> {
     }
 
     /// A stage timed into the stage metric.
-    async fn timed<T>(&self, duty: &'static str, stage: Stage, f: impl Future<Output = T>) -> T {
+    async fn timed<T>(
+        &self,
+        slot: Slot,
+        duty: &'static str,
+        stage: Stage,
+        f: impl Future<Output = T>,
+    ) -> T {
         let t0 = Instant::now();
         if let Stage::Submit = stage {
             dv_fault::reached(dv_fault::DURING_SUBMIT);
         }
         let out = f.await;
-        self.metrics.stage(duty, stage, t0.elapsed());
+        self.metrics.stage(slot, duty, stage, t0.elapsed());
         out
     }
 
@@ -120,10 +126,16 @@ impl<S: ValidatorStore> DutyContext<S> {
             slot,
         };
         tracing::info!(slot, duty = DUTY, count = duties.len(), "duty started");
+        self.metrics.step(slot, DUTY, "started", true, duties.len());
         let fork = self.spec.fork_at_slot(slot);
         let due_ms = self.clock.attestation_due_ms(slot);
         let own = self
-            .timed(DUTY, Stage::Fetch, own_attestation_data(&self.beacon, slot))
+            .timed(
+                slot,
+                DUTY,
+                Stage::Fetch,
+                own_attestation_data(&self.beacon, slot),
+            )
             .await;
         let attesters: Vec<Attester> = duties.iter().map(Attester::from).collect();
         let timing = DutyTiming {
@@ -176,7 +188,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             let submit = self
                 .beacon
                 .first_success(|n| n.submit_attestations(fork, &items));
-            self.timed(DUTY, Stage::Submit, submit)
+            self.timed(slot, DUTY, Stage::Submit, submit)
                 .await
                 .map(|()| items.len())
         } else {
@@ -188,7 +200,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             let submit = self
                 .beacon
                 .first_success(|n| n.submit_attestations(fork, &items));
-            self.timed(DUTY, Stage::Submit, submit)
+            self.timed(slot, DUTY, Stage::Submit, submit)
                 .await
                 .map(|()| items.len())
         };
@@ -216,6 +228,13 @@ impl<S: ValidatorStore> DutyContext<S> {
         const DUTY: &str = "proposer";
         let slot = duty.slot;
         tracing::info!(slot, duty = DUTY, count = 1, "duty started");
+        self.metrics.step(
+            slot,
+            DUTY,
+            "started",
+            true,
+            format_args!("validator {}", duty.validator_index),
+        );
         let start_ms = self.clock.slot_start_ms(slot);
         let deadline = self.clock.slot_start(slot + 1);
         let reveal = match self.store.randao_reveal(duty.pubkey, slot, deadline).await {
@@ -232,6 +251,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         };
         let own = match self
             .timed(
+                slot,
                 DUTY,
                 Stage::Fetch,
                 self.beacon
@@ -263,7 +283,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             Err(e) => return self.failed(slot, DUTY, 1, &e),
         };
         let published = self
-            .timed(DUTY, Stage::Submit, async {
+            .timed(slot, DUTY, Stage::Submit, async {
                 match &signed.block {
                     ProducedBlock::Full(b, blobs) => {
                         self.beacon

@@ -79,7 +79,8 @@ impl<S: ValidatorStore> DutyContext<S> {
                 return None;
             }
         };
-        self.metrics.stage(MESSAGE, Stage::Consensus, t0.elapsed());
+        self.metrics
+            .stage(slot, MESSAGE, Stage::Consensus, t0.elapsed());
         if !self.scheduler.attesters_at(slot).is_empty() {
             let mut attested = self.attested.subscribe();
             let done = attested.wait_for(|last| last.is_some_and(|l| l >= slot));
@@ -118,7 +119,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             let submit = self
                 .beacon
                 .first_success(|n| n.submit_sync_messages(&messages));
-            let submitted = self.timed(MESSAGE, Stage::Submit, submit).await;
+            let submitted = self.timed(slot, MESSAGE, Stage::Submit, submit).await;
             if submitted.is_ok() {
                 let indices: Vec<u64> = messages.iter().map(|m| m.validator_index).collect();
                 self.inclusion.sync_messages_submitted(slot, &indices);
@@ -213,7 +214,7 @@ impl<S: ValidatorStore> DutyContext<S> {
                     .decide_built(duty, fetch, contribution_is_valid::<P>(slot, sub, root))
                     .await?;
                 self.metrics
-                    .stage(CONTRIBUTION, Stage::Consensus, t0.elapsed());
+                    .stage(slot, CONTRIBUTION, Stage::Consensus, t0.elapsed());
                 self.store
                     .sign_contributions(&contribution, aggregators, deadline)
                     .await
@@ -247,7 +248,7 @@ impl<S: ValidatorStore> DutyContext<S> {
         let submit = self
             .beacon
             .first_success(|n| n.submit_contributions(&signed));
-        let submitted = self.timed(CONTRIBUTION, Stage::Submit, submit).await;
+        let submitted = self.timed(slot, CONTRIBUTION, Stage::Submit, submit).await;
         let what = "sync contributions submitted";
         self.submission_outcome(slot, CONTRIBUTION, what, signed.len(), submitted);
     }

@@ -265,7 +265,7 @@ impl DvValidatorStore {
             .await?;
         self.inner
             .metrics
-            .stage(duty.kind.name(), Stage::Exchange, t0.elapsed());
+            .stage(duty.slot, duty.kind.name(), Stage::Exchange, t0.elapsed());
         Ok(exchanged
             .signatures
             .into_iter()
@@ -280,7 +280,7 @@ impl DvValidatorStore {
         let value = self.inner.workflow.decide(request).await;
         self.inner
             .metrics
-            .stage(duty.kind.name(), Stage::Consensus, t0.elapsed());
+            .stage(duty.slot, duty.kind.name(), Stage::Consensus, t0.elapsed());
         Ok(value?)
     }
 
@@ -366,7 +366,9 @@ impl DvValidatorStore {
         // Rule 2: recorded durably for every validator before any partial exists.
         let t0 = std::time::Instant::now();
         let approval = approve_attestations(&self.inner.db, &items).map_err(SignError::Database)?;
-        self.inner.metrics.slashing_db("attester", t0.elapsed());
+        self.inner
+            .metrics
+            .slashing_db(slot, "attester", t0.elapsed());
         let mut by_root: HashMap<Root, (AttestationData, Vec<PublicKeyBytes>)> = HashMap::new();
         for item in items
             .iter()
@@ -458,7 +460,13 @@ impl DvValidatorStore {
     ) -> Result<Root, SignError> {
         let t0 = std::time::Instant::now();
         let recorded = record_block(&self.inner.db, self.roots(), validator, block);
-        self.inner.metrics.slashing_db("proposer", t0.elapsed());
+        let slot = match block {
+            ProducedBlock::Full(b, _) => b.slot(),
+            ProducedBlock::Blinded(b) => b.slot(),
+        };
+        self.inner
+            .metrics
+            .slashing_db(slot, "proposer", t0.elapsed());
         recorded
     }
 

@@ -146,7 +146,7 @@ fi
 # it can be taken by another process's outgoing connection before the node
 # binds it (a 5,000-validator middleware run lost a node to "Address already
 # in use" that way).
-read -r -a PORTS < <(python3 - "$((3 * NODES))" <<'EOF'
+read -r -a PORTS < <(python3 - "$((3 * NODES + 1))" <<'EOF'
 import random, socket, sys
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 ports, tried = [], set()
@@ -191,13 +191,18 @@ fi
 NODE_PIDS=()
 CLIENT_PIDS=()
 METRICS_ADDRS=()
+# Node 0 serves its status page (the cluster, its peers, the duties with
+# their outcomes and traces) during the run.
+STATUS_PORT=${PORTS[$((3 * NODES))]}
 for i in $(seq 0 $((NODES - 1))); do
     # Each node serves its metrics; they are saved to $OUT/node$i.metrics at the end.
     METRICS_ADDRS[$i]=127.0.0.1:${PORTS[$((NODES + i))]}
+    STATUS=()
+    [ "$i" = 0 ] && STATUS=(--http --http-port "$STATUS_PORT")
     if [ "$MODE" = middleware ]; then
         API=127.0.0.1:${PORTS[$((2 * NODES + i))]}
         ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" --validator-api "$API" \
-            --metrics "${METRICS_ADDRS[$i]}" 2> "$OUT/node$i.log" &
+            --metrics "${METRICS_ADDRS[$i]}" "${STATUS[@]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)
         PIDS+=($!)
         # The validator client holds node i's key shares and takes the node for its beacon node.
@@ -209,12 +214,12 @@ for i in $(seq 0 $((NODES - 1))); do
         PLAIN=()
         [ "$MODE" = plain ] && PLAIN=(--plain)
         ./target/release/dvnode run --data-dir "$OUT/node$i" --beacon-node "$URL" "${PLAIN[@]}" \
-            --metrics "${METRICS_ADDRS[$i]}" 2> "$OUT/node$i.log" &
+            --metrics "${METRICS_ADDRS[$i]}" "${STATUS[@]}" 2> "$OUT/node$i.log" &
         NODE_PIDS+=($!)
         PIDS+=($!)
     fi
 done
-echo "mode: $MODE"
+echo "mode: $MODE; node 0's status page: http://127.0.0.1:$STATUS_PORT/"
 
 EPOCH_MS=$((SLOTS_PER_EPOCH * SLOT_MS))
 RUN_MS=$((GENESIS_DELAY_MS + EPOCHS * EPOCH_MS + SLOT_MS))

@@ -83,6 +83,8 @@ def main():
         for s in range(first, last + 1, step):
             svg.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (x(s), base + 14, s))
         svg.append('<text x="%d" y="%d">slot</text>' % (left + plot_w // 2, base + 28))
+        svg.append('<text x="5" y="%d" fill="#1565c0">ms</text>' % (top - 6))
+        svg.append('<text x="5" y="%d">attestations</text>' % (base - bar_h - 8))
         svg.append('<text x="%d" y="%d" fill="#2e7d32">included</text><text x="%d" y="%d" fill="#c62828">failed</text>' % (left, base + 28, left + 60, base + 28))
     svg.append("</svg>")
     with open(path, "w") as f:

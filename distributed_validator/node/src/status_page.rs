@@ -156,7 +156,7 @@ const DUTY_ORDER: [&str; 9] = [
     "exit",
 ];
 
-const STYLE: &str = "body{font-family:sans-serif;margin:16px;color:#222}\
+const STYLE: &str = "body{font-family:sans-serif;margin:16px;color:#222}h1{white-space:nowrap}\
 header{display:flex;gap:16px;align-items:center}\
 .badge{padding:4px 10px;border-radius:4px;color:#fff;font-weight:bold}\
 .ready{background:#2e7d32}.not-ready{background:#c62828}\

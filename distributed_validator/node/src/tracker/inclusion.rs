@@ -220,25 +220,26 @@ impl Inclusion {
                 },
             });
         }
+        // The sync committee messages of the slot before could only go in this block.
+        let previous = slot.checked_sub(1);
+        let messages = previous.and_then(|p| self.sync_messages.remove(&p));
         let Some(block) = block else {
-            // The messages of the slot before could only go in this block.
-            if let Some(messages) = self.sync_messages.remove(&slot.saturating_sub(1)) {
+            if let (Some(previous), Some(messages)) = (previous, messages) {
                 found.push(Found::Missed {
                     duty: "sync_message",
-                    slot: slot.saturating_sub(1),
+                    slot: previous,
                     validators: messages.iter().map(|m| m.validator).collect(),
                     why: format!("no block at slot {slot} to carry them"),
                 });
             }
             return found;
         };
-        if let Some(messages) = self.sync_messages.remove(&slot.saturating_sub(1)) {
+        if let (Some(previous), Some(messages)) = (previous, messages) {
             let (carried, not): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| {
                 m.positions
                     .iter()
                     .any(|p| block.sync_bits.get(*p as usize) == Some(&true))
             });
-            let previous = slot.saturating_sub(1);
             if !carried.is_empty() {
                 found.push(Found::Included {
                     duty: "sync_message",
@@ -641,6 +642,17 @@ mod tests {
                 },
             ]
         );
+        // Slot 0 has no slot before it: its messages wait for the block of slot 1.
+        state.sync_message_submitted(0, 23, vec![0]);
+        assert!(state.on_block(0, None, &none).is_empty());
+        assert!(matches!(
+            &state.on_block(1, Some(&view(1, vec![], vec![true])), &none)[..],
+            [Found::Included {
+                duty: "sync_message",
+                slot: 0,
+                ..
+            }]
+        ));
         // A slot without a block: its proposal and the previous slot's messages are missed.
         state.block_submitted(6, Root::repeat_byte(6), 13);
         state.sync_message_submitted(5, 22, vec![0]);

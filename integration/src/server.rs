@@ -661,8 +661,9 @@ async fn get_block<P: Preset>(
 }
 
 /// `GET /eth/v1/beacon/states/{state_id}/committees?epoch=&index=&slot=`
-/// over the head state (`head` or the head's slot); as Lighthouse, an epoch
-/// more than one past the state's is refused.
+/// over the head state (`head` or the head's slot); an epoch more than one
+/// past the state's is refused (its shuffling is not determined yet:
+/// MIN_SEED_LOOKAHEAD).
 async fn committees<P: Preset>(
     State(s): State<Shared<P>>,
     Path(state_id): Path<String>,

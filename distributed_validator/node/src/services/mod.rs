@@ -149,6 +149,15 @@ impl<S: ValidatorStore> DutyContext<S> {
             .await
         {
             Ok(s) => s,
+            Err(SignError::NoConsensus) if own.is_none() => {
+                return self.metrics.duty_failed(
+                    slot,
+                    DUTY,
+                    Reason::ChainSplitGuard,
+                    attesters.len(),
+                    "no consensus; this node's beacon node gave no attestation data, so it voted for none of the others' (chain-split guard)",
+                );
+            }
             Err(e) => return self.failed(slot, DUTY, attesters.len(), &e),
         };
         for (v, reason) in &signed.refused {

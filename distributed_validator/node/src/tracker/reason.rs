@@ -4,25 +4,28 @@
 //!
 //! Charon's duty tracker served as the checklist (fetch from the beacon node,
 //! missing prerequisites such as randao or aggregator selections, no
-//! consensus, no local signature, no or insufficient peer signatures,
-//! broadcast, inclusion on chain); the refusals of this design (slashing
-//! protection, the chain-split guard) have reasons of their own.
+//! consensus, no or insufficient peer signatures, broadcast, inclusion on
+//! chain); the refusals of this design (slashing protection, the
+//! chain-split guard) have reasons of their own. Not here yet: Charon's
+//! "no local validator-client signature" (a middleware node does not yet
+//! notice a client that never signs a duty).
 
 use crate::validator_store::SignError;
 
 /// A failure reason. Its name (`as_str`) is what the log and the metrics show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
-    /// The beacon node did not provide the duty's data (attestation data, a
-    /// block to propose, an aggregate, a contribution).
+    /// The beacon node did not provide the duty's data (a normal
+    /// validator's attestation data, block, aggregate or head root).
     FetchFailed,
     /// A prerequisite duty did not complete: no randao reveal for the
     /// proposal, no aggregator selection proofs, no decided attestation data
     /// to aggregate.
     MissingPrerequisite,
-    /// This node had no value of its own to compare with the others' (its
-    /// beacon node did not answer), so it refused to vote for theirs: with
-    /// no view of its own a chain split cannot be ruled out.
+    /// No decision, and this node had no attestation data of its own to
+    /// compare with the others' (its beacon node did not answer), so it
+    /// voted for none of theirs: without a view of its own a chain split
+    /// cannot be ruled out.
     ChainSplitGuard,
     /// The cluster did not decide a value before the duty's deadline.
     NoConsensus,
@@ -30,9 +33,6 @@ pub enum Reason {
     SlashingRefused,
     /// The slashing-protection database could not be read or written.
     DatabaseError,
-    /// This node's own partial signature was not made (in middleware mode:
-    /// its validator client did not sign).
-    NoLocalSignature,
     /// Fewer than the threshold of operators' partial signatures arrived before the
     /// deadline (`dv_peer_partials_total` says whose were missing).
     InsufficientPartials,
@@ -50,14 +50,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order (the metric's label values).
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 12] = [
         Reason::FetchFailed,
         Reason::MissingPrerequisite,
         Reason::ChainSplitGuard,
         Reason::NoConsensus,
         Reason::SlashingRefused,
         Reason::DatabaseError,
-        Reason::NoLocalSignature,
         Reason::InsufficientPartials,
         Reason::BroadcastFailed,
         Reason::NotIncluded,
@@ -74,7 +73,6 @@ impl Reason {
             Reason::NoConsensus => "no_consensus",
             Reason::SlashingRefused => "slashing_refused",
             Reason::DatabaseError => "database_error",
-            Reason::NoLocalSignature => "no_local_signature",
             Reason::InsufficientPartials => "insufficient_partials",
             Reason::BroadcastFailed => "broadcast_failed",
             Reason::NotIncluded => "not_included",
@@ -92,7 +90,7 @@ impl Reason {
             SignError::SlashingRefused(_) => Reason::SlashingRefused,
             SignError::Database(_) => Reason::DatabaseError,
             SignError::NotSupportedYet(_) => Reason::NotSupported,
-            SignError::NoOwnValue(_) => Reason::ChainSplitGuard,
+            SignError::NoOwnValue(_) => Reason::FetchFailed,
             SignError::BadDecidedValue(_) => Reason::InvalidDecidedValue,
             SignError::UnknownValidator(_) | SignError::Workflow(_) => Reason::Internal,
         }

@@ -74,7 +74,6 @@ impl<S: ValidatorStore> DutyContext<S> {
                         .boxed()
                 });
                 let duty = Duty::new(slot, DutyType::Aggregator { committee });
-                let t0 = tokio::time::Instant::now();
                 let signed = async {
                     let aggregate = self
                         .store
@@ -84,8 +83,6 @@ impl<S: ValidatorStore> DutyContext<S> {
                             aggregate_is_valid::<A>(slot, committee, data_root),
                         )
                         .await?;
-                    self.metrics
-                        .stage(slot, DUTY, Stage::Consensus, t0.elapsed());
                     self.store
                         .sign_aggregates(&aggregate, aggregators, deadline)
                         .await

@@ -71,7 +71,6 @@ impl<S: ValidatorStore> DutyContext<S> {
                 None
             }
         };
-        let t0 = tokio::time::Instant::now();
         let root = match self.store.decide_sync_head_root(slot, own).await {
             Ok(root) => root,
             Err(e) => {
@@ -79,8 +78,6 @@ impl<S: ValidatorStore> DutyContext<S> {
                 return None;
             }
         };
-        self.metrics
-            .stage(slot, MESSAGE, Stage::Consensus, t0.elapsed());
         if !self.scheduler.attesters_at(slot).is_empty() {
             let mut attested = self.attested.subscribe();
             let done = attested.wait_for(|last| last.is_some_and(|l| l >= slot));
@@ -207,14 +204,11 @@ impl<S: ValidatorStore> DutyContext<S> {
                     .first_success(move |n| n.sync_committee_contribution::<P>(slot, sub, root))
                     .boxed()
             });
-            let t0 = tokio::time::Instant::now();
             let signed = async {
                 let contribution = self
                     .store
                     .decide_built(duty, fetch, contribution_is_valid::<P>(slot, sub, root))
                     .await?;
-                self.metrics
-                    .stage(slot, CONTRIBUTION, Stage::Consensus, t0.elapsed());
                 self.store
                     .sign_contributions(&contribution, aggregators, deadline)
                     .await

@@ -556,11 +556,6 @@ impl Metrics {
         }
     }
 
-    /// Whether per-validator series are kept.
-    pub fn per_validator(&self) -> bool {
-        self.per_validator.is_some()
-    }
-
     pub fn duty_latency(&self, duty: &'static str, latency: Duration) {
         self.duty_latency
             .get_or_create(&labels([("duty", duty.to_string())]))

@@ -414,10 +414,7 @@ async fn publish_typed<P: Preset>(
     };
     match published {
         Ok(publication) => {
-            let (root, proposer) = match &decided {
-                ProducedBlock::Full(b, _) => (b.root(), b.proposer_index()),
-                ProducedBlock::Blinded(b) => (b.root(), b.proposer_index()),
-            };
+            let (_, _, proposer, _, root) = dv_node::validator_store::block_summary(&decided);
             mw.inclusion.block_submitted(slot, root, proposer);
             let what = publication.outcome();
             mw.metrics

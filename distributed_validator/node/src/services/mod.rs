@@ -309,10 +309,7 @@ impl<S: ValidatorStore> DutyContext<S> {
             .await;
         match published {
             Ok(publication) => {
-                let root = match &signed.block {
-                    ProducedBlock::Full(b, _) => b.root(),
-                    ProducedBlock::Blinded(b) => b.root(),
-                };
+                let (_, _, _, _, root) = crate::validator_store::block_summary(&signed.block);
                 self.inclusion
                     .block_submitted(slot, root, duty.validator_index);
                 self.metrics

@@ -133,12 +133,6 @@ pub struct Inclusion {
 pub type CommitteeSizes = Vec<u64>;
 
 impl Inclusion {
-    /// How many slots after its own an attestation may still be included
-    /// (to the end of the next epoch; a whole epoch is what matters here).
-    fn window(slots_per_epoch: u64) -> u64 {
-        slots_per_epoch
-    }
-
     pub fn attestation_submitted(
         &mut self,
         data: AttestationData,
@@ -286,9 +280,11 @@ impl Inclusion {
         found
     }
 
-    /// Gives up on what can no longer be included once the chain is at `current`.
+    /// Gives up on what can no longer be included once the chain is at
+    /// `current`: attestations an epoch after their slot (a block may still
+    /// take them to the end of the next epoch; an epoch is what is judged).
     pub fn expire(&mut self, current: Slot, slots_per_epoch: u64) -> Vec<Found> {
-        let window = Self::window(slots_per_epoch);
+        let window = slots_per_epoch;
         let mut found = Vec::new();
         let old: Vec<Slot> = self
             .attestations

@@ -460,10 +460,7 @@ impl DvValidatorStore {
     ) -> Result<Root, SignError> {
         let t0 = std::time::Instant::now();
         let recorded = record_block(&self.inner.db, self.roots(), validator, block);
-        let slot = match block {
-            ProducedBlock::Full(b, _) => b.slot(),
-            ProducedBlock::Blinded(b) => b.slot(),
-        };
+        let (_, slot, _, _, _) = block_summary(block);
         self.inner
             .metrics
             .slashing_db(slot, "proposer", t0.elapsed());

@@ -289,7 +289,7 @@ impl Handle {
         Ok(())
     }
 
-    /// Members currently connected.
+    /// Members currently connected (those cut off for going over their budget excepted).
     pub async fn connected(&self) -> Result<Vec<usize>, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -463,8 +463,12 @@ impl Network {
                         }
                     }
                     Some(Command::Connected(reply)) => {
+                        // A cut-off member that redials is connected until its
+                        // connection is closed on arrival: not counted.
+                        let now = Instant::now();
                         let connected = (0..self.members.len())
                             .filter(|i| *i != self.me && self.swarm.is_connected(&self.members[*i].peer_id))
+                            .filter(|i| !self.allowances[*i].banned(now))
                             .collect();
                         let _ = reply.send(connected);
                     }

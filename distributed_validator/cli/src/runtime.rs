@@ -330,6 +330,7 @@ impl Node {
                     let topic = match topic {
                         p2p::Topic::Consensus => "consensus",
                         p2p::Topic::PartialSignatures => "partial_signatures",
+                        p2p::Topic::Dkg => "dkg",
                     };
                     metrics.p2p_sent(topic, bytes)
                 })

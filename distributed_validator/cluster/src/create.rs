@@ -277,6 +277,7 @@ pub fn create_cluster(opts: &CreateOptions) -> Result<ClusterLock, CreateError> 
         threshold: t,
         operators,
         validators,
+        definition_hash: None,
     });
     lock.body.validate().map_err(CreateError::InvalidArgument)?;
 

@@ -12,4 +12,7 @@ pub use create::{
     check_cluster_size, create_cluster, default_threshold, CreateError, CreateOptions, KeySource,
 };
 pub use layout::NodeDir;
-pub use lock::{ClusterLock, DistributedValidator, LockBody, LockError, Operator};
+pub use lock::{
+    hash_bytes, operator_public_key, verify_operator_signature, ClusterLock, DistributedValidator,
+    LockBody, LockError, LockSignatures, Operator,
+};

@@ -87,6 +87,11 @@ pub struct LockBody {
     pub threshold: usize,
     pub operators: Vec<Operator>,
     pub validators: Vec<DistributedValidator>,
+    /// The hash of the cluster definition a key-generation ceremony made
+    /// this lock from (absent for a trusted dealer's lock, and then absent
+    /// from the hashed JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +99,106 @@ pub struct ClusterLock {
     #[serde(flatten)]
     pub body: LockBody,
     pub lock_hash: String,
+    /// What a key-generation ceremony adds after the hash: the operators'
+    /// signatures and the validator keys' aggregate signature over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<LockSignatures>,
+}
+
+/// Signatures a key-generation ceremony puts on its lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockSignatures {
+    /// Per operator, in lock order: its p2p key's signature (hex) of the
+    /// definition hash, by which it accepted the definition.
+    pub operator_acceptances: Vec<String>,
+    /// Per operator, in lock order: its p2p key's signature (hex) of the lock hash.
+    pub operator_signatures: Vec<String>,
+    /// The aggregate of every validator key's signature over the lock hash
+    /// (each made by the cluster's threshold of shares in the ceremony).
+    pub signature_aggregate: SignatureBytes,
+}
+
+/// The public key inside an operator's peer id (ed25519 peer ids embed it).
+pub fn operator_public_key(peer_id: &str) -> Result<libp2p_identity::PublicKey, String> {
+    let id: libp2p_identity::PeerId = peer_id
+        .parse()
+        .map_err(|e| format!("peer id {peer_id:?}: {e}"))?;
+    // An identity multihash: code 0, then the length (one varint byte for a
+    // key this short), then the protobuf-encoded public key.
+    let bytes = id.to_bytes();
+    match bytes.as_slice() {
+        [0, len, key @ ..] if usize::from(*len) == key.len() && *len < 0x80 => {
+            libp2p_identity::PublicKey::try_decode_protobuf(key)
+        }
+        _ => {
+            return Err(format!(
+                "peer id {peer_id} does not embed its public key (not an ed25519 identity)"
+            ))
+        }
+    }
+    .map_err(|e| format!("peer id {peer_id}: {e}"))
+}
+
+/// Whether `signature` (hex) is `peer_id`'s signature of `message`.
+pub fn verify_operator_signature(peer_id: &str, message: &[u8], signature: &str) -> bool {
+    let Ok(key) = operator_public_key(peer_id) else {
+        return false;
+    };
+    hex::decode(signature.trim_start_matches("0x")).is_ok_and(|sig| key.verify(message, &sig))
+}
+
+/// The 32 bytes of a `0x…` hash as written in a lock or definition.
+pub fn hash_bytes(hash: &str) -> Result<[u8; 32], String> {
+    hex::decode(hash.trim_start_matches("0x"))
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("{hash:?} is not a 32-byte hex hash"))
+}
+
+impl LockSignatures {
+    /// Checks every operator's signatures and the validators' aggregate.
+    fn verify(&self, lock: &ClusterLock) -> Result<(), String> {
+        let body = &lock.body;
+        let definition_hash = body
+            .definition_hash
+            .as_deref()
+            .ok_or("signatures without the definition hash they accepted")?;
+        let definition = hash_bytes(definition_hash)?;
+        let lock_hash = hash_bytes(&lock.lock_hash)?;
+        let n = body.operators.len();
+        if self.operator_acceptances.len() != n || self.operator_signatures.len() != n {
+            return Err(format!(
+                "{} acceptances and {} operator signatures for {n} operators",
+                self.operator_acceptances.len(),
+                self.operator_signatures.len()
+            ));
+        }
+        for (i, op) in body.operators.iter().enumerate() {
+            if !verify_operator_signature(&op.peer_id, &definition, &self.operator_acceptances[i]) {
+                return Err(format!(
+                    "operator {i}'s acceptance is not its signature of the definition hash"
+                ));
+            }
+            if !verify_operator_signature(&op.peer_id, &lock_hash, &self.operator_signatures[i]) {
+                return Err(format!(
+                    "operator {i}'s signature is not its signature of the lock hash"
+                ));
+            }
+        }
+        let keys = body
+            .validators
+            .iter()
+            .map(|v| PublicKey::from_bytes(&v.public_key.0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("validator key: {e}"))?;
+        let valid = dv_crypto::Signature::from_bytes(&self.signature_aggregate.0)
+            .is_ok_and(|sig| sig.fast_aggregate_verify(&lock_hash, &keys));
+        if valid {
+            Ok(())
+        } else {
+            Err("signature_aggregate is not the validator keys' signature of the lock hash".into())
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +335,11 @@ fn check_validator(
 impl ClusterLock {
     pub fn new(body: LockBody) -> Self {
         let lock_hash = body.hash();
-        Self { body, lock_hash }
+        Self {
+            body,
+            lock_hash,
+            signatures: None,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -249,6 +358,9 @@ impl ClusterLock {
             ));
         }
         lock.body.validate()?;
+        if let Some(signatures) = &lock.signatures {
+            signatures.verify(&lock)?;
+        }
         Ok(lock)
     }
 
@@ -297,6 +409,7 @@ mod tests {
                     .collect(),
                 builder_registration: None,
             }],
+            definition_hash: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod bls;
+pub mod dkg;
 pub mod interop;
 pub mod keystore;
 mod multi_mult;

@@ -425,6 +425,13 @@ impl<C: CurrentSlot> WorkflowTask<C> {
                     msg.envelope.payload,
                 ));
             }
+            // A running cluster holds no key-generation ceremony.
+            Topic::Dkg => self.misbehaved(
+                msg.from,
+                Some(duty),
+                "wrong_topic",
+                "a key-generation message sent to a running node",
+            ),
         }
     }
 

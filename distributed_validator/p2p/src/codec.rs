@@ -33,6 +33,7 @@ impl Envelope {
         out.push(match self.topic {
             Topic::Consensus => 0,
             Topic::PartialSignatures => 1,
+            Topic::Dkg => 2,
         });
         out.extend_from_slice(&self.payload);
         out
@@ -53,6 +54,7 @@ impl Envelope {
         let topic = match topic[0] {
             0 => Topic::Consensus,
             1 => Topic::PartialSignatures,
+            2 => Topic::Dkg,
             other => return Err(format!("unknown topic {other}")),
         };
         Ok(Envelope {

@@ -15,13 +15,14 @@ pub mod codec;
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{StreamProtocol, Swarm};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
 
 /// The envelope format this build speaks; a peer sending another is refused.
 /// 2: envelopes and their payloads in binary (1 was JSON with hex payloads);
@@ -36,6 +37,8 @@ const REDIAL_MAX: Duration = Duration::from_secs(30);
 pub enum Topic {
     Consensus,
     PartialSignatures,
+    /// A key-generation ceremony's messages (`slot` carries the round).
+    Dkg,
 }
 
 /// A message between cluster nodes.
@@ -249,6 +252,7 @@ enum Command {
         deadline: Instant,
     },
     Connected(oneshot::Sender<Vec<usize>>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// Sends messages and queries the network task. Cheap to clone.
@@ -294,6 +298,17 @@ impl Handle {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Connected(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Waits until every message handed to this node's network has been
+    /// answered or has expired: a process sends its last messages, flushes,
+    /// then exits without cutting them off.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(tx))
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
@@ -365,6 +380,7 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::UnboundedReceiver<In
         retries: Vec::new(),
         redial: HashMap::new(),
         on_sent: config.on_sent,
+        flushes: Vec::new(),
     };
     tokio::spawn(task.run(command_rx));
     Ok((
@@ -391,9 +407,19 @@ struct Network {
     allowances: Vec<Allowance>,
     on_refused: Option<RefusedHook>,
     on_ack: Option<AckHook>,
+    /// Waiting for every pending message to be answered or to expire.
+    flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Network {
+    fn answer_flushes(&mut self) {
+        if self.in_flight.is_empty() && self.retries.is_empty() {
+            for waiter in self.flushes.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
     fn refused(&self, from: usize, reason: &'static str) {
         if let Some(hook) = &self.on_refused {
             hook(from, reason);
@@ -472,9 +498,19 @@ impl Network {
                             .collect();
                         let _ = reply.send(connected);
                     }
+                    Some(Command::Flush(reply)) => {
+                        self.flushes.push(reply);
+                        self.answer_flushes();
+                    }
                 },
-                event = self.swarm.select_next_some() => self.on_event(event),
-                _ = tick.tick() => self.on_tick(),
+                event = self.swarm.select_next_some() => {
+                    self.on_event(event);
+                    self.answer_flushes();
+                }
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.answer_flushes();
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `dvnode`: the distributed validator node.
 
 mod config_file;
+mod dkg;
 mod runtime;
 
 use clap::{Args, Parser, Subcommand};
@@ -24,9 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create things: a cluster's key shares and locks.
+    /// Create things: a cluster's key shares and locks, an operator's key, a
+    /// key-generation ceremony's definition.
     #[command(subcommand)]
     Create(CreateCommand),
+    /// Run this operator's part of a key-generation ceremony: with the
+    /// definition's other operators, make the cluster's keys without a
+    /// trusted dealer and write this operator's node into --data-dir.
+    Dkg(dkg::DkgArgs),
     /// Rebuild the full validator keystores from the key shares of t nodes.
     Combine(CombineArgs),
     /// Run a node of a cluster: built-in validator, attester and proposer duties (Electra and later).
@@ -219,6 +225,11 @@ enum SlashingCommand {
 enum CreateCommand {
     /// Trusted dealer: split validator keys and write one directory per node.
     Cluster(CreateClusterArgs),
+    /// This operator's p2p key (its identity in a cluster), made on its own
+    /// machine; prints the record to give the cluster's creator.
+    OperatorKey(dkg::OperatorKeyArgs),
+    /// A cluster definition for a key-generation ceremony, signed by its creator.
+    Dkg(dkg::CreateDkgArgs),
 }
 
 #[derive(Args)]
@@ -275,7 +286,7 @@ struct CreateClusterArgs {
 }
 
 #[derive(Args)]
-struct KeystoreArgs {
+pub(crate) struct KeystoreArgs {
     /// Encrypt keystores with a cheap KDF (PBKDF2, 16 rounds). Test networks only.
     #[arg(long)]
     insecure_keystores: bool,
@@ -325,21 +336,28 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
     Ok(range)
 }
 
-fn create(args: CreateClusterArgs) -> Result<(), String> {
-    let (fork_version, network_name) = match args.fork_version {
-        Some(version) => (version, network::network_name(version).to_string()),
+/// The genesis fork version and network name from `--network` or `--fork-version`.
+pub(crate) fn resolve_network(
+    network: &str,
+    fork_version: Option<Version>,
+) -> Result<(Version, String), String> {
+    match fork_version {
+        Some(version) => Ok((version, network::network_name(version).to_string())),
         None => {
-            let version = network::genesis_fork_version(&args.network).ok_or_else(|| {
+            let version = network::genesis_fork_version(network).ok_or_else(|| {
                 let known: Vec<&str> = network::NETWORKS.iter().map(|(n, _)| *n).collect();
                 format!(
-                    "unknown --network {:?} (known: {}; or pass --fork-version)",
-                    args.network,
+                    "unknown --network {network:?} (known: {}; or pass --fork-version)",
                     known.join(", ")
                 )
             })?;
-            (version, args.network.clone())
+            Ok((version, network.to_string()))
         }
-    };
+    }
+}
+
+fn create(args: CreateClusterArgs) -> Result<(), String> {
+    let (fork_version, network_name) = resolve_network(&args.network, args.fork_version)?;
     let keys = match (
         args.interop_validators,
         args.split_keystores,
@@ -511,7 +529,7 @@ fn run(args: RunArgs) -> Result<(), String> {
 }
 
 /// The log: stderr, and `logfile` too if given; at `level` unless RUST_LOG says otherwise.
-fn init_logging(level: &str, logfile: Option<&std::path::Path>) -> Result<(), String> {
+pub(crate) fn init_logging(level: &str, logfile: Option<&std::path::Path>) -> Result<(), String> {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     // Lighthouse's "crit" is the most severe level tracing has.
     let level = if level == "crit" { "error" } else { level };
@@ -640,6 +658,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Create(CreateCommand::Cluster(args)) => create(args),
+        Command::Create(CreateCommand::OperatorKey(args)) => dkg::create_operator_key(args),
+        Command::Create(CreateCommand::Dkg(args)) => dkg::create_definition(args),
+        Command::Dkg(args) => dkg::run_ceremony(args),
         Command::Combine(args) => combine(args),
         Command::SlashingProtection(command) => slashing_protection(command),
         Command::Exit(command) => exit(command),

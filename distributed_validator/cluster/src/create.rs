@@ -308,18 +308,35 @@ fn write_node(
         .map_err(|e| CreateError::InvalidArgument(format!("p2p key encoding: {e}")))?;
     write_private(&staging.p2p_key_path(), hex::encode(encoded).as_bytes())
         .map_err(io_error(&staging.p2p_key_path()))?;
-    for (k, validator_shares) in shares.iter().enumerate() {
-        let share = &validator_shares[node];
+    let mine: Vec<&dv_crypto::SecretShare> = shares.iter().map(|v| &v[node]).collect();
+    write_keystores(&staging, lock, &mine, kdf)?;
+    std::fs::rename(staging.root(), final_dir.root()).map_err(io_error(final_dir.root()))
+}
+
+/// Writes share `k` of `shares` as `keystore-{k}.json` with a random
+/// password beside it (`keystore-{k}.txt`), both readable by the owner
+/// only. The key derivation (scrypt) is slow on purpose: the keystores are
+/// encrypted on every core.
+pub fn write_keystores(
+    node: &NodeDir,
+    lock: &ClusterLock,
+    shares: &[&dv_crypto::SecretShare],
+    kdf: KdfChoice,
+) -> Result<(), CreateError> {
+    std::fs::create_dir_all(node.keys_dir()).map_err(io_error(&node.keys_dir()))?;
+    let indexed: Vec<(usize, &dv_crypto::SecretShare)> =
+        shares.iter().copied().enumerate().collect();
+    let written = dv_crypto::par_map(&indexed, |(k, share)| {
         let password = zeroize::Zeroizing::new(random_password());
         let description = format!(
             "{} share {} of validator {}",
-            lock.body.name, share.index, lock.body.validators[k].public_key
+            lock.body.name, share.index, lock.body.validators[*k].public_key
         );
         let keystore = Keystore::encrypt(&share.secret, &password, kdf, "", &description);
-        write_private(&staging.keystore_path(k), keystore.to_json().as_bytes())
-            .map_err(io_error(&staging.keystore_path(k)))?;
-        write_private(&staging.password_path(k), password.as_bytes())
-            .map_err(io_error(&staging.password_path(k)))?;
-    }
-    std::fs::rename(staging.root(), final_dir.root()).map_err(io_error(final_dir.root()))
+        write_private(&node.keystore_path(*k), keystore.to_json().as_bytes())
+            .map_err(io_error(&node.keystore_path(*k)))?;
+        write_private(&node.password_path(*k), password.as_bytes())
+            .map_err(io_error(&node.password_path(*k)))
+    });
+    written.into_iter().collect()
 }

@@ -9,7 +9,8 @@ pub mod network;
 
 pub use combine::combine_cluster;
 pub use create::{
-    check_cluster_size, create_cluster, default_threshold, CreateError, CreateOptions, KeySource,
+    check_cluster_size, create_cluster, default_threshold, write_keystores, CreateError,
+    CreateOptions, KeySource,
 };
 pub use layout::NodeDir;
 pub use lock::{

@@ -33,8 +33,8 @@ use dv_crypto::dkg::{
     sum_secret_keys, verify_shared_point, Commitments, Polynomial, ShareAddress, SharedPointProof,
 };
 use dv_crypto::{
-    batch_verify_messages, combine_verified, HashedMessage, PartialSignature, PublicKey, SecretKey,
-    SecretShare, Signature, ThresholdParams,
+    batch_verify_messages, combine, PartialSignature, PublicKey, SecretKey, SecretShare, Signature,
+    ThresholdParams,
 };
 use dv_types::{
     compute_signing_root, DepositData, DepositMessage, Hash256, PublicKeyBytes, Root,
@@ -782,31 +782,50 @@ impl Ceremony {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| self.peer_error(o, format!("{}: {e}", round.name())))?;
-            let items: Vec<(PublicKey, &[u8], Signature)> = parsed
-                .iter()
-                .enumerate()
-                .flat_map(|(k, per)| {
-                    per.iter()
-                        .zip(&roots[k])
-                        .map(move |(sig, root)| (k, *sig, root))
-                })
-                .map(|(k, sig, root)| (self.keys[k].public_shares[o], root.as_slice(), sig))
-                .collect();
-            if !batch_verify_messages(&items) {
-                let bad = items
-                    .iter()
-                    .position(|(key, message, sig)| !key.verify(message, sig))
-                    .unwrap_or_default();
-                return Err(
-                    self.peer_error(o, format!("sent an invalid {} (item {bad})", round.name()))
-                );
-            }
             by_operator.push((o, parsed));
+        }
+        // One batch for everyone's partials (entries over one message share
+        // a Miller loop); only if it fails, one per operator to name who.
+        let items_of =
+            |o: usize, parsed: &Vec<Vec<Signature>>| -> Vec<(PublicKey, Root, Signature)> {
+                parsed
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, per)| {
+                        per.iter()
+                            .zip(&roots[k])
+                            .map(move |(sig, root)| (self.keys[k].public_shares[o], *root, *sig))
+                    })
+                    .collect()
+            };
+        let as_batch = |items: &[(PublicKey, Root, Signature)]| {
+            let borrowed: Vec<(PublicKey, &[u8], Signature)> = items
+                .iter()
+                .map(|(key, root, sig)| (*key, root.as_slice(), *sig))
+                .collect();
+            batch_verify_messages(&borrowed)
+        };
+        let everyone: Vec<_> = by_operator
+            .iter()
+            .flat_map(|(o, parsed)| items_of(*o, parsed))
+            .collect();
+        if !as_batch(&everyone) {
+            for (o, parsed) in &by_operator {
+                let items = items_of(*o, parsed);
+                if !as_batch(&items) {
+                    let bad = items
+                        .iter()
+                        .position(|(key, root, sig)| !key.verify(root.as_slice(), sig))
+                        .unwrap_or_default();
+                    return Err(self
+                        .peer_error(*o, format!("sent an invalid {} (item {bad})", round.name())));
+                }
+            }
         }
         let mut combined = Vec::with_capacity(roots.len());
         for (k, per) in roots.iter().enumerate() {
             let mut signatures = Vec::with_capacity(per.len());
-            for (m, root) in per.iter().enumerate() {
+            for m in 0..per.len() {
                 let partials: Vec<PartialSignature> = by_operator
                     .iter()
                     .take(self.params.threshold())
@@ -815,13 +834,7 @@ impl Ceremony {
                         signature: parsed[k][m],
                     })
                     .collect();
-                let signature = combine_verified(
-                    &partials,
-                    self.params,
-                    &self.keys[k].public_key,
-                    &HashedMessage::new(root.as_slice()),
-                )
-                .map_err(|e| {
+                let signature = combine(&partials, self.params).map_err(|e| {
                     local(format!(
                         "validator {k}: combining the {}: {e}",
                         round.name()
@@ -830,6 +843,22 @@ impl Ceremony {
                 signatures.push(signature);
             }
             combined.push(signatures);
+        }
+        // Every combined signature verified under its validator key (one batch).
+        let items: Vec<(PublicKey, &[u8], Signature)> = combined
+            .iter()
+            .enumerate()
+            .flat_map(|(k, sigs)| {
+                sigs.iter()
+                    .zip(&roots[k])
+                    .map(move |(sig, root)| (self.keys[k].public_key, root.as_slice(), *sig))
+            })
+            .collect();
+        if !batch_verify_messages(&items) {
+            return Err(local(format!(
+                "a combined {} does not verify under its validator key",
+                round.name()
+            )));
         }
         Ok(combined)
     }

@@ -7,6 +7,8 @@ pub mod ceremony;
 pub mod definition;
 pub mod deposit;
 pub mod message;
+pub mod output;
+pub mod run;
 
 pub use ceremony::{Ceremony, CeremonyError, Outcome};
 pub use definition::{Definition, DefinitionBody, DefinitionOperator, DefinitionOptions};

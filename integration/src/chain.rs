@@ -84,6 +84,8 @@ pub struct AttesterDuty {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub validators: usize,
+    /// How the chain knows who had to aggregate.
+    pub aggregators_known_from: String,
     pub fork: String,
     pub preset: String,
     /// Attestations a block on the chain included (one per validator and epoch).
@@ -268,6 +270,8 @@ pub struct Chain<P: Preset = Minimal> {
     landed_contributions: HashSet<(Slot, u64, u64)>,
     /// Selection outcomes computed for the summaries, by (slot, validator, subcommittee).
     selected_memo: RefCell<HashMap<(Slot, u64, u64), bool>>,
+    /// Whether the validators are the interop keys (see [`Self::with_keys`]).
+    interop: bool,
     pub report: Report,
     /// Builder mode: block production answers blinded blocks, which come
     /// back signed on the blinded endpoint and are unblinded from here.
@@ -340,6 +344,25 @@ fn selected_by(selection_proof: &SignatureBytes, modulo: u64) -> bool {
 impl<P: Preset> Chain<P> {
     /// A chain of `validators` interop validators at `fork`, `slot_ms` per slot, starting at `genesis_time` (unix seconds).
     pub fn new(validators: usize, fork: ForkName, slot_ms: u64, genesis_time: u64) -> Self {
+        let keys = (0..validators as u64)
+            .map(|i| interop_secret_key(i).public_key())
+            .collect();
+        Self::with_keys(keys, true, fork, slot_ms, genesis_time)
+    }
+
+    /// A chain whose genesis validators are `keys` (index = position). With
+    /// `interop`, they are the interop keys and the chain makes their
+    /// selection proofs itself to know every aggregator; without, it knows
+    /// only the aggregators whose verified selection proofs it received, so
+    /// it cannot count an aggregation nobody submitted as missed.
+    pub fn with_keys(
+        keys: Vec<PublicKey>,
+        interop: bool,
+        fork: ForkName,
+        slot_ms: u64,
+        genesis_time: u64,
+    ) -> Self {
+        let validators = keys.len();
         assert!(validators > 0, "at least one validator");
         let mainnet = P::NAME == Mainnet::NAME;
         let mut spec = if mainnet {
@@ -357,9 +380,6 @@ impl<P: Preset> Chain<P> {
         } else {
             ShufflingParams::MINIMAL
         };
-        let keys: Vec<PublicKey> = (0..validators as u64)
-            .map(|i| interop_secret_key(i).public_key())
-            .collect();
         let key_bytes: Vec<PublicKeyBytes> =
             keys.iter().map(|k| PublicKeyBytes(k.to_bytes())).collect();
         let index_by_key = key_bytes
@@ -407,12 +427,19 @@ impl<P: Preset> Chain<P> {
             sync_included: HashSet::new(),
             landed_contributions: HashSet::new(),
             selected_memo: RefCell::new(HashMap::new()),
+            interop,
             builder: false,
             produced: HashMap::new(),
             registered: BTreeMap::new(),
             exit_pool: BTreeMap::new(),
             report: Report {
                 validators,
+                aggregators_known_from: if interop {
+                    "interop keys (every aggregator)"
+                } else {
+                    "received selection proofs (an aggregation nobody submitted is not counted)"
+                }
+                .into(),
                 fork: fork.to_string(),
                 preset: P::NAME.to_string(),
                 ..Report::default()
@@ -1983,6 +2010,7 @@ impl<P: Preset> Chain<P> {
         if !self.is_aggregator(committee.len(), &item.selection_proof) {
             return Err(format!("not an aggregator: {aggregator}"));
         }
+        self.remember_selection(data.slot, aggregator, None);
         let attesters: Vec<PublicKey> = set_positions(&item.bits)
             .filter_map(|b| {
                 committee
@@ -2039,6 +2067,9 @@ impl<P: Preset> Chain<P> {
         if let Some(s) = self.selected_memo.borrow().get(&key) {
             return *s;
         }
+        if !self.interop {
+            return false; // not seen selected (no key here to find out)
+        }
         let epoch = self.spec.epoch_of_slot(slot);
         let gvr = self.genesis_validators_root;
         let secret = interop_secret_key(validator);
@@ -2068,6 +2099,12 @@ impl<P: Preset> Chain<P> {
         }
         memo.insert(key, selected);
         selected
+    }
+
+    /// A verified selection proof that selects `validator`: known to aggregate.
+    fn remember_selection(&self, slot: Slot, validator: u64, subcommittee: Option<u64>) {
+        let key = (slot, validator, subcommittee.map_or(u64::MAX, |s| s));
+        self.selected_memo.borrow_mut().insert(key, true);
     }
 
     /// Aggregation duties of slots `first..=last`: (landed, missed). An
@@ -2258,6 +2295,7 @@ impl<P: Preset> Chain<P> {
         if !self.is_sync_aggregator(&message.selection_proof) {
             return Err(format!("not a sync aggregator: {aggregator}"));
         }
+        self.remember_selection(c.slot, aggregator, Some(c.subcommittee_index));
         let bits: Vec<bool> = (0..c.aggregation_bits.len())
             .map(|b| c.aggregation_bits.get(b).unwrap_or(false))
             .collect();

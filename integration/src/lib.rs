@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod committees;
+pub mod genesis;
 pub mod server;
 pub mod ssz_edge;
 pub mod validator_client;

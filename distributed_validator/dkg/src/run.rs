@@ -140,7 +140,11 @@ pub async fn run(options: RunOptions) -> Result<Summary, String> {
                             .ok()
                             .and_then(|m| m.round())
                             .map_or(0, |r| r as u64);
-                        broadcast(round, bytes).map_err(|e| CeremonyError::Local(e.to_string()))
+                        broadcast(round, bytes).map_err(|e| CeremonyError::Local(e.to_string()))?;
+                        if round == Round::Deal as u64 {
+                            dv_fault::reached(dv_fault::DKG_AFTER_DEAL);
+                        }
+                        Ok(())
                     })
                 });
                 if let Err(e) = sent {

@@ -26,7 +26,14 @@ pub const DURING_COMBINE: &str = "during_combine";
 /// A signed message is being submitted to the beacon node.
 pub const DURING_SUBMIT: &str = "during_submit";
 
-/// Every crash point.
+/// A key-generation ceremony's deal went out to the other operators
+/// (`dvnode dkg`, not the node's pipeline).
+pub const DKG_AFTER_DEAL: &str = "dkg_after_deal";
+
+/// The ceremony's crash points.
+pub const DKG_POINTS: [&str; 1] = [DKG_AFTER_DEAL];
+
+/// Every crash point of the node's pipeline.
 pub const POINTS: [&str; 6] = [
     AFTER_DECISION,
     MID_SLASHING_TRANSACTION,
@@ -51,7 +58,7 @@ fn armed() -> Option<&'static Armed> {
                 Some((point, n)) => (point, n.parse().ok()?),
                 None => (value.as_str(), 1),
             };
-            POINTS.contains(&point).then(|| Armed {
+            (POINTS.contains(&point) || DKG_POINTS.contains(&point)).then(|| Armed {
                 point: point.to_string(),
                 at,
                 reached: AtomicU64::new(0),
@@ -64,8 +71,9 @@ fn armed() -> Option<&'static Armed> {
 pub fn check_env() -> Result<(), String> {
     match std::env::var(ENV) {
         Ok(value) if armed().is_none() => Err(format!(
-            "{ENV}={value}: not POINT or POINT:N with POINT one of {}",
-            POINTS.join(", ")
+            "{ENV}={value}: not POINT or POINT:N with POINT one of {}, {}",
+            POINTS.join(", "),
+            DKG_POINTS.join(", ")
         )),
         _ => Ok(()),
     }

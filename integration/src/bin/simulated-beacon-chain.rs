@@ -14,8 +14,13 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
     /// Interop validators 0..N.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, conflicts_with = "genesis_validators")]
     validators: usize,
+    /// Genesis validators from a cluster lock or launchpad deposit data
+    /// (repeat for several files; a key's partial deposits are summed)
+    /// instead of interop keys: e.g. the keys of a key-generation ceremony.
+    #[arg(long, value_name = "FILE")]
+    genesis_validators: Vec<PathBuf>,
     /// minimal or mainnet: the preset's containers, 8 or 32 slots per
     /// epoch, committees and sync committee sizes.
     #[arg(long, default_value = "minimal")]
@@ -65,7 +70,36 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve<P: Preset>(args: Args) -> std::process::ExitCode {
     let genesis_time = (now_ms() + args.genesis_delay_ms).div_ceil(1000);
-    let mut chain = Chain::<P>::new(args.validators, args.fork, args.slot_ms, genesis_time);
+    let mut chain = if args.genesis_validators.is_empty() {
+        Chain::<P>::new(args.validators, args.fork, args.slot_ms, genesis_time)
+    } else {
+        let spec = if P::NAME == Mainnet::NAME {
+            dv_types::ChainSpec::mainnet()
+        } else {
+            dv_types::ChainSpec::minimal()
+        };
+        let files: Vec<&std::path::Path> = args
+            .genesis_validators
+            .iter()
+            .map(|p| p.as_path())
+            .collect();
+        let keys = match dv_integration::genesis::load_genesis_keys(
+            &files,
+            spec.fork_schedule.genesis_fork_version,
+        ) {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: --genesis-validators: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        eprintln!(
+            "genesis: {} validators from {} file(s)",
+            keys.len(),
+            files.len()
+        );
+        Chain::<P>::with_keys(keys, false, args.fork, args.slot_ms, genesis_time)
+    };
     chain.builder = args.blinded;
     chain.spec.shard_committee_period = args.shard_committee_period;
     let state = AppState::new(chain);

@@ -9,7 +9,7 @@
 #                                 [--beacon-node URL] [--mode builtin|middleware|plain]
 #                                 [--fork deneb|electra|fulu] [--preset minimal|mainnet]
 #                                 [--client-json] [--client-skip-aggregation]
-#                                 [--interop-validators A..B]
+#                                 [--interop-validators A..B] [--dkg]
 # The nodes perform every duty: attestations, proposals, aggregation, sync
 # committee messages and contributions, builder registrations (the
 # simulated chain runs --fork, default fulu, from genesis). With --beacon-node the nodes use that beacon
@@ -29,7 +29,12 @@
 # --interop-validators A..B builds the cluster over interop validators A to
 # B-1 (the end is exclusive) instead of 0..V: beside an external beacon node
 # whose own validator client runs validators 0..A. The release binaries are
-# built only when a source is newer than them. At the end a per-slot plot
+# built only when a source is newer than them. --dkg makes the cluster
+# without a trusted dealer: each node makes its own operator key, node 0
+# writes the cluster definition, every node runs `dvnode dkg`, and the
+# simulated chain takes its genesis validators from the ceremony's deposit
+# data (it then knows aggregators only from the selection proofs it
+# receives). At the end a per-slot plot
 # (attestation latency, attestations included and failed) is written to
 # OUT/slots.svg from the nodes' logs.
 set -euo pipefail
@@ -47,6 +52,7 @@ FORK=fulu
 CLIENT_ARGS=()
 PRESET=minimal
 RANGE=
+DKG=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -62,6 +68,7 @@ while [ $# -gt 0 ]; do
         --client-skip-aggregation) CLIENT_ARGS+=(--skip-aggregation); shift ;;
         --preset) PRESET=$2; shift 2 ;;
         --interop-validators) RANGE=$2; shift 2 ;;
+        --dkg) DKG=1; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -80,6 +87,10 @@ case "$FORK" in
     *) echo "--fork must be deneb, electra or fulu" >&2; exit 2 ;;
 esac
 
+if [ "$DKG" = 1 ] && { [ -n "$EXTERNAL_URL" ] || [ -n "$RANGE" ] || [ "$MODE" = plain ]; }; then
+    echo "--dkg makes new validator keys: only on the simulated chain (no --beacon-node or --interop-validators), and not with --mode plain" >&2
+    exit 2
+fi
 if [ -n "$RANGE" ]; then
     if ! [[ "$RANGE" =~ ^([0-9]+)\.\.([0-9]+)$ ]] || [ "${BASH_REMATCH[2]}" -le "${BASH_REMATCH[1]}" ]; then
         echo "--interop-validators must be a range A..B with A < B (B exclusive), not $RANGE" >&2
@@ -168,15 +179,46 @@ EOF
 )
 ADDRESSES=$(for i in $(seq 0 $((NODES - 1))); do printf '/ip4/127.0.0.1/tcp/%s,' "${PORTS[$i]}"; done)
 ADDRESSES=${ADDRESSES%,}
-./target/release/dvnode create cluster --interop-validators "$FIRST_VALIDATOR..$((FIRST_VALIDATOR + VALIDATORS))" --nodes "$NODES" \
-    "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" \
-    --fee-recipient 0x0000000000000000000000000000000000000000 > "$OUT/create.out"
+if [ "$DKG" = 1 ]; then
+    # Every operator makes its own key; node 0 writes and signs the definition.
+    RECORDS=
+    for i in $(seq 0 $((NODES - 1))); do
+        ./target/release/dvnode create operator-key --data-dir "$OUT/node$i" \
+            --p2p-address "/ip4/127.0.0.1/tcp/${PORTS[$i]}" > "$OUT/operator$i.out"
+        RECORDS="$RECORDS${RECORDS:+,}$(sed -n 's/^share this with the cluster.s creator: //p' "$OUT/operator$i.out")"
+    done
+    ./target/release/dvnode create dkg --operators "$RECORDS" --validators "$VALIDATORS" "${NETWORK_ARGS[@]}" \
+        --withdrawal-address 0x00000000000000000000000000000000000000d1 \
+        --fee-recipient 0x0000000000000000000000000000000000000000 \
+        --creator-key "$OUT/node0/p2p-key" --out "$OUT/cluster-definition.json" > "$OUT/create.out"
+    CEREMONY=()
+    for i in $(seq 0 $((NODES - 1))); do
+        ./target/release/dvnode dkg --definition "$OUT/cluster-definition.json" --data-dir "$OUT/node$i" \
+            --insecure-keystores > "$OUT/dkg$i.out" 2> "$OUT/dkg$i.log" &
+        CEREMONY+=($!)
+    done
+    for i in $(seq 0 $((NODES - 1))); do
+        if ! wait "${CEREMONY[$i]}"; then
+            echo "the key generation ceremony failed on node $i:" >&2
+            tail -3 "$OUT/dkg$i.log" >&2
+            exit 1
+        fi
+    done
+    echo "key generation ceremony: $(grep -h 'ceremony complete' "$OUT"/dkg*.out | sort | tail -1) ($NODES operators, $VALIDATORS validators)"
+    GENESIS_ARGS=()
+    for f in "$OUT"/node0/deposit_data-*.json; do GENESIS_ARGS+=(--genesis-validators "$f"); done
+else
+    ./target/release/dvnode create cluster --interop-validators "$FIRST_VALIDATOR..$((FIRST_VALIDATOR + VALIDATORS))" --nodes "$NODES" \
+        "${NETWORK_ARGS[@]}" --insecure-keystores --force --p2p-addresses "$ADDRESSES" --out "$OUT" \
+        --fee-recipient 0x0000000000000000000000000000000000000000 > "$OUT/create.out"
+    GENESIS_ARGS=(--validators "$VALIDATORS")
+fi
 echo "cluster: $NODES nodes, threshold $(grep -o 'threshold [0-9]*' "$OUT/create.out" | head -1 | cut -d' ' -f2)"
 
 if [ -z "$EXTERNAL_URL" ]; then
     # Genesis after the nodes are up: loading keystores and checking the lock take ~5 ms per validator.
     GENESIS_DELAY_MS=$((4000 + 6 * VALIDATORS))
-    ./target/release/simulated-beacon-chain --validators "$VALIDATORS" --slot-ms "$SLOT_MS" --fork "$FORK" --preset "$PRESET" \
+    ./target/release/simulated-beacon-chain "${GENESIS_ARGS[@]}" --slot-ms "$SLOT_MS" --fork "$FORK" --preset "$PRESET" \
         --genesis-delay-ms "$GENESIS_DELAY_MS" --report "$OUT/report.json" > "$OUT/beacon-chain.out" 2>&1 &
     CHAIN_PID=$!
     PIDS+=($CHAIN_PID)
@@ -335,6 +377,7 @@ print("  arrival p99: %d ms after the slot start, %d ms after the attestation du
 print("block proposals landed / missed:              %d / %d" % (d["proposals_ok"], d["proposals_missed"]))
 a = data["aggregates_until_last_slot"]
 print("aggregation duties landed / missed:           %d / %d (the chain accepted %d aggregates, refused %d)" % (a[0], a[1], r["aggregates_ok"], r["aggregates_rejected"]))
+print("  aggregators known from: %s" % r["aggregators_known_from"])
 m, c = data["sync_messages_until_last_slot"], data["contributions_until_last_slot"]
 print("sync committee messages landed / missed:      %d / %d" % (m[0], m[1]))
 print("sync contributions landed / missed:           %d / %d (refused sync items: %d)" % (c[0], c[1], r["sync_rejected"]))

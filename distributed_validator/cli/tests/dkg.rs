@@ -66,7 +66,16 @@ fn prepare(dir: &Path, n: usize, validators: usize, extra: &[&str]) -> PathBuf {
     definition
 }
 
-fn start_ceremony(dir: &Path, definition: &Path, i: usize, crash_at: Option<&str>) -> Child {
+/// What an operator's process is made to do wrong.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Crash at this `dv_fault` point.
+    CrashAt(&'static str),
+    /// Deal this operator bad shares.
+    BadSharesTo(usize),
+}
+
+fn start_ceremony(dir: &Path, definition: &Path, i: usize, fault: Option<Fault>) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dvnode"));
     command
         .args(["dkg", "--definition"])
@@ -81,10 +90,17 @@ fn start_ceremony(dir: &Path, definition: &Path, i: usize, crash_at: Option<&str
             "60",
         ])
         .env_remove(dv_fault::ENV)
+        .env_remove(dv_fault::DKG_BAD_SHARE_ENV)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(point) = crash_at {
-        command.env(dv_fault::ENV, point);
+    match fault {
+        Some(Fault::CrashAt(point)) => {
+            command.env(dv_fault::ENV, point);
+        }
+        Some(Fault::BadSharesTo(victim)) => {
+            command.env(dv_fault::DKG_BAD_SHARE_ENV, victim.to_string());
+        }
+        None => {}
     }
     command.spawn().unwrap()
 }
@@ -94,16 +110,12 @@ fn ceremony(
     dir: &Path,
     definition: &Path,
     n: usize,
-    crash: Option<(usize, &str)>,
+    fault: Option<(usize, Fault)>,
 ) -> Vec<(bool, String)> {
     let children: Vec<Child> = (0..n)
         .map(|i| {
-            start_ceremony(
-                dir,
-                definition,
-                i,
-                crash.filter(|(c, _)| *c == i).map(|(_, p)| p),
-            )
+            let own = fault.filter(|(at, _)| *at == i).map(|(_, f)| f);
+            start_ceremony(dir, definition, i, own)
         })
         .collect();
     children
@@ -345,6 +357,22 @@ fn seven_operators_finish_with_the_same_keys() {
 }
 
 #[test]
+fn a_dealer_of_bad_shares_is_disqualified_by_all_and_the_cluster_still_forms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let definition = prepare(tmp.path(), 4, 3, &[]);
+    // Operator 1 deals operator 3 shares that fail its commitments.
+    let results = ceremony(tmp.path(), &definition, 4, Some((1, Fault::BadSharesTo(3))));
+    for (i, (ok, out)) in results.iter().enumerate() {
+        assert!(ok, "operator {i}: {out}");
+        assert!(
+            out.contains("disqualified operator 1: its share to operator 3 for validator 0 does not match its commitments"),
+            "operator {i}: {out}"
+        );
+    }
+    check_keys_independently(tmp.path(), 4);
+}
+
+#[test]
 fn an_operator_killed_mid_ceremony_makes_the_others_abort_naming_it_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let definition = prepare(tmp.path(), 4, 4, &[]);
@@ -360,7 +388,7 @@ fn an_operator_killed_mid_ceremony_makes_the_others_abort_naming_it_and_nothing_
         tmp.path(),
         &definition,
         4,
-        Some((2, dv_fault::DKG_AFTER_DEAL)),
+        Some((2, Fault::CrashAt(dv_fault::DKG_AFTER_DEAL))),
     );
     assert!(
         !results[2].0,

@@ -107,8 +107,7 @@ pub struct Ceremony {
     deposits: Vec<Vec<DepositData>>,
     unsigned: Option<ClusterLock>,
     outcome: Option<Outcome>,
-    /// Test hook: deal this operator a share that fails its commitments.
-    #[cfg(test)]
+    /// Fault injection: deal this operator shares that fail their commitments.
     corrupt_share_to: Option<usize>,
 }
 
@@ -155,13 +154,18 @@ impl Ceremony {
             unsigned: None,
             outcome: None,
             definition,
-            #[cfg(test)]
             corrupt_share_to: None,
         })
     }
 
     pub fn me(&self) -> usize {
         self.me
+    }
+
+    /// Makes this operator a cheating dealer towards `operator` (its shares
+    /// to it will fail their commitments): for the tests of disqualification.
+    pub fn deal_bad_shares_to(&mut self, operator: usize) {
+        self.corrupt_share_to = Some(operator);
     }
 
     pub fn round(&self) -> Round {
@@ -355,7 +359,6 @@ impl Ceremony {
                         own_shares.push(Some(share));
                     }
                     Some(pad) => {
-                        #[cfg(test)]
                         let share = if self.corrupt_share_to == Some(j) {
                             SecretKey::random()
                         } else {
@@ -1086,7 +1089,7 @@ mod tests {
     #[test]
     fn a_dealer_of_a_bad_share_is_disqualified_by_everyone_and_the_rest_finish() {
         let mut all = ceremonies(4, 2);
-        all[1].corrupt_share_to = Some(2);
+        all[1].deal_bad_shares_to(2);
         run(&mut all).unwrap();
         let outcomes = check_outcomes(all);
         for o in &outcomes {

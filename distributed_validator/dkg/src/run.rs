@@ -59,6 +59,14 @@ pub async fn run(options: RunOptions) -> Result<Summary, String> {
     let mut ceremony =
         Ceremony::new(definition.clone(), keypair.clone()).map_err(|e| e.to_string())?;
     let me = ceremony.me();
+    if let Some(victim) = dv_fault::dkg_bad_share_to() {
+        tracing::warn!(
+            victim,
+            "{}: dealing bad shares on purpose",
+            dv_fault::DKG_BAD_SHARE_ENV
+        );
+        ceremony.deal_bad_shares_to(victim);
+    }
     let members = definition
         .body
         .operators

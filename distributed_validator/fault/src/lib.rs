@@ -93,3 +93,13 @@ pub fn reached(point: &str) {
         libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }
+
+/// `DV_DKG_BAD_SHARE_TO=J`: this operator deals operator `J` (0-based)
+/// shares that fail their commitments in a key-generation ceremony, as a
+/// cheating dealer would; for the test that such a dealer is disqualified.
+pub const DKG_BAD_SHARE_ENV: &str = "DV_DKG_BAD_SHARE_TO";
+
+/// The operator `DV_DKG_BAD_SHARE_TO` names, if set to a number.
+pub fn dkg_bad_share_to() -> Option<usize> {
+    std::env::var(DKG_BAD_SHARE_ENV).ok()?.parse().ok()
+}

@@ -26,24 +26,7 @@ cargo build --release -q -p dvnode
 B=./target/release/dvnode
 rm -rf "$OUT"
 mkdir -p "$OUT"
-read -r -a PORTS < <(python3 - "$OPERATORS" <<'PY'
-import random, socket, sys
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports = []
-while len(ports) < int(sys.argv[1]):
-    p = random.randrange(10000, low)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        if p not in ports:
-            ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(" ".join(map(str, ports)))
-PY
-)
+read -r -a PORTS < <(python3 scripts/free-ports.py "$OPERATORS")
 RECORDS=
 for i in $(seq 0 $((OPERATORS - 1))); do
     $B create operator-key --data-dir "$OUT/node$i" --p2p-address "/ip4/127.0.0.1/tcp/${PORTS[$i]}" > "$OUT/operator$i.out"

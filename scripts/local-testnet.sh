@@ -152,31 +152,9 @@ else
     NETWORK_ARGS=(--network "$PRESET")
 fi
 
-# Every port the run listens on (p2p, metrics, validator API per node), all
-# distinct and all below the kernel's ephemeral range: a port picked inside
-# it can be taken by another process's outgoing connection before the node
-# binds it (a 5,000-validator middleware run lost a node to "Address already
-# in use" that way).
-read -r -a PORTS < <(python3 - "$((3 * NODES + 1))" <<'EOF'
-import random, socket, sys
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports, tried = [], set()
-while len(ports) < int(sys.argv[1]):
-    p = random.randrange(10000, low)
-    if p in tried:
-        continue
-    tried.add(p)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(" ".join(map(str, ports)))
-EOF
-)
+# Every port the run listens on (p2p, metrics, validator API per node, node
+# 0's status page), all distinct and below the ephemeral range.
+read -r -a PORTS < <(python3 scripts/free-ports.py "$((3 * NODES + 1))")
 ADDRESSES=$(for i in $(seq 0 $((NODES - 1))); do printf '/ip4/127.0.0.1/tcp/%s,' "${PORTS[$i]}"; done)
 ADDRESSES=${ADDRESSES%,}
 if [ "$DKG" = 1 ]; then

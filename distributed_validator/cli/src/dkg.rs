@@ -1,11 +1,11 @@
 //! `dvnode create operator-key`, `dvnode create dkg` and `dvnode dkg`: a
 //! cluster made by its operators, without a trusted dealer.
 
-use crate::{init_logging, resolve_network, KeystoreArgs};
+use crate::{init_logging, KeystoreArgs, NetworkArgs};
 use clap::Args;
 use dv_dkg::definition::{DefinitionOperator, DefinitionOptions};
 use dv_dkg::Definition;
-use dv_types::{ExecutionAddress, Gwei, Version};
+use dv_types::{ExecutionAddress, Gwei};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,12 +30,8 @@ pub struct CreateDkgArgs {
     /// Partial signatures needed; default ceil(2N/3), must be in (N/2, N].
     #[arg(long)]
     threshold: Option<usize>,
-    /// Network: mainnet, sepolia, holesky, hoodi or minimal (dev chains).
-    #[arg(long, default_value = "mainnet", conflicts_with = "fork_version")]
-    network: String,
-    /// Genesis fork version of a custom chain, e.g. 0x10000038.
-    #[arg(long)]
-    fork_version: Option<Version>,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Execution address the validators withdraw to.
     #[arg(long, value_name = "0xADDRESS")]
     withdrawal_address: ExecutionAddress,
@@ -126,7 +122,7 @@ pub fn create_operator_key(args: OperatorKeyArgs) -> Result<(), String> {
 }
 
 pub fn create_definition(args: CreateDkgArgs) -> Result<(), String> {
-    let (fork_version, network) = resolve_network(&args.network, args.fork_version)?;
+    let (fork_version, network) = args.network.resolve()?;
     let operators = args
         .operators
         .iter()

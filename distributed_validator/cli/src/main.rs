@@ -253,12 +253,8 @@ struct CreateClusterArgs {
     /// Partial signatures needed; default ceil(2N/3), must be in (N/2, N].
     #[arg(long)]
     threshold: Option<usize>,
-    /// Network: mainnet, sepolia, holesky, hoodi or minimal (dev chains).
-    #[arg(long, default_value = "mainnet", conflicts_with = "fork_version")]
-    network: String,
-    /// Genesis fork version of a custom chain, e.g. 0x10000038.
-    #[arg(long)]
-    fork_version: Option<Version>,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Directory to write node0..node{N-1} into.
     #[arg(long)]
     out: PathBuf,
@@ -336,28 +332,39 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
     Ok(range)
 }
 
-/// The genesis fork version and network name from `--network` or `--fork-version`.
-pub(crate) fn resolve_network(
-    network: &str,
+/// The chain a new cluster is for.
+#[derive(Args)]
+pub(crate) struct NetworkArgs {
+    /// Network: mainnet, sepolia, holesky, hoodi or minimal (dev chains).
+    #[arg(long, default_value = "mainnet", conflicts_with = "fork_version")]
+    network: String,
+    /// Genesis fork version of a custom chain, e.g. 0x10000038.
+    #[arg(long)]
     fork_version: Option<Version>,
-) -> Result<(Version, String), String> {
-    match fork_version {
-        Some(version) => Ok((version, network::network_name(version).to_string())),
-        None => {
-            let version = network::genesis_fork_version(network).ok_or_else(|| {
-                let known: Vec<&str> = network::NETWORKS.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown --network {network:?} (known: {}; or pass --fork-version)",
-                    known.join(", ")
-                )
-            })?;
-            Ok((version, network.to_string()))
+}
+
+impl NetworkArgs {
+    /// The genesis fork version and the network's name.
+    pub(crate) fn resolve(&self) -> Result<(Version, String), String> {
+        match self.fork_version {
+            Some(version) => Ok((version, network::network_name(version).to_string())),
+            None => {
+                let version = network::genesis_fork_version(&self.network).ok_or_else(|| {
+                    let known: Vec<&str> = network::NETWORKS.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "unknown --network {:?} (known: {}; or pass --fork-version)",
+                        self.network,
+                        known.join(", ")
+                    )
+                })?;
+                Ok((version, self.network.clone()))
+            }
         }
     }
 }
 
 fn create(args: CreateClusterArgs) -> Result<(), String> {
-    let (fork_version, network_name) = resolve_network(&args.network, args.fork_version)?;
+    let (fork_version, network_name) = args.network.resolve()?;
     let keys = match (
         args.interop_validators,
         args.split_keystores,

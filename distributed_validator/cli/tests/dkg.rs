@@ -18,20 +18,25 @@ use std::time::Duration;
 
 const WITHDRAWAL: &str = "0x1111111111111111111111111111111111111111";
 
+/// `dvnode create operator-key` for `data_dir`.
+fn operator_key(data_dir: &Path, address: &str) -> std::process::Output {
+    dvnode(&[
+        "create",
+        "operator-key",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--p2p-address",
+        address,
+    ])
+}
+
 /// `n` operators' directories under `dir` (`node0`..), each with its own
 /// key, and a definition of `validators` signed by operator 0.
 fn prepare(dir: &Path, n: usize, validators: usize, extra: &[&str]) -> PathBuf {
     let mut records = Vec::new();
     for i in 0..n {
-        let data_dir = dir.join(format!("node{i}"));
-        let made = dvnode(&[
-            "create",
-            "operator-key",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--p2p-address",
-            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
-        ]);
+        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let made = operator_key(&dir.join(format!("node{i}")), &address);
         assert!(made.status.success(), "{}", text(&made));
         let record = text(&made)
             .lines()
@@ -434,14 +439,7 @@ fn a_tampered_definition_and_an_outsider_are_refused() {
     assert!(said.contains("does not match the content"), "{said}");
 
     let outsider = tmp.path().join("outsider");
-    let made = dvnode(&[
-        "create",
-        "operator-key",
-        "--data-dir",
-        outsider.to_str().unwrap(),
-        "--p2p-address",
-        "/ip4/127.0.0.1/tcp/1",
-    ]);
+    let made = operator_key(&outsider, "/ip4/127.0.0.1/tcp/1");
     assert!(made.status.success(), "{}", text(&made));
     let refused = dvnode(&[
         "dkg",
@@ -457,14 +455,7 @@ fn a_tampered_definition_and_an_outsider_are_refused() {
         text(&refused)
     );
     // An operator key is never replaced.
-    let again = dvnode(&[
-        "create",
-        "operator-key",
-        "--data-dir",
-        outsider.to_str().unwrap(),
-        "--p2p-address",
-        "/ip4/127.0.0.1/tcp/1",
-    ]);
+    let again = operator_key(&outsider, "/ip4/127.0.0.1/tcp/1");
     assert!(!again.status.success());
     assert!(text(&again).contains("never replaced"), "{}", text(&again));
 }

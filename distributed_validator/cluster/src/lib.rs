@@ -14,6 +14,6 @@ pub use create::{
 };
 pub use layout::NodeDir;
 pub use lock::{
-    hash_bytes, operator_public_key, verify_operator_signature, ClusterLock, DistributedValidator,
-    LockBody, LockError, LockSignatures, Operator,
+    check_content_hash, content_hash, hash_bytes, operator_public_key, verify_operator_signature,
+    ClusterLock, DistributedValidator, LockBody, LockError, LockSignatures, Operator,
 };

@@ -212,11 +212,27 @@ pub enum LockError {
     },
 }
 
+/// `0x` + SHA-256 of `body`'s JSON. Struct fields serialise in declaration
+/// order, so the encoding is canonical: the hash of a lock or a definition.
+pub fn content_hash(body: &impl Serialize) -> String {
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    format!("0x{}", hex::encode(Sha256::digest(&canonical)))
+}
+
+/// A document's stated hash (`field`) against the one computed from its content.
+pub fn check_content_hash(field: &str, stated: &str, computed: &str) -> Result<(), String> {
+    if stated == computed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} {stated} does not match the content (computed {computed}); the file was modified"
+        ))
+    }
+}
+
 impl LockBody {
     pub fn hash(&self) -> String {
-        // Struct fields serialise in declaration order: the encoding is canonical.
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        format!("0x{}", hex::encode(Sha256::digest(&canonical)))
+        content_hash(self)
     }
 
     pub fn node_count(&self) -> usize {
@@ -350,13 +366,7 @@ impl ClusterLock {
     pub fn from_json(text: &str) -> Result<Self, String> {
         let lock: ClusterLock =
             serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-        let expected = lock.body.hash();
-        if lock.lock_hash != expected {
-            return Err(format!(
-                "lock_hash {} does not match the content (computed {expected}); the file was modified",
-                lock.lock_hash
-            ));
-        }
+        check_content_hash("lock_hash", &lock.lock_hash, &lock.body.hash())?;
         lock.body.validate()?;
         if let Some(signatures) = &lock.signatures {
             signatures.verify(&lock)?;

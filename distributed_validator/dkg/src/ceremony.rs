@@ -1016,7 +1016,7 @@ impl Ceremony {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::tests::options;
+    use crate::definition::tests::{operator_keys, options};
     use dv_crypto::{combine_public_shares, combine_secret_shares, PublicShare};
 
     /// Runs ceremonies in memory, delivering every message to everyone.
@@ -1038,9 +1038,7 @@ mod tests {
     }
 
     fn ceremonies(n: usize, validators: usize) -> Vec<Ceremony> {
-        let keys: Vec<_> = (0..n)
-            .map(|_| libp2p_identity::Keypair::generate_ed25519())
-            .collect();
+        let keys = operator_keys(n);
         let definition = Definition::create(options(&keys, validators), &keys[0]).unwrap();
         keys.into_iter()
             .map(|k| Ceremony::new(definition.clone(), k).unwrap())
@@ -1105,9 +1103,7 @@ mod tests {
 
     #[test]
     fn different_definitions_are_refused_naming_the_operator() {
-        let keys: Vec<_> = (0..4)
-            .map(|_| libp2p_identity::Keypair::generate_ed25519())
-            .collect();
+        let keys = operator_keys(4);
         let a = Definition::create(options(&keys, 1), &keys[0]).unwrap();
         let b = Definition::create(options(&keys, 2), &keys[0]).unwrap();
         let mut all: Vec<Ceremony> = keys
@@ -1121,9 +1117,7 @@ mod tests {
 
     #[test]
     fn an_outsider_is_refused() {
-        let keys: Vec<_> = (0..4)
-            .map(|_| libp2p_identity::Keypair::generate_ed25519())
-            .collect();
+        let keys = operator_keys(4);
         let definition = Definition::create(options(&keys, 1), &keys[0]).unwrap();
         let outsider = libp2p_identity::Keypair::generate_ed25519();
         let err = Ceremony::new(definition, outsider).err().unwrap();

@@ -3,10 +3,11 @@
 //! operator accepts it by signing the same hash with its own key when the
 //! ceremony starts. Any edit changes the hash, so a tampered copy is refused.
 
-use dv_cluster::{hash_bytes, network, operator_public_key, verify_operator_signature};
+use dv_cluster::{
+    check_content_hash, hash_bytes, network, operator_public_key, verify_operator_signature,
+};
 use dv_types::{ExecutionAddress, Gwei, Version};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub const DEFINITION_VERSION: &str = "dv-definition/v1";
@@ -103,9 +104,7 @@ pub struct DefinitionOptions {
 
 impl DefinitionBody {
     pub fn hash(&self) -> String {
-        // Struct fields serialise in declaration order: the encoding is canonical.
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        format!("0x{}", hex::encode(Sha256::digest(&canonical)))
+        dv_cluster::content_hash(self)
     }
 
     /// The deposit amounts, checked: each at least 1 ETH, together at least
@@ -224,12 +223,7 @@ impl Definition {
         let definition: Definition =
             serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
         let expected = definition.body.hash();
-        if definition.definition_hash != expected {
-            return Err(format!(
-                "definition_hash {} does not match the content (computed {expected}); the file was modified",
-                definition.definition_hash
-            ));
-        }
+        check_content_hash("definition_hash", &definition.definition_hash, &expected)?;
         if !verify_operator_signature(
             &definition.body.creator,
             &hash_bytes(&expected)?,
@@ -259,6 +253,13 @@ impl Definition {
 pub(crate) mod tests {
     use super::*;
 
+    /// `n` fresh operator identities.
+    pub(crate) fn operator_keys(n: usize) -> Vec<libp2p_identity::Keypair> {
+        (0..n)
+            .map(|_| libp2p_identity::Keypair::generate_ed25519())
+            .collect()
+    }
+
     pub(crate) fn options(
         operators: &[libp2p_identity::Keypair],
         validators: usize,
@@ -287,9 +288,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_signed_definition_round_trips_and_a_tampered_one_is_refused() {
-        let keys: Vec<_> = (0..4)
-            .map(|_| libp2p_identity::Keypair::generate_ed25519())
-            .collect();
+        let keys = operator_keys(4);
         let definition = Definition::create(options(&keys, 2), &keys[0]).unwrap();
         assert_eq!(definition.body.threshold, 3);
         let text = definition.to_json();
@@ -310,9 +309,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_options_are_named() {
-        let keys: Vec<_> = (0..4)
-            .map(|_| libp2p_identity::Keypair::generate_ed25519())
-            .collect();
+        let keys = operator_keys(4);
         let mut o = options(&keys, 1);
         o.deposit_amounts = Some(vec![16_000_000_000]);
         assert!(Definition::create(o, &keys[0])

@@ -40,11 +40,15 @@ pub struct Summary {
     pub total: Duration,
 }
 
-/// The largest message a ceremony of this size sends: a deal, as JSON
-/// (about 100 bytes per commitment and 70 per encrypted share).
+/// The largest message a ceremony of this size sends, as JSON: a deal
+/// (about 100 bytes per commitment and 70 per encrypted share) or the
+/// partial signatures (about 200 bytes per deposit and registration), per
+/// validator, with a margin.
 fn max_message_bytes(definition: &Definition) -> u64 {
     let body = &definition.body;
-    let per_validator = 100 * body.threshold + 70 * body.operators.len() + 400;
+    let deal = 110 * body.threshold + 75 * body.operators.len();
+    let partials = 210 * (body.deposit_amounts.len() + 1);
+    let per_validator = deal.max(partials) + 600;
     (per_validator * body.num_validators + 64 * 1024) as u64
 }
 

@@ -11,12 +11,10 @@ if "$dir/bin/python" -c "import py_ecc" 2>/dev/null; then
     echo "$dir/bin/python"
     exit 0
 fi
-rm -rf "$dir"
 if python3 -m venv "$dir" >&2 2>/dev/null && "$dir/bin/pip" install --quiet "py_ecc==8.0.0" >&2; then
     echo "$dir/bin/python"
     exit 0
 fi
-rm -rf "$dir"
 mkdir -p "$dir/bin"
 python3 -m pip install --quiet --target "$dir/lib" "py_ecc==8.0.0" >&2
 cat > "$dir/bin/python" <<WRAP

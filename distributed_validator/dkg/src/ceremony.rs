@@ -63,6 +63,7 @@ pub enum CeremonyError {
 }
 
 /// What a finished ceremony leaves this operator.
+#[derive(Clone)]
 pub struct Outcome {
     pub lock: ClusterLock,
     /// This operator's share of each validator key.
@@ -76,6 +77,7 @@ pub struct Outcome {
 }
 
 /// One validator as the qualified deals define it.
+#[derive(Clone)]
 struct JointKey {
     public_key: PublicKey,
     public_shares: Vec<PublicKey>,
@@ -85,6 +87,8 @@ struct JointKey {
 /// A message and its bytes as they arrived (deal digests are over the bytes).
 type Received = (Vec<u8>, DkgMessage);
 
+/// Cloneable so that a fuzz target can start each input from one state.
+#[derive(Clone)]
 pub struct Ceremony {
     definition: Definition,
     definition_hash: [u8; 32],
@@ -1122,5 +1126,121 @@ mod tests {
         let outsider = libp2p_identity::Keypair::generate_ed25519();
         let err = Ceremony::new(definition, outsider).err().unwrap();
         assert!(err.to_string().contains("not an operator"), "{err}");
+    }
+
+    /// Every ceremony's hello delivered to every other; returns each one's deal.
+    fn exchange_hellos(all: &mut [Ceremony]) -> Vec<Vec<u8>> {
+        let hellos: Vec<Vec<u8>> = all.iter_mut().map(|c| c.start().unwrap()).collect();
+        let mut deals = vec![Vec::new(); all.len()];
+        for (from, hello) in hellos.iter().enumerate() {
+            for (to, c) in all.iter_mut().enumerate() {
+                if to != from {
+                    for out in c.receive(from, hello).unwrap() {
+                        deals[to] = out;
+                    }
+                }
+            }
+        }
+        deals
+    }
+
+    #[test]
+    fn a_dealer_that_sends_different_deals_is_named_by_everyone() {
+        let mut all = ceremonies(4, 2);
+        let deals = exchange_hellos(&mut all);
+        // Dealer 1 sends operator 2 a deal whose share for operator 3 differs.
+        let mut other: DkgMessage = DkgMessage::decode(&deals[1]).unwrap();
+        if let DkgMessage::Deal(deal) = &mut other {
+            deal.validators[0].shares[3] = Hash256::repeat_byte(7);
+        }
+        let other = other.encode();
+        let mut complaints = Vec::new();
+        for (from, deal) in deals.iter().enumerate() {
+            for (to, c) in all.iter_mut().enumerate() {
+                if to == from {
+                    continue;
+                }
+                let bytes = if from == 1 && to == 2 { &other } else { deal };
+                for out in c.receive(from, bytes).unwrap() {
+                    complaints.push((to, out));
+                }
+            }
+        }
+        assert_eq!(complaints.len(), 4);
+        let mut errors = Vec::new();
+        for (from, bytes) in &complaints {
+            for (to, c) in all.iter_mut().enumerate() {
+                if to != *from {
+                    if let Err(e) = c.receive(*from, bytes) {
+                        errors.push((to, e.to_string()));
+                    }
+                }
+            }
+        }
+        // Each operator stops at the first echo that differs from its own.
+        for to in 0..4 {
+            let error = errors
+                .iter()
+                .find(|(t, _)| *t == to)
+                .map(|(_, e)| e.clone());
+            let error = error.unwrap_or_else(|| panic!("operator {to} went on"));
+            assert!(error.starts_with("operator 1 ("), "{error}");
+            assert!(error.contains("different deals"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_false_complaint_is_ignored_and_the_ceremony_finishes() {
+        let mut all = ceremonies(4, 2);
+        let deals = exchange_hellos(&mut all);
+        let mut complaints = vec![Vec::new(); 4];
+        for (from, deal) in deals.iter().enumerate() {
+            for (to, c) in all.iter_mut().enumerate() {
+                if to != from {
+                    for out in c.receive(from, deal).unwrap() {
+                        complaints[to] = out;
+                    }
+                }
+            }
+        }
+        // Operator 3 complains about dealer 0, whose shares are valid, with a
+        // true proof of their shared point.
+        let (shared, proof) =
+            prove_shared_point(&all[3].ceremony_key, &all[3].ceremony_keys[0]).unwrap();
+        let mut message = DkgMessage::decode(&complaints[3]).unwrap();
+        if let DkgMessage::Complaints(c) = &mut message {
+            c.complaints.push(Complaint {
+                dealer: 0,
+                shared_point: PublicKeyBytes(shared.to_bytes()),
+                challenge: Hash256::from(proof.challenge),
+                response: Hash256::from(proof.response),
+            });
+        }
+        complaints[3] = message.encode();
+        all[3].received[3][Round::Complaints as usize] = Some((
+            complaints[3].clone(),
+            DkgMessage::decode(&complaints[3]).unwrap(),
+        ));
+        let mut queue: Vec<(usize, Vec<u8>)> = complaints.into_iter().enumerate().collect();
+        while let Some((from, bytes)) = queue.pop() {
+            for (to, c) in all.iter_mut().enumerate() {
+                if to != from {
+                    for out in c.receive(from, &bytes).unwrap() {
+                        queue.insert(0, (to, out));
+                    }
+                }
+            }
+        }
+        let outcomes = check_outcomes(all);
+        for o in &outcomes {
+            assert!(o.disqualified.is_empty(), "{:?}", o.disqualified);
+            assert!(
+                o.notes.iter().any(|n| n.contains(
+                    "operator 3 complained about operator 0, whose shares to it are valid"
+                )),
+                "{:?}",
+                o.notes
+            );
+        }
     }
 }

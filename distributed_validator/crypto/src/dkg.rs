@@ -148,12 +148,18 @@ fn multiply(point: &blst_p1, scalar_le: &[u8], bits: usize) -> blst_p1 {
     out
 }
 
-/// A projective point as a validated public key (infinity is refused).
+/// A projective point computed here from subgroup points (so in the
+/// subgroup itself) as a public key; infinity is refused. Skips the
+/// decompression and subgroup check a received key needs.
 fn to_public_key(point: &blst_p1) -> Result<PublicKey, BlsError> {
-    let mut compressed = [0u8; 48];
-    // SAFETY: valid point in, 48 bytes out.
-    unsafe { blst::blst_p1_compress(compressed.as_mut_ptr(), point) };
-    PublicKey::from_bytes(&compressed)
+    // SAFETY: a valid projective point.
+    if unsafe { blst::blst_p1_is_inf(point) } {
+        return Err(BlsError::Infinity);
+    }
+    let mut affine = blst_p1_affine::default();
+    // SAFETY: valid point in, its affine form out.
+    unsafe { blst::blst_p1_to_affine(&mut affine, point) };
+    Ok(PublicKey(blst::min_pk::PublicKey::from(affine)))
 }
 
 /// The Diffie-Hellman point `mine · theirs` between two ceremony keys.

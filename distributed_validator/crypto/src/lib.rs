@@ -12,7 +12,9 @@ pub mod parallel;
 mod scalar;
 pub mod threshold;
 
-pub use batch::{batch_verify, batch_verify_messages, find_invalid};
+pub use batch::{
+    batch_verify, batch_verify_messages, batch_verify_messages_parallel, find_invalid,
+};
 pub use bls::{BlsError, HashedMessage, PublicKey, SecretKey, Signature};
 pub use interop::interop_secret_key;
 pub use keystore::{KdfChoice, Keystore, KeystoreError, KeystoreFileError};

@@ -33,8 +33,8 @@ use dv_crypto::dkg::{
     sum_secret_keys, verify_shared_point, Commitments, Polynomial, ShareAddress, SharedPointProof,
 };
 use dv_crypto::{
-    batch_verify_messages, combine, PartialSignature, PublicKey, SecretKey, SecretShare, Signature,
-    ThresholdParams,
+    batch_verify_messages, batch_verify_messages_parallel, combine, par_map, PartialSignature,
+    PublicKey, SecretKey, SecretShare, Signature, ThresholdParams,
 };
 use dv_types::{
     compute_signing_root, DepositData, DepositMessage, Hash256, PublicKeyBytes, Root,
@@ -347,46 +347,54 @@ impl Ceremony {
             })
             .collect::<Result<_, _>>()
             .map_err(local)?;
+        let indices: Vec<usize> = (0..self.validators()).collect();
+        // Each validator's polynomial on any core; secrets stay in this process.
+        let dealt = par_map(
+            &indices,
+            |&k| -> Result<(ValidatorDeal, SecretKey), CeremonyError> {
+                let polynomial = Polynomial::random(t, n);
+                let commitments = polynomial.commitments().map_err(local)?;
+                let possession =
+                    sign_possession(&polynomial, &context(&self.definition_hash, me, k))
+                        .map_err(local)?;
+                let own = polynomial.share(me as u64 + 1).map_err(local)?;
+                let mut shares = Vec::with_capacity(n);
+                for (j, pad) in pads.iter().enumerate() {
+                    let Some(pad) = pad else {
+                        shares.push(Hash256::ZERO);
+                        continue;
+                    };
+                    let share = if self.corrupt_share_to == Some(j) {
+                        SecretKey::random()
+                    } else {
+                        polynomial.share(j as u64 + 1).map_err(local)?
+                    };
+                    let to = ShareAddress {
+                        context: &self.definition_hash,
+                        dealer: me as u64 + 1,
+                        recipient: j as u64 + 1,
+                        validator: k as u64,
+                    };
+                    shares.push(Hash256::from(encrypt_share(&share, pad, to)));
+                }
+                let deal = ValidatorDeal {
+                    commitments: commitments
+                        .0
+                        .iter()
+                        .map(|c| PublicKeyBytes(c.to_bytes()))
+                        .collect(),
+                    possession: SignatureBytes(possession.to_bytes()),
+                    shares,
+                };
+                Ok((deal, own))
+            },
+        );
         let mut own_shares = Vec::with_capacity(self.validators());
         let mut validators = Vec::with_capacity(self.validators());
-        for k in 0..self.validators() {
-            let polynomial = Polynomial::random(t, n);
-            let commitments = polynomial.commitments().map_err(local)?;
-            let possession = sign_possession(&polynomial, &context(&self.definition_hash, me, k))
-                .map_err(local)?;
-            let mut shares = Vec::with_capacity(n);
-            for (j, pad) in pads.iter().enumerate() {
-                let share = polynomial.share(j as u64 + 1).map_err(local)?;
-                match pad {
-                    None => {
-                        shares.push(Hash256::ZERO);
-                        own_shares.push(Some(share));
-                    }
-                    Some(pad) => {
-                        let share = if self.corrupt_share_to == Some(j) {
-                            SecretKey::random()
-                        } else {
-                            share
-                        };
-                        let to = ShareAddress {
-                            context: &self.definition_hash,
-                            dealer: me as u64 + 1,
-                            recipient: j as u64 + 1,
-                            validator: k as u64,
-                        };
-                        shares.push(Hash256::from(encrypt_share(&share, pad, to)));
-                    }
-                }
-            }
-            validators.push(ValidatorDeal {
-                commitments: commitments
-                    .0
-                    .iter()
-                    .map(|c| PublicKeyBytes(c.to_bytes()))
-                    .collect(),
-                possession: SignatureBytes(possession.to_bytes()),
-                shares,
-            });
+        for result in dealt {
+            let (deal, own) = result?;
+            validators.push(deal);
+            own_shares.push(Some(own));
         }
         self.my_shares = vec![vec![None; self.validators()]; n];
         self.my_shares[me] = own_shares;
@@ -404,9 +412,8 @@ impl Ceremony {
                 self.validators()
             ));
         }
-        let mut all = Vec::with_capacity(deal.validators.len());
-        let mut possessions = Vec::with_capacity(deal.validators.len());
-        for (k, v) in deal.validators.iter().enumerate() {
+        let indexed: Vec<(usize, &ValidatorDeal)> = deal.validators.iter().enumerate().collect();
+        let parsed = par_map(&indexed, |&(k, v)| -> Result<_, String> {
             if v.commitments.len() != t || v.shares.len() != n {
                 return Err(format!(
                     "validator {k}: {} commitments and {} shares, expected {t} and {n}",
@@ -422,12 +429,18 @@ impl Ceremony {
                 .map_err(|e| format!("validator {k}: commitment: {e}"))?;
             let possession = Signature::from_bytes(&v.possession.0)
                 .map_err(|e| format!("validator {k}: possession proof: {e}"))?;
+            Ok((Commitments(commitments), possession))
+        });
+        let mut all = Vec::with_capacity(deal.validators.len());
+        let mut possessions = Vec::with_capacity(deal.validators.len());
+        for (k, result) in parsed.into_iter().enumerate() {
+            let (commitments, possession) = result?;
             possessions.push((
-                commitments[0],
+                commitments.0[0],
                 context(&self.definition_hash, dealer, k),
                 possession,
             ));
-            all.push(Commitments(commitments));
+            all.push(commitments);
         }
         let items: Vec<(PublicKey, &[u8], Signature)> = possessions
             .iter()
@@ -511,23 +524,26 @@ impl Ceremony {
         deal: &Deal,
         commitments: &[Commitments],
     ) -> Result<Vec<SecretKey>, usize> {
-        deal.validators
+        let indexed: Vec<(usize, (&ValidatorDeal, &Commitments))> = deal
+            .validators
             .iter()
             .zip(commitments)
             .enumerate()
-            .map(|(k, (v, c))| {
-                let from = ShareAddress {
-                    context: &self.definition_hash,
-                    dealer: dealer as u64 + 1,
-                    recipient: recipient as u64 + 1,
-                    validator: k as u64,
-                };
-                decrypt_share(&v.shares[recipient].0, shared, from)
-                    .ok()
-                    .filter(|share| c.verify_share(recipient as u64 + 1, share))
-                    .ok_or(k)
-            })
-            .collect()
+            .collect();
+        par_map(&indexed, |&(k, (v, c))| {
+            let from = ShareAddress {
+                context: &self.definition_hash,
+                dealer: dealer as u64 + 1,
+                recipient: recipient as u64 + 1,
+                validator: k as u64,
+            };
+            decrypt_share(&v.shares[recipient].0, shared, from)
+                .ok()
+                .filter(|share| c.verify_share(recipient as u64 + 1, share))
+                .ok_or(k)
+        })
+        .into_iter()
+        .collect()
     }
 
     fn after_complaints(&mut self) -> Result<DkgMessage, CeremonyError> {
@@ -731,28 +747,20 @@ impl Ceremony {
     }
 
     fn sign_partials(&mut self) -> Result<DkgMessage, CeremonyError> {
-        let validators = (0..self.validators())
-            .map(|k| {
-                let mut signatures: Vec<SignatureBytes> = self
-                    .roots(k)
-                    .iter()
-                    .map(|root| {
-                        SignatureBytes(
-                            self.keys[k]
-                                .share
-                                .sign(root.as_slice())
-                                .signature
-                                .to_bytes(),
-                        )
-                    })
-                    .collect();
-                let registration = signatures.pop().unwrap_or_else(SignatureBytes::infinity);
-                ValidatorPartials {
-                    deposits: signatures,
-                    registration,
-                }
-            })
-            .collect();
+        let indices: Vec<usize> = (0..self.validators()).collect();
+        let validators = par_map(&indices, |&k| {
+            let share = &self.keys[k].share;
+            let mut signatures: Vec<SignatureBytes> = self
+                .roots(k)
+                .iter()
+                .map(|root| SignatureBytes(share.sign(root.as_slice()).signature.to_bytes()))
+                .collect();
+            let registration = signatures.pop().unwrap_or_else(SignatureBytes::infinity);
+            ValidatorPartials {
+                deposits: signatures,
+                registration,
+            }
+        });
         Ok(DkgMessage::Partials(Partials { validators }))
     }
 
@@ -812,11 +820,17 @@ impl Ceremony {
                 .collect();
             batch_verify_messages(&borrowed)
         };
-        let everyone: Vec<_> = by_operator
-            .iter()
-            .flat_map(|(o, parsed)| items_of(*o, parsed))
+        // Ordered by validator, so the entries over one message sit together.
+        let everyone: Vec<(PublicKey, &[u8], Signature)> = (0..roots.len())
+            .flat_map(|k| {
+                by_operator.iter().flat_map(move |(o, parsed)| {
+                    parsed[k].iter().zip(&roots[k]).map(move |(sig, root)| {
+                        (self.keys[k].public_shares[*o], root.as_slice(), *sig)
+                    })
+                })
+            })
             .collect();
-        if !as_batch(&everyone) {
+        if !batch_verify_messages_parallel(&everyone) {
             for (o, parsed) in &by_operator {
                 let items = items_of(*o, parsed);
                 if !as_batch(&items) {
@@ -861,7 +875,7 @@ impl Ceremony {
                     .map(move |(sig, root)| (self.keys[k].public_key, root.as_slice(), *sig))
             })
             .collect();
-        if !batch_verify_messages(&items) {
+        if !batch_verify_messages_parallel(&items) {
             return Err(local(format!(
                 "a combined {} does not verify under its validator key",
                 round.name()
@@ -943,11 +957,9 @@ impl Ceremony {
             .identity
             .sign(&lock_hash)
             .map_err(|e| local(format!("signing the lock hash: {e}")))?;
-        let partials = self
-            .keys
-            .iter()
-            .map(|key| SignatureBytes(key.share.sign(&lock_hash).signature.to_bytes()))
-            .collect();
+        let partials = par_map(&self.keys, |key| {
+            SignatureBytes(key.share.sign(&lock_hash).signature.to_bytes())
+        });
         self.deposits = deposits;
         let message = DkgMessage::LockSigned(LockSigned {
             lock_hash: lock.lock_hash.clone(),

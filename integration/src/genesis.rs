@@ -86,3 +86,120 @@ pub fn load_genesis_keys(files: &[&Path], fork_version: Version) -> Result<Vec<P
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dv_cluster::lock::LOCK_VERSION;
+    use dv_cluster::{ClusterLock, DistributedValidator, LockBody, Operator};
+    use dv_crypto::{interop_secret_key, split, SecretKey, ThresholdParams};
+    use dv_dkg::deposit::withdrawal_credentials;
+    use dv_types::{DepositData, ExecutionAddress, PublicKeyBytes, SignatureBytes};
+
+    const MINIMAL: Version = Version([0, 0, 0, 1]);
+
+    fn deposit(key: &SecretKey, amount: u64, fork: Version) -> LaunchpadDeposit {
+        let mut data = DepositData {
+            pubkey: PublicKeyBytes(key.public_key().to_bytes()),
+            withdrawal_credentials: withdrawal_credentials(ExecutionAddress::repeat_byte(1), false),
+            amount,
+            signature: SignatureBytes::infinity(),
+        };
+        let root = deposit_signing_root(&data.message(), fork);
+        data.signature = SignatureBytes(key.sign(root.as_slice()).to_bytes());
+        LaunchpadDeposit::new(&data, fork, "minimal")
+    }
+
+    fn write(dir: &Path, name: &str, value: &impl serde::Serialize) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_string(value).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn partial_deposits_sum_per_key_and_must_reach_the_activation_balance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (interop_secret_key(0), interop_secret_key(1));
+        let first = write(
+            dir.path(),
+            "1eth.json",
+            &vec![
+                deposit(&a, 1_000_000_000, MINIMAL),
+                deposit(&b, 1_000_000_000, MINIMAL),
+            ],
+        );
+        let rest = write(
+            dir.path(),
+            "31eth.json",
+            &vec![
+                deposit(&a, 31_000_000_000, MINIMAL),
+                deposit(&b, 31_000_000_000, MINIMAL),
+            ],
+        );
+        let keys = load_genesis_keys(&[&first, &rest], MINIMAL).unwrap();
+        assert_eq!(keys, vec![a.public_key(), b.public_key()]);
+        let short = load_genesis_keys(&[&first], MINIMAL).unwrap_err();
+        assert!(
+            short.contains("below the 32000000000 Gwei activation balance"),
+            "{short}"
+        );
+        let other_chain = write(
+            dir.path(),
+            "mainnet.json",
+            &vec![deposit(&a, 32_000_000_000, Version([0; 4]))],
+        );
+        let refused = load_genesis_keys(&[&other_chain], MINIMAL).unwrap_err();
+        assert!(
+            refused.contains("mainnet.json: deposit 0: fork version 00000000"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_lock_gives_its_validator_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = ThresholdParams::new(3, 4).unwrap();
+        let secrets: Vec<SecretKey> = (5..8).map(interop_secret_key).collect();
+        let lock = ClusterLock::new(LockBody {
+            version: LOCK_VERSION.into(),
+            name: "genesis".into(),
+            network: "minimal".into(),
+            fork_version: MINIMAL,
+            threshold: 3,
+            operators: (0..4)
+                .map(|index| Operator {
+                    index,
+                    peer_id: libp2p_identity::Keypair::generate_ed25519()
+                        .public()
+                        .to_peer_id()
+                        .to_base58(),
+                    address: format!("/ip4/127.0.0.1/tcp/{}", 13000 + index),
+                })
+                .collect(),
+            validators: secrets
+                .iter()
+                .map(|sk| DistributedValidator {
+                    public_key: PublicKeyBytes(sk.public_key().to_bytes()),
+                    public_shares: split(sk, params)
+                        .iter()
+                        .map(|s| PublicKeyBytes(s.secret.public_key().to_bytes()))
+                        .collect(),
+                    builder_registration: None,
+                })
+                .collect(),
+            definition_hash: None,
+        });
+        let path = dir.path().join("cluster-lock.json");
+        std::fs::write(&path, lock.to_json()).unwrap();
+        let keys = load_genesis_keys(&[&path], MINIMAL).unwrap();
+        assert_eq!(
+            keys,
+            secrets.iter().map(|s| s.public_key()).collect::<Vec<_>>()
+        );
+        let refused = load_genesis_keys(&[&path], Version([0; 4])).unwrap_err();
+        assert!(refused.contains("fork version"), "{refused}");
+        std::fs::write(&path, lock.to_json().replace("\"genesis\"", "\"edited\"")).unwrap();
+        let refused = load_genesis_keys(&[&path], MINIMAL).unwrap_err();
+        assert!(refused.contains("does not match the content"), "{refused}");
+    }
+}

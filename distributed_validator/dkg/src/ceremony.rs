@@ -1132,6 +1132,39 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_or_misplaced_message_names_its_sender() {
+        let mut all = ceremonies(4, 1);
+        all[0].start().unwrap();
+        let err = all[0].receive(2, b"not json").unwrap_err();
+        assert!(err.to_string().starts_with("operator 2 ("), "{err}");
+        assert!(
+            err.to_string().contains("malformed ceremony message"),
+            "{err}"
+        );
+        // A deal before the hellos are in: kept for its round, then judged.
+        let mut all = ceremonies(4, 1);
+        let deals = exchange_hellos(&mut all);
+        let mut fresh = ceremonies(4, 1).remove(0);
+        fresh.start().unwrap();
+        assert!(fresh.receive(1, &deals[1]).unwrap().is_empty());
+        // Its own message index is refused.
+        let err = all[0].receive(0, &deals[1]).unwrap_err();
+        assert!(
+            err.to_string().contains("attributed to operator 0"),
+            "{err}"
+        );
+        // A second, different hello from the same operator.
+        let mut other = ceremonies(4, 1);
+        let second = other[1].start().unwrap();
+        let err = all[0].receive(1, &second).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sent two different hello messages"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_outsider_is_refused() {
         let keys = operator_keys(4);
         let definition = Definition::create(options(&keys, 1), &keys[0]).unwrap();

@@ -142,7 +142,17 @@ impl DefinitionBody {
             ));
         }
         let n = self.operators.len();
-        dv_cluster::check_cluster_size(n, self.threshold).map_err(|e| e.to_string())?;
+        if n < 3 {
+            return Err(format!(
+                "{n} operators: a key-generation ceremony needs at least 3 (with fewer, a quorum is the whole cluster)"
+            ));
+        }
+        if self.threshold * 2 <= n || self.threshold > n {
+            return Err(format!(
+                "threshold {} must be more than half of and at most the {n} operators",
+                self.threshold
+            ));
+        }
         for (i, op) in self.operators.iter().enumerate() {
             DefinitionOperator::parse(&op.record()).map_err(|e| format!("operator {i}: {e}"))?;
             if self.operators[..i].iter().any(|o| o.peer_id == op.peer_id) {
@@ -319,6 +329,18 @@ pub(crate) mod tests {
         o.compounding = true;
         o.deposit_amounts = Some(vec![1_000_000_000, 63_000_000_000]);
         Definition::create(o, &keys[0]).unwrap();
+        let mut o = options(&keys, 1);
+        o.threshold = Some(2);
+        let refused = Definition::create(o, &keys[0]).unwrap_err();
+        assert!(
+            refused.contains("threshold 2 must be more than half of and at most the 4 operators"),
+            "{refused}"
+        );
+        let mut o = options(&keys, 1);
+        o.operators.truncate(2);
+        assert!(Definition::create(o, &keys[0])
+            .unwrap_err()
+            .contains("2 operators"));
         let mut o = options(&keys, 1);
         o.operators[2] = o.operators[1].clone();
         assert!(Definition::create(o, &keys[0])
